@@ -1,0 +1,49 @@
+# rlexp — `make help` lists the targets. Everything runs inside .venv, created on first use.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV   ?= .venv
+# The torch requirement installed first. 2.13.0 is a CPU build found on local disk; GPU users
+# override it, e.g. `make install TORCH='torch==2.13.0 --index-url https://…/cu128'`.
+TORCH  ?= torch==2.13.0
+ARGS   ?=
+PORT   ?= 6006
+
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: help install train test test-slow lint tensorboard clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+# The stamp makes `install` a no-op until pyproject.toml changes.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet $(TORCH)
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(STAMP)  ## Create .venv and install torch ($$TORCH) then rlexp with its dev extra
+
+train: $(STAMP)  ## Train one run: make train ARGS='agent=dqn env=cartpole seed=1'
+	$(BIN)/python -m rlexp.train $(ARGS)
+
+test: $(STAMP)  ## Run the default test suite (a few minutes)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-slow: $(STAMP)  ## Run the slow learning checks
+	$(BIN)/python -m pytest -m slow $(ARGS)
+
+lint: $(STAMP)  ## ruff check
+	$(BIN)/ruff check rlexp tests scripts
+
+tensorboard: $(STAMP)  ## Serve outputs/ on http://localhost:$(PORT)
+	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)
+
+clean:  ## Remove .venv, caches and all run outputs (keeps outputs/.gitkeep)
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,0 +1,128 @@
+"""DQN: Q-learning from a replay buffer, with a target network.
+
+Every env step goes into the replay buffer. Once ``learning_starts`` steps are stored, every
+``train_freq`` vector-env steps the online network takes ``gradient_steps`` gradient steps on
+uniformly sampled minibatches, toward ``r + gamma * Q_target(s', argmax_a' Q(s', a'))``, where the
+argmax uses the target network (plain DQN) or the online network (``double_q``). Terminated
+transitions do not bootstrap; truncated ones do. Every ``target_update_interval`` env steps the
+target network moves to the online one: a copy when ``tau`` is 1, Polyak averaging otherwise.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import torch
+
+from rlexp.agents.base import Agent, AgentConfig, EpsilonConfig, NetworkConfig, Transition, td_loss
+from rlexp.replay import ReplayBuffer
+
+
+@dataclass
+class DQNConfig(AgentConfig):
+    name: str = "dqn"
+    #: Transitions kept in the replay buffer; the oldest are overwritten.
+    buffer_size: int = 100_000
+    #: Minibatch size of each gradient step.
+    batch_size: int = 64
+    #: Env steps collected (with epsilon-greedy actions) before the first gradient step.
+    learning_starts: int = 1_000
+    #: Train every this many vector-env steps ...
+    train_freq: int = 256
+    #: ... taking this many gradient steps each time.
+    gradient_steps: int = 128
+    #: Env steps between target-network updates.
+    target_update_interval: int = 10
+    #: Target update rate: 1.0 copies the online net, < 1 is Polyak averaging.
+    tau: float = 1.0
+    #: Double DQN: pick the next action with the online net, value it with the target net.
+    double_q: bool = False
+    loss: str = "huber"
+    max_grad_norm: float | None = 10.0
+    network: NetworkConfig = field(default_factory=lambda: NetworkConfig(hidden=[256, 256]))
+    epsilon: EpsilonConfig = field(
+        default_factory=lambda: EpsilonConfig(start=1.0, end=0.04, fraction=0.16)
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps",
+                     "target_update_interval"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"agent.{name}={getattr(self, name)} must be positive")
+        if self.learning_starts < 0:
+            raise ValueError(f"agent.learning_starts={self.learning_starts} must be >= 0")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"agent.tau={self.tau} must be in (0, 1]")
+
+
+class DQNAgent(Agent):
+    Config = DQNConfig
+
+    def __init__(self, cfg: DQNConfig, observation_space, action_space, make_optimizer, device,
+                 total_steps, seed):
+        super().__init__(cfg, observation_space, action_space, make_optimizer, device,
+                         total_steps, seed)
+        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+        self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, device, seed=seed)
+        self.vector_steps = 0  # calls to learn(); train_freq counts these
+
+    def learn(self, batch: Transition) -> dict[str, torch.Tensor] | None:
+        cfg = self.cfg
+        n = len(batch.obs)
+        self.env_steps += n
+        self.vector_steps += 1
+        self.replay.add(batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated,
+                        batch.truncated)
+        if self.env_steps < cfg.learning_starts:
+            return None
+        metrics = None
+        if self.vector_steps % cfg.train_freq == 0:
+            loss_sum = q_sum = 0.0
+            for _ in range(cfg.gradient_steps):
+                loss, q_mean = self._gradient_update()
+                loss_sum, q_sum = loss_sum + loss, q_sum + q_mean
+            metrics = {"loss": loss_sum / cfg.gradient_steps, "q_mean": q_sum / cfg.gradient_steps}
+        if self.vector_steps % max(cfg.target_update_interval // n, 1) == 0:
+            self._update_target()
+        return metrics
+
+    def _gradient_update(self) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.cfg
+        b = self.replay.sample(cfg.batch_size)
+        if cfg.double_q:
+            # One online forward over [obs; next_obs] gives both Q(s, .) and the argmax at s'.
+            q_both = self.q_net(torch.cat([b.obs, b.next_obs]))
+            q_all = q_both[: cfg.batch_size]
+            next_action = q_both[cfg.batch_size:].detach().argmax(dim=1, keepdim=True)
+            with torch.no_grad():
+                next_q = self.target_net(b.next_obs).gather(1, next_action).squeeze(1)
+        else:
+            q_all = self.q_net(b.obs)
+            with torch.no_grad():
+                next_q = self.target_net(b.next_obs).max(dim=1).values
+        q = q_all.gather(1, b.action[:, None]).squeeze(1)
+        target = b.reward + cfg.gamma * (1.0 - b.terminated) * next_q
+        loss = td_loss(q - target, cfg.loss)
+        self._gradient_step(loss)
+        return loss.detach(), q.detach().mean()
+
+    @torch.no_grad()
+    def _update_target(self) -> None:
+        for target, online in zip(self.target_net.parameters(), self.q_net.parameters(),
+                                  strict=True):
+            if self.cfg.tau == 1.0:
+                target.copy_(online)
+            else:
+                target.lerp_(online, self.cfg.tau)
+
+    def state_dict(self):
+        return {**super().state_dict(), "target_net": self.target_net.state_dict(),
+                "vector_steps": self.vector_steps, "replay": self.replay.state_dict()}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.target_net.load_state_dict(state["target_net"])
+        self.vector_steps = int(state["vector_steps"])
+        self.replay.load_state_dict(state["replay"])

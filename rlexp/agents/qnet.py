@@ -1,0 +1,45 @@
+"""Online Q-learning with a Q-network: one gradient step per transition, no replay, no target net.
+
+After every env step the network takes one gradient step on the TD error of that transition,
+toward ``r + gamma * max_a' Q(s', a')``: no bootstrap when the episode terminated, bootstrap when
+it was only truncated by a time limit. With one-hot observations, ``network.hidden=[]``,
+``network.bias=false`` and SGD with learning rate alpha, this is exactly tabular Q-learning.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from rlexp.agents.base import Agent, AgentConfig, EpsilonConfig, Transition, td_loss
+
+
+@dataclass
+class QNetConfig(AgentConfig):
+    name: str = "qnet"
+    #: Constant exploration by default: online Q-learning has no warm-up phase to anneal over.
+    epsilon: EpsilonConfig = field(
+        default_factory=lambda: EpsilonConfig(start=0.1, end=0.1, fraction=0.0)
+    )
+
+
+class QNetAgent(Agent):
+    Config = QNetConfig
+
+    def learn(self, batch: Transition) -> dict[str, torch.Tensor]:
+        n = len(batch.obs)
+        self.env_steps += n
+        device = self.device
+        # One forward pass over [obs; next_obs]; the next-state half is detached: it is the target.
+        both = np.concatenate([batch.obs, batch.next_obs])
+        q_all = self.q_net(torch.as_tensor(both, device=device))
+        action = torch.as_tensor(batch.action, device=device).long()
+        q = q_all[:n].gather(1, action[:, None]).squeeze(1)
+        reward = torch.as_tensor(batch.reward, dtype=torch.float32, device=device)
+        not_done = torch.as_tensor(~batch.terminated, dtype=torch.float32, device=device)
+        target = reward + self.cfg.gamma * not_done * q_all[n:].detach().max(dim=1).values
+        loss = td_loss(q - target, self.cfg.loss)
+        self._gradient_step(loss)
+        return {"loss": loss.detach(), "q_mean": q.detach().mean()}

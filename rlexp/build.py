@@ -1,0 +1,135 @@
+"""Config -> the objects of a run: device, envs, optimizer and agent. Knows nothing of Hydra."""
+
+from __future__ import annotations
+
+import random
+from functools import partial
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from rlexp.agents import AGENTS, Agent
+from rlexp.checkpoint import load_checkpoint
+from rlexp.config import (
+    Config,
+    ConfigError,
+    DeviceConfig,
+    EnvConfig,
+    OptimizerConfig,
+    config_from_dict,
+)
+
+#: Files a run directory holds (besides Hydra's .hydra/ and the TensorBoard event files).
+CONFIG_FILE = "config.yaml"  # the resolved config the run used
+FINAL_CHECKPOINT = "checkpoints/final.pt"
+
+
+def resolve_device(cfg: DeviceConfig) -> torch.device:
+    """The torch device for ``device.type``; fails clearly when CUDA is asked for but absent."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cfg.type == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.type.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={cfg.type}: CUDA is not available (torch {torch.__version__}, "
+                f"{torch.cuda.device_count()} GPUs visible); use device=cpu or device=auto"
+            )
+        index = torch.device(cfg.type).index
+        if index is not None and index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device.type={cfg.type}: only {torch.cuda.device_count()} CUDA devices visible"
+            )
+    return torch.device(cfg.type)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python's, numpy's and torch's global generators (envs and agents get their own)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_env(cfg: EnvConfig) -> gym.Env:
+    """One env instance, with a clear error for an unknown id or bad kwargs."""
+    try:
+        env = gym.make(cfg.id, **cfg.make_kwargs())
+    except (gym.error.Error, ImportError, TypeError, ValueError) as e:
+        raise ConfigError(f"env.id={cfg.id!r} could not be made: {e}") from e
+    if not isinstance(env.action_space, gym.spaces.Discrete):
+        raise ConfigError(
+            f"env.id={cfg.id!r} has action space {env.action_space}; rlexp's agents need Discrete"
+        )
+    return env
+
+
+def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+    """``num_envs`` copies stepped together. Sub-envs reset in the same step they end, and the
+    observation they ended on is in ``info["final_obs"]``, so a reset observation is never
+    mistaken for a next state. Finished episodes' return and length are in ``info["episode"]``.
+    """
+    first = make_env(cfg)  # fails early and clearly, and is reused as sub-env 0
+    fns = [lambda: first] + [partial(make_env, cfg)] * (num_envs - 1)
+    envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    return RecordEpisodeStatistics(envs)
+
+
+def build_optimizer(cfg: OptimizerConfig) -> partial:
+    """A partial ``torch.optim.X(lr=..., ...)`` waiting for the parameters.
+
+    The config's ``_target_`` was checked to be a torch.optim optimizer when the config was
+    validated, so no command-line override can make this call anything else.
+    """
+    kwargs = {k: v for k, v in vars(cfg).items() if k != "name"}
+    try:
+        factory = instantiate(kwargs, _convert_="all")
+        factory(torch.nn.Linear(1, 1).parameters())  # bad keyword arguments fail here, not later
+    except Exception as e:
+        raise ConfigError(f"optimizer {cfg._target_} rejects its arguments: {e}") from e
+    return factory
+
+
+def build_agent(cfg: Config, envs: gym.vector.VectorEnv, device: torch.device) -> Agent:
+    agent_cls = AGENTS[cfg.agent.name]
+    return agent_cls(
+        cfg.agent,
+        observation_space=envs.single_observation_space,
+        action_space=envs.single_action_space,
+        make_optimizer=build_optimizer(cfg.optimizer),
+        device=device,
+        total_steps=cfg.total_steps,
+        seed=cfg.seed,
+    )
+
+
+def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Agent:
+    """The trained agent of a finished run, rebuilt from its saved config and final checkpoint.
+
+    >>> agent = rlexp.load_agent("outputs/runs/2026-11-22/10-00-00_dqn-cartpole_seed0")
+    >>> agent.q_values(obs_batch)  # [batch, n_actions]
+    """
+    run_dir = Path(run_dir)
+    config_path = run_dir / CONFIG_FILE
+    if not config_path.is_file():
+        raise ConfigError(f"{run_dir} is not an rlexp run directory (no {CONFIG_FILE})")
+    cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(config_path)))
+    env = make_env(cfg.env)
+    agent = AGENTS[cfg.agent.name](
+        cfg.agent,
+        observation_space=env.observation_space,
+        action_space=env.action_space,
+        make_optimizer=build_optimizer(cfg.optimizer),
+        device=torch.device(device),
+        total_steps=cfg.total_steps,
+        seed=cfg.seed,
+    )
+    env.close()
+    agent.load_state_dict(load_checkpoint(run_dir / FINAL_CHECKPOINT, device)["agent"])
+    return agent

@@ -1,0 +1,316 @@
+"""The typed config schema: structured-config dataclasses registered with Hydra's ConfigStore.
+
+Each YAML file under ``conf/`` starts from one of these schemas (``defaults: [/schema/...]``), so
+an unknown key or a value of the wrong type fails while Hydra composes the config. Value checks
+(ranges, allowed names) live in each dataclass's ``__post_init__`` and run in :func:`validate`,
+which turns the composed ``DictConfig`` into typed objects before anything is built.
+
+The agents' own fields are declared next to each algorithm (``rlexp/agents/*.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlexp.agents import AGENTS, AgentConfig
+from rlexp.envs import TOY_ID
+from rlexp.envs.toy import VARIANTS
+
+
+class ConfigError(ValueError):
+    """A config value that composes but is not allowed; the message names the key and the rule."""
+
+
+# ---------------------------------------------------------------------------------------- env
+
+
+@dataclass
+class EnvConfig:
+    """Any gymnasium env with a Discrete action space (``env=gym env.id=...``)."""
+
+    #: Which env schema this is: gym (any registered id) or toy (rlexp's toy MDP).
+    name: str = "gym"
+    #: The gymnasium id, e.g. CartPole-v1; ``module:Id`` imports ``module`` first.
+    id: str = MISSING
+    #: Extra keyword arguments for ``gymnasium.make``.
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    #: Truncate episodes after this many steps; null keeps the env's registered limit.
+    max_steps: int | None = None
+    #: Envs stepped together (gymnasium's synchronous vector env).
+    num_envs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.max_steps is not None and self.max_steps <= 0:
+            raise ConfigError(f"env.max_steps={self.max_steps} must be positive or null")
+        if self.num_envs <= 0:
+            raise ConfigError(f"env.num_envs={self.num_envs} must be positive")
+
+    def make_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``gymnasium.make(self.id, ...)``."""
+        kwargs = dict(self.kwargs)
+        if self.max_steps is not None:
+            kwargs["max_episode_steps"] = self.max_steps
+        return kwargs
+
+
+@dataclass
+class ToyEnvConfig(EnvConfig):
+    """rlexp's toy MDP (:mod:`rlexp.envs.toy`), which exposes its model as ``P``."""
+
+    name: str = "toy"
+    id: str = TOY_ID
+    #: chain (the action matters; needs exploration) or random (the original blog MDP).
+    variant: str = "chain"
+    #: Number of states; null: the variant's default (chain 7, random 4).
+    n_states: int | None = None
+    max_steps: int | None = 50
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in VARIANTS:
+            raise ConfigError(f"env.variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
+        if self.n_states is not None and self.n_states < 2:
+            raise ConfigError(f"env.n_states={self.n_states} must be at least 2")
+
+    def make_kwargs(self) -> dict[str, Any]:
+        return {**super().make_kwargs(), "variant": self.variant, "n_states": self.n_states}
+
+
+ENVS: dict[str, type[EnvConfig]] = {"gym": EnvConfig, "toy": ToyEnvConfig}
+
+# ---------------------------------------------------------------------------------- optimizer
+
+
+def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
+    """The torch.optim class that ``target`` names; anything else is refused."""
+    prefix = "torch.optim."
+    cls = getattr(torch.optim, target[len(prefix):], None) if target.startswith(prefix) else None
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ConfigError(
+            f"optimizer._target_={target!r} is not allowed: name a torch.optim optimizer, "
+            "e.g. torch.optim.Adam or torch.optim.SGD"
+        )
+    return cls
+
+
+@dataclass
+class OptimizerConfig:
+    """A torch.optim optimizer, built with ``hydra.utils.instantiate`` as a partial."""
+
+    #: Which optimizer schema this is (fixed by the optimizer's YAML).
+    name: str = ""
+    #: The optimizer class; only ``torch.optim.*`` optimizers are accepted.
+    _target_: str = MISSING
+    #: Always true: the Q-network's parameters are passed in when the agent is built.
+    _partial_: bool = True
+    #: Learning rate.
+    lr: float = 1e-3
+    #: L2 penalty (decoupled for AdamW).
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        optimizer_class(self._target_)
+        if not self._partial_:
+            raise ConfigError("optimizer._partial_=false is not allowed: it must stay true")
+        if not self.lr > 0:
+            raise ConfigError(f"optimizer.lr={self.lr} must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"optimizer.weight_decay={self.weight_decay} must be >= 0")
+
+
+@dataclass
+class SGDConfig(OptimizerConfig):
+    name: str = "sgd"
+    _target_: str = "torch.optim.SGD"
+    lr: float = 0.001
+    #: Momentum factor (0: plain SGD).
+    momentum: float = 0.0
+    #: Nesterov momentum (needs momentum > 0).
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"optimizer.momentum={self.momentum} must be in [0, 1)")
+
+
+@dataclass
+class AdamConfig(OptimizerConfig):
+    name: str = "adam"
+    _target_: str = "torch.optim.Adam"
+    #: Decay rates of the first and second moment estimates.
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    #: Added to the denominator for numerical stability.
+    eps: float = 1e-8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optimizer.betas={list(self.betas)} must be two values in [0, 1)")
+        if not self.eps > 0:
+            raise ConfigError(f"optimizer.eps={self.eps} must be > 0")
+
+
+OPTIMIZERS: dict[str, type[OptimizerConfig]] = {"sgd": SGDConfig, "adam": AdamConfig}
+
+# ------------------------------------------------------------------------------------- device
+
+DEVICE_TYPES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DeviceConfig:
+    """Where the networks and the replay buffer live."""
+
+    #: auto (CUDA when available, else CPU), cpu, cuda or cuda:N.
+    type: str = "auto"
+    #: torch CPU threads; 1 is fastest for RL-sized networks. 0 keeps torch's default.
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.type):
+            raise ConfigError(f"device.type={self.type!r} is not one of auto, cpu, cuda, cuda:N")
+        if self.threads < 0:
+            raise ConfigError(f"device.threads={self.threads} must be >= 0")
+
+
+# --------------------------------------------------------------------------------------- root
+
+
+@dataclass
+class EvalConfig:
+    """Greedy evaluation on a separate env instance."""
+
+    #: Evaluate every this many env steps (0: only at the end of training).
+    every_steps: int = 5_000
+    #: Episodes per evaluation, run side by side in a vector env.
+    episodes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.every_steps < 0:
+            raise ConfigError(f"eval.every_steps={self.every_steps} must be >= 0")
+        if self.episodes <= 0:
+            raise ConfigError(f"eval.episodes={self.episodes} must be positive")
+
+
+@dataclass
+class LogConfig:
+    """TensorBoard and console logging."""
+
+    #: Write the train/ and time/ scalars every this many env steps.
+    every_steps: int = 1_000
+
+    def __post_init__(self) -> None:
+        if self.every_steps <= 0:
+            raise ConfigError(f"log.every_steps={self.every_steps} must be positive")
+
+
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
+
+
+@dataclass
+class Config:
+    """The root config (``conf/config.yaml``)."""
+
+    agent: AgentConfig = MISSING
+    env: EnvConfig = MISSING
+    optimizer: OptimizerConfig = MISSING
+    device: DeviceConfig = MISSING
+    #: Seeds python, numpy, torch, the env resets and action-space sampling.
+    seed: int = 0
+    #: Env steps to train for (summed over all envs of a vector env).
+    total_steps: int = 50_000
+    #: Label of the run, used in its directory name.
+    run_name: str = MISSING
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        if self.seed < 0:
+            raise ConfigError(f"seed={self.seed} must be >= 0")
+        if self.total_steps <= 0:
+            raise ConfigError(f"total_steps={self.total_steps} must be positive")
+        if not RUN_NAME.fullmatch(self.run_name):
+            raise ConfigError(
+                f"run_name={self.run_name!r} is not allowed: use up to 100 letters, digits and "
+                "._=,+- (starting with a letter or digit; no paths)"
+            )
+
+
+#: The schemas of each config group, by the ``name`` field that every one of them carries.
+SCHEMAS: dict[str, dict[str, type]] = {
+    "agent": {name: agent.Config for name, agent in AGENTS.items()},
+    "env": ENVS,
+    "optimizer": OPTIMIZERS,
+}
+
+
+def _register() -> None:
+    cs = ConfigStore.instance()
+    cs.store(name="schema", node=Config)
+    cs.store(group="schema/device", name="device", node=DeviceConfig)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            cs.store(group=f"schema/{group}", name=name, node=node)
+
+
+_register()
+
+# --------------------------------------------------------------------------------- validation
+
+
+def _unknown_keys(node: DictConfig, prefix: str = ""):
+    """Keys added with ``+key=value`` that the schema does not have (to_object would drop them)."""
+    schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema):
+        return
+    fields = {f.name for f in dataclasses.fields(schema)}
+    for key in node:
+        if key not in fields:
+            yield f"{prefix}{key}", sorted(fields)
+        else:
+            child = node._get_node(key)
+            if isinstance(child, DictConfig):
+                yield from _unknown_keys(child, f"{prefix}{key}.")
+
+
+def validate(cfg: DictConfig) -> Config:
+    """The composed config as typed objects, with every value check run.
+
+    Raises :class:`ConfigError` with a one-line message naming the bad key and what is allowed.
+    """
+    for key, allowed in _unknown_keys(cfg):
+        raise ConfigError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
+    try:
+        typed = OmegaConf.to_object(cfg)
+    except ValueError as e:  # raised by the dataclasses' __post_init__
+        raise ConfigError(str(e)) from e
+    for group, schemas in SCHEMAS.items():
+        node = getattr(typed, group)
+        if type(node) is not schemas.get(node.name):
+            raise ConfigError(
+                f"{group}.name={node.name!r} does not match the {group} config; choose the {group} "
+                f"with {group}=NAME ({', '.join(schemas)}) and leave {group}.name alone"
+            )
+    return typed
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """A resolved config saved by a run (``config.yaml`` in its run dir), typed and validated."""
+    cfg = OmegaConf.structured(Config)
+    try:
+        for group, schemas in SCHEMAS.items():
+            cfg[group] = schemas[data[group]["name"]]
+        cfg.device = DeviceConfig
+        cfg = OmegaConf.merge(cfg, data)
+    except (KeyError, TypeError, OmegaConfBaseException) as e:
+        raise ConfigError(f"not a config saved by rlexp: {e}") from e
+    return validate(cfg)

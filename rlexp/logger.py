@@ -1,0 +1,98 @@
+"""What a run reports while it trains: TensorBoard scalars, config and hparams, and the console.
+
+Scalar names are stable and grouped, and the x-axis is always env steps. Every ``log.every_steps``:
+``train/loss`` and ``train/q_mean`` (means over the updates since the last point),
+``train/episode_return`` and ``train/episode_length`` (means over the episodes that ended since
+the last point; none when no episode ended), ``train/epsilon`` and ``time/sps``. At every
+evaluation: ``eval/return_mean`` and ``eval/return_std`` over the greedy episodes.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summaries
+from tqdm import tqdm
+
+log = logging.getLogger("rlexp")
+
+#: The metrics listed in TensorBoard's HParams tab, next to each run's hyperparameters.
+HPARAM_METRICS = ("eval/return_mean", "eval/return_std", "train/episode_return")
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"agent.gamma": 0.99, ...} with values TensorBoard's HParams accepts."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:  # lists, None
+            flat[name] = str(value)
+    return flat
+
+
+class TensorBoardLogger:
+    """Scalars, text and hparams written to the event file in the run directory itself."""
+
+    def __init__(self, run_dir: Path):
+        self.writer = SummaryWriter(log_dir=str(run_dir))
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        self.writer.add_scalar(tag, value, step)
+
+    def config(self, yaml_text: str, flat_config: dict[str, Any]) -> None:
+        """The resolved config as text, and the hparams session for the HParams tab.
+
+        The hparams summaries go into this run's own event file, unlike ``add_hparams``, which
+        makes a sub-run, so the run is listed once. The metric values are the last points of
+        the scalar series named in HPARAM_METRICS, which TensorBoard reads from this run.
+        """
+        indented = "\n".join("    " + line for line in yaml_text.splitlines())
+        self.writer.add_text("config", indented)  # indented: rendered as a code block
+        for summary in hparams_summaries(flat_config, dict.fromkeys(HPARAM_METRICS, 0.0)):
+            self.writer.file_writer.add_summary(summary)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class Progress:
+    """A progress bar with ETA and the latest return on a terminal; plain periodic log lines
+    (about every 10% of the run) when stderr is not a terminal, as in CI or a cluster job."""
+
+    def __init__(self, total_steps: int, start_step: int = 0):
+        self.total = total_steps
+        self.last_return: float | None = None
+        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
+                        disable=not sys.stderr.isatty())
+        self.started = time.perf_counter()
+        self.step = start_step
+        self.next_line = start_step + total_steps // 10
+
+    def update(self, step: int, last_return: float | None) -> None:
+        if last_return is not None:
+            self.last_return = last_return
+        if not self.bar.disable:
+            self.bar.update(step - self.step)
+            if self.last_return is not None:
+                self.bar.set_postfix(ret=f"{self.last_return:.1f}", refresh=False)
+        elif step >= self.next_line:
+            elapsed = time.perf_counter() - self.started
+            eta = elapsed / max(step, 1) * (self.total - step)
+            ret = "n/a" if self.last_return is None else f"{self.last_return:.1f}"
+            log.info("step %d/%d (%d%%) | return %s | %.0fs elapsed, ETA %.0fs",
+                     step, self.total, 100 * step // self.total, ret, elapsed, eta)
+            self.next_line += self.total // 10
+        self.step = step
+
+    def close(self) -> None:
+        self.bar.close()

@@ -1,0 +1,148 @@
+"""``python -m rlexp.train [overrides]``: compose the config, build the run, train, write results.
+
+The only module that knows about ``@hydra.main``. Examples::
+
+    python -m rlexp.train agent=dqn env=cartpole seed=1
+    python -m rlexp.train agent=qnet env=toy optimizer=sgd agent.network.hidden=[]
+    python -m rlexp.train -m optimizer=sgd,adam seed=0,1,2
+    python -m rlexp.train --help              # groups, options and the composed config
+
+A run directory holds ``.hydra/`` (Hydra's record of the composition), ``config.yaml`` (the
+resolved config), the TensorBoard event file, ``train.log``, ``checkpoints/final.pt`` and
+``metrics.json``. Bad input ends the command with one line naming the bad key or value and what
+is allowed (exit status 2) before any training starts; set ``HYDRA_FULL_ERROR=1`` for a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
+
+from rlexp import build
+from rlexp.checkpoint import CheckpointError, save_checkpoint
+from rlexp.config import Config, ConfigError, validate
+from rlexp.logger import TensorBoardLogger, flatten
+from rlexp.loop import LoopSettings, train
+from rlexp.metrics import RunMetrics, write_metrics
+
+log = logging.getLogger("rlexp")
+
+#: conf/ at the repository root, as an absolute path: Hydra resolves a relative config_path
+#: differently when this module is imported rather than run with -m.
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def run(cfg: Config, run_dir: Path) -> RunMetrics:
+    """Train one run described by a validated config, writing everything into ``run_dir``."""
+    if (run_dir / "metrics.json").exists():
+        raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
+    device = build.resolve_device(cfg.device)
+    build.seed_everything(cfg.seed)
+    envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
+    eval_envs = build.make_vector_env(cfg.env, cfg.eval.episodes)
+    agent = build.build_agent(cfg, envs, device)
+
+    resolved = OmegaConf.structured(cfg)
+    yaml_text = OmegaConf.to_yaml(resolved)
+    (run_dir / build.CONFIG_FILE).write_text(yaml_text)
+    tb = TensorBoardLogger(run_dir)
+    tb.config(yaml_text, flatten(OmegaConf.to_container(resolved)))
+    log.info("run %s: %s on %s, %d env steps, device %s -> %s", cfg.run_name, cfg.agent.name,
+             cfg.env.id, cfg.total_steps, device, run_dir)
+    try:
+        settings = LoopSettings(total_steps=cfg.total_steps, seed=cfg.seed,
+                                log_every=cfg.log.every_steps, eval_every=cfg.eval.every_steps)
+        result = train(agent, envs, eval_envs, settings, tb)
+    finally:
+        tb.close()
+        envs.close()
+        eval_envs.close()
+
+    save_checkpoint(run_dir / build.FINAL_CHECKPOINT,
+                    {"agent": agent.state_dict(), "env_steps": result.env_steps})
+    returns = result.eval_returns
+    metrics = RunMetrics(
+        status="completed",
+        eval_return_mean=float(returns.mean()),
+        eval_return_std=float(returns.std()),
+        eval_episodes=len(returns),
+        env_steps=result.env_steps,
+        episodes=result.episodes,
+        wall_seconds=round(result.wall_seconds, 3),
+        sps=round(result.env_steps / result.wall_seconds, 1),
+        seed=cfg.seed,
+        device=str(device),
+    )
+    write_metrics(run_dir, metrics)
+    log.info("done %s seed %d | eval return %.2f +- %.2f (%d episodes) | %d steps in %.1fs "
+             "(%.0f steps/s) | %s", cfg.run_name, cfg.seed, metrics.eval_return_mean,
+             metrics.eval_return_std, metrics.eval_episodes, metrics.env_steps,
+             metrics.wall_seconds, metrics.sps, run_dir)
+    return metrics
+
+
+def _discard_unused_run_dir(run_dir: Path) -> None:
+    """Remove a run dir that holds nothing but what Hydra wrote before the config was refused,
+    so no directory is left looking like a run. Anything else in it is left alone."""
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def _hydra_main(cfg: DictConfig) -> float:
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        typed = validate(cfg)
+        return run(typed, run_dir).eval_return_mean  # what a sweeper (e.g. Optuna) maximises
+    except ConfigError:
+        _discard_unused_run_dir(run_dir)
+        raise
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0].rstrip(".") if text.strip() else ""
+
+
+def describe_error(e: BaseException) -> str:
+    """One line for a config or input error: the bad key or value, and what is allowed."""
+    if isinstance(e, MissingConfigException) and e.options is not None:
+        # e.g. agent=foo: missing_cfg_file is "agent/foo", options are the group's configs
+        group, _, option = (e.missing_cfg_file or "").rpartition("/")
+        return f"{group}={option} is not an option of {group}; choose one of: " + ", ".join(
+            sorted(e.options))
+    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
+    if isinstance(cause, ConfigAttributeError | ConfigKeyError) and dataclasses.is_dataclass(
+            cause.object_type):
+        allowed = ", ".join(f.name for f in dataclasses.fields(cause.object_type))
+        return f"unknown key {cause.full_key!r}; allowed here: {allowed}"
+    if cause is not e:  # e.g. "Error merging override x=y" caused by a type error
+        return f"{_first_line(str(e))}: {_first_line(str(cause))}"
+    return _first_line(str(e))
+
+
+def main() -> None:
+    """Console entry point: Hydra's run, with input errors reported as one line (exit 2)."""
+    show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
+    # Hydra then re-raises errors instead of printing several lines itself; we print one.
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        _hydra_main()
+    except (ConfigError, CheckpointError, HydraException, OmegaConfBaseException) as e:
+        if show_traceback:
+            raise
+        print(f"rlexp: error: {describe_error(e)}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

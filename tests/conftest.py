@@ -1,0 +1,71 @@
+"""Shared helpers: compose configs with Hydra's compose API, run in-process or through the CLI,
+and read scalars back from TensorBoard event files."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rlexp.config import Config, validate
+from rlexp.train import CONFIG_DIR, run
+
+REPO = Path(__file__).resolve().parent.parent
+
+#: Overrides that shrink any run to about a second: learning starts early, few env steps.
+TINY = [
+    "total_steps=600",
+    "log.every_steps=100",
+    "eval.every_steps=300",
+    "eval.episodes=2",
+    "agent.epsilon.start=0.5",
+]
+TINY_DQN = [
+    "agent.learning_starts=100",
+    "agent.train_freq=4",
+    "agent.gradient_steps=2",
+    "agent.batch_size=32",
+    "agent.buffer_size=1000",
+    "agent.network.hidden=[32]",
+]
+
+
+def compose_config(overrides: list[str]) -> Config:
+    """The validated config that `python -m rlexp.train OVERRIDES` would run."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        # run_name interpolates Hydra's runtime choices, which only a real run sets.
+        cfg = compose("config", overrides=["run_name=test", *overrides])
+    return validate(cfg)
+
+
+def run_in_process(overrides: list[str], run_dir: Path):
+    """Train in this process (no Hydra startup); returns the run's metrics."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run(compose_config(overrides), run_dir)
+
+
+def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    """`python -m rlexp.train ARGS` in a subprocess, as a user types it."""
+    return subprocess.run(
+        [sys.executable, "-m", "rlexp.train", *args],
+        cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
+    )
+
+
+def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
+    """All scalar series of a run's event file, as {tag: [(step, value), ...]}."""
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return tmp_path / "run"

@@ -1,0 +1,87 @@
+"""Config composition with Hydra's compose API: every option composes, the schema types it, and
+value checks refuse what is out of range."""
+
+import itertools
+
+import pytest
+from hydra.errors import ConfigCompositionException
+
+from rlexp.agents.dqn import DQNConfig
+from rlexp.agents.qnet import QNetConfig
+from rlexp.config import AdamConfig, ConfigError, SGDConfig, ToyEnvConfig, config_from_dict
+from tests.conftest import compose_config
+
+AGENTS, ENVS, OPTIMIZERS, DEVICES = ["qnet", "dqn"], ["toy", "cartpole", "gym"], ["sgd", "adam"], [
+    "cpu", "cuda", "auto"]
+
+
+def test_defaults_are_dqn_on_cartpole_with_adam():
+    cfg = compose_config([])
+    assert isinstance(cfg.agent, DQNConfig) and isinstance(cfg.optimizer, AdamConfig)
+    assert cfg.env.id == "CartPole-v1" and cfg.device.type == "auto"
+    assert (cfg.seed, cfg.total_steps, cfg.eval.episodes) == (0, 50_000, 10)
+
+
+@pytest.mark.parametrize("agent,env,optimizer,device",
+                         list(itertools.product(AGENTS, ENVS, OPTIMIZERS, DEVICES)))
+def test_every_combination_composes_to_its_schema(agent, env, optimizer, device):
+    extra = ["env.id=FrozenLake-v1"] if env == "gym" else []
+    cfg = compose_config([f"agent={agent}", f"env={env}", f"optimizer={optimizer}",
+                          f"device={device}", *extra])
+    assert type(cfg.agent) is {"qnet": QNetConfig, "dqn": DQNConfig}[agent]
+    assert type(cfg.optimizer) is {"sgd": SGDConfig, "adam": AdamConfig}[optimizer]
+    assert isinstance(cfg.env, ToyEnvConfig) == (env == "toy")
+    assert cfg.device.type == device
+
+
+def test_overrides_reach_the_typed_config():
+    cfg = compose_config(["agent=qnet", "env=toy", "env.variant=random", "env.n_states=5",
+                          "optimizer=sgd", "optimizer.lr=0.05", "optimizer.momentum=0.9",
+                          "agent.network.hidden=[]", "agent.epsilon.start=0.3", "seed=7"])
+    assert cfg.env.make_kwargs() == {"variant": "random", "n_states": 5, "max_episode_steps": 50}
+    assert (cfg.optimizer.lr, cfg.optimizer.momentum) == (0.05, 0.9)
+    assert cfg.agent.network.hidden == [] and cfg.agent.epsilon.start == 0.3 and cfg.seed == 7
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optimizer.lr=-1", "optimizer.lr=-1.0 must be > 0"),
+    ("optimizer.lr=0", "optimizer.lr=0.0 must be > 0"),
+    ("agent.gamma=1.5", "agent.gamma=1.5 must be in [0, 1]"),
+    ("agent.epsilon.end=2", "agent.epsilon.end=2.0 must be in [0, 1]"),
+    ("agent.batch_size=0", "agent.batch_size=0 must be positive"),
+    ("agent.tau=0", "agent.tau=0.0 must be in (0, 1]"),
+    ("agent.loss=l1", "agent.loss='l1' is not one of mse, huber"),
+    ("agent.network.hidden=[64,-1]", "widths must be positive"),
+    ("total_steps=0", "total_steps=0 must be positive"),
+    ("eval.episodes=0", "eval.episodes=0 must be positive"),
+    ("env.num_envs=0", "env.num_envs=0 must be positive"),
+    ("optimizer._target_=os.system", "optimizer._target_='os.system' is not allowed"),
+    ("optimizer._target_=torch.optim.lr_scheduler.StepLR", "is not allowed"),
+    ("optimizer._partial_=false", "must stay true"),
+    ("run_name=../escape", "run_name='../escape' is not allowed"),
+    ("+agent.typo=1", "unknown key 'agent.typo'"),
+    ("agent.name=qnet", "agent.name='qnet' does not match the agent config"),
+    ("device.type=tpu", "device.type='tpu' is not one of"),
+])
+def test_out_of_range_values_are_refused_with_the_key_named(override, message):
+    with pytest.raises(ConfigError) as info:
+        compose_config([override])
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("override", ["optimizer.lr=abc", "agent.nope=1", "agent.gamma=",
+                                      "agent.network.hidden=abc", "seed=1.5"])
+def test_wrong_types_and_unknown_keys_fail_at_composition(override):
+    with pytest.raises(ConfigCompositionException):
+        compose_config([override])
+
+
+def test_saved_config_round_trips_to_the_same_typed_config():
+    from omegaconf import OmegaConf
+
+    cfg = compose_config(["agent=qnet", "env=toy", "optimizer=sgd", "optimizer.lr=0.3"])
+    data = OmegaConf.to_container(OmegaConf.structured(cfg))
+    assert config_from_dict(data) == cfg
+    with pytest.raises(ConfigError, match="not a config saved by rlexp"):
+        config_from_dict({"agent": {"name": "nope"}})
