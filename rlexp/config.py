@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp.agents import AGENTS, AgentConfig
 from rlexp.envs import TOY_ID
@@ -216,6 +216,17 @@ class LogConfig:
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
 
 
+def safe_dirname(text: str) -> str:
+    """``text`` as one directory name: characters outside ``RUN_NAME``'s set become ``_``, so no
+    run name or sweep override can reach outside ``outputs/`` (Hydra creates a run's directory
+    before rlexp validates its config)."""
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", str(text))[:200]
+    return "_" + name if name.startswith(".") or not name else name
+
+
+OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
+
+
 @dataclass
 class Config:
     """The root config (``conf/config.yaml``)."""
@@ -291,6 +302,8 @@ def validate(cfg: DictConfig) -> Config:
         raise ConfigError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
     try:
         typed = OmegaConf.to_object(cfg)
+    except MissingMandatoryValue as e:
+        raise ConfigError(f"{e.full_key} is required: set it, e.g. {e.full_key}=VALUE") from e
     except ValueError as e:  # raised by the dataclasses' __post_init__
         raise ConfigError(str(e)) from e
     for group, schemas in SCHEMAS.items():

@@ -15,6 +15,7 @@ is allowed (exit status 2) before any training starts; set ``HYDRA_FULL_ERROR=1`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
@@ -96,16 +98,21 @@ def _discard_unused_run_dir(run_dir: Path) -> None:
     so no directory is left looking like a run. Anything else in it is left alone."""
     if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
         shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the day's folder, if this was its only run
+            run_dir.parent.rmdir()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float:
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         typed = validate(cfg)
         return run(typed, run_dir).eval_return_mean  # what a sweeper (e.g. Optuna) maximises
-    except ConfigError:
+    except Exception as e:
         _discard_unused_run_dir(run_dir)
+        if isinstance(e, INPUT_ERRORS) and hydra_cfg.mode == RunMode.RUN:
+            _exit_with_one_line(e)  # raising would make Hydra print a second line
         raise
 
 
@@ -120,7 +127,9 @@ def describe_error(e: BaseException) -> str:
         group, _, option = (e.missing_cfg_file or "").rpartition("/")
         return f"{group}={option} is not an option of {group}; choose one of: " + ", ".join(
             sorted(e.options))
-    cause = e.__cause__ if isinstance(e.__cause__, OmegaConfBaseException) else e
+    # Hydra's composition errors carry the useful part (key, expected type) in their cause.
+    composing = isinstance(e, HydraException) and isinstance(e.__cause__, OmegaConfBaseException)
+    cause = e.__cause__ if composing else e
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and dataclasses.is_dataclass(
             cause.object_type):
         allowed = ", ".join(f.name for f in dataclasses.fields(cause.object_type))
@@ -130,18 +139,26 @@ def describe_error(e: BaseException) -> str:
     return _first_line(str(e))
 
 
+#: Errors that mean "bad input": reported as one line, exit status 2, no traceback.
+INPUT_ERRORS = (ConfigError, CheckpointError, HydraException, OmegaConfBaseException)
+_SHOW_TRACEBACK = os.environ.get("HYDRA_FULL_ERROR") == "1"
+
+
+def _exit_with_one_line(e: BaseException) -> None:
+    if _SHOW_TRACEBACK:
+        raise e
+    print(f"rlexp: error: {describe_error(e)}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main() -> None:
     """Console entry point: Hydra's run, with input errors reported as one line (exit 2)."""
-    show_traceback = os.environ.get("HYDRA_FULL_ERROR") == "1"
     # Hydra then re-raises errors instead of printing several lines itself; we print one.
     os.environ["HYDRA_FULL_ERROR"] = "1"
     try:
         _hydra_main()
-    except (ConfigError, CheckpointError, HydraException, OmegaConfBaseException) as e:
-        if show_traceback:
-            raise
-        print(f"rlexp: error: {describe_error(e)}", file=sys.stderr)
-        sys.exit(2)
+    except INPUT_ERRORS as e:
+        _exit_with_one_line(e)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,78 @@
+"""`python -m rlexp.train` as a user runs it: a real run, and bad input refused in one line."""
+
+import json
+
+import pytest
+import torch
+
+from tests.conftest import TINY, read_scalars, run_cli
+
+BAD_INPUT = [
+    # (command-line arguments, a fragment the one error line must contain)
+    (["agent=foo"], "agent=foo is not an option of agent; choose one of: dqn, qnet"),
+    (["agent.foo=1"], "unknown key 'agent.foo'; allowed here: name, gamma"),
+    (["+agent.foo=1"], "unknown key 'agent.foo'"),
+    (["optimizer.lr=abc"], "optimizer.lr=abc: Value 'abc' of type 'str' could not be converted"),
+    (["optimizer.lr=-1"], "optimizer.lr=-1.0 must be > 0"),
+    (["agent.gamma=1.5"], "agent.gamma=1.5 must be in [0, 1]"),
+    (["optimizer._target_=builtins.eval"], "optimizer._target_='builtins.eval' is not allowed"),
+    (["env=gym"], "env.id is required"),
+    (["env=gym", "env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0' could not be made"),
+    (["env=gym", "env.id=Pendulum-v1"], "rlexp's agents need Discrete"),
+    (["run_name=../../escape"], "run_name='../../escape' is not allowed"),
+]
+if not torch.cuda.is_available():
+    BAD_INPUT.append((["device=cuda"], "device=cuda: CUDA is not available"))
+
+
+@pytest.mark.parametrize("args,fragment", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_exits_nonzero_with_one_line_and_no_run(tmp_path, args, fragment):
+    result = run_cli([*args, "total_steps=100"], cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr
+    assert lines == [lines[0]] and lines[0].startswith("rlexp: error: "), result.stderr
+    assert fragment in lines[0]
+    # Nothing was trained and no directory is left that looks like a run (or escaped outputs/).
+    assert not list(tmp_path.rglob("events.out.tfevents.*"))
+    assert not list(tmp_path.rglob(".hydra")) and not list(tmp_path.rglob("metrics.json"))
+    assert {p.name for p in tmp_path.iterdir()} <= {"outputs"}
+
+
+def test_full_error_shows_the_traceback(tmp_path):
+    result = run_cli(["optimizer.lr=-1"], cwd=tmp_path, env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+def test_a_run_from_the_command_line_writes_its_run_dir(tmp_path):
+    args = ["agent=qnet", "env=toy", "optimizer=sgd", "device=cpu", *TINY, "seed=3"]
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # Default location: outputs/runs/<date>/<time>_<agent>-<env>_seed<seed>
+    (run_dir,) = (tmp_path / "outputs/runs").glob("*/*_qnet-toy_seed3")
+    assert {".hydra", "config.yaml", "metrics.json", "checkpoints", "train.log"} <= {
+        p.name for p in run_dir.iterdir()}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["seed"] == 3
+    final_eval = read_scalars(run_dir)["eval/return_mean"][-1][1]
+    assert final_eval == pytest.approx(metrics["eval_return_mean"])
+    # The console's closing summary line, also kept in train.log.
+    log = (run_dir / "train.log").read_text()
+    assert f"done qnet-toy seed 3 | eval return {metrics['eval_return_mean']:.2f}" in log
+
+
+def test_run_dir_can_be_chosen_with_hydra_run_dir(tmp_path):
+    target = tmp_path / "my_run"
+    result = run_cli(["agent=qnet", "env=toy", *TINY, f"hydra.run.dir={target}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (target / "metrics.json").is_file()
+    # A finished run is never overwritten by a second run into the same directory.
+    again = run_cli(["agent=qnet", "env=toy", *TINY, f"hydra.run.dir={target}"], cwd=tmp_path)
+    assert again.returncode == 2 and "already holds a finished run" in again.stderr
+
+
+def test_help_lists_the_config_groups():
+    result = run_cli(["--help"])
+    assert result.returncode == 0
+    for option in ("agent: dqn, qnet", "env: cartpole, gym, toy", "optimizer: adam, sgd",
+                   "device: auto, cpu, cuda"):
+        assert option in result.stdout
