@@ -38,7 +38,7 @@ test-slow: $(STAMP)  ## Run the slow learning checks
 	$(BIN)/python -m pytest -m slow $(ARGS)
 
 lint: $(STAMP)  ## ruff check
-	$(BIN)/ruff check rlexp tests scripts
+	$(BIN)/ruff check .
 
 tensorboard: $(STAMP)  ## Serve outputs/ on http://localhost:$(PORT)
 	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)
