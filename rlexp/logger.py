@@ -74,24 +74,27 @@ class Progress:
         self.last_return: float | None = None
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                         disable=not sys.stderr.isatty())
-        self.started = time.perf_counter()
-        self.step = start_step
-        self.next_line = start_step + total_steps // 10
+        self.started, self.start_step, self.step = time.perf_counter(), start_step, start_step
+        # Called every env step, so it returns at once until the next redraw (0.1% of the run)
+        # or the next plain line (10%) is due.
+        self.every = max(total_steps // (10 if self.bar.disable else 1000), 1)
+        self.next_update = start_step + self.every
 
     def update(self, step: int, last_return: float | None) -> None:
         if last_return is not None:
             self.last_return = last_return
+        if step < self.next_update:
+            return
+        self.next_update += self.every
+        ret = "n/a" if self.last_return is None else f"{self.last_return:.1f}"
         if not self.bar.disable:
+            self.bar.set_postfix(ret=ret, refresh=False)
             self.bar.update(step - self.step)
-            if self.last_return is not None:
-                self.bar.set_postfix(ret=f"{self.last_return:.1f}", refresh=False)
-        elif step >= self.next_line:
+        else:
             elapsed = time.perf_counter() - self.started
-            eta = elapsed / max(step, 1) * (self.total - step)
-            ret = "n/a" if self.last_return is None else f"{self.last_return:.1f}"
+            eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
             log.info("step %d/%d (%d%%) | return %s | %.0fs elapsed, ETA %.0fs",
                      step, self.total, 100 * step // self.total, ret, elapsed, eta)
-            self.next_line += self.total // 10
         self.step = step
 
     def close(self) -> None:
