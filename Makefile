@@ -13,7 +13,7 @@ PORT   ?= 6006
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train test test-slow lint tensorboard clean
+.PHONY: help install train test test-slow lint tensorboard clean bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,3 +47,7 @@ clean:  ## Remove .venv, caches and all run outputs (keeps outputs/.gitkeep)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+bench: $(STAMP)  ## CartPole benchmark: rlexp vs Stable-Baselines3 (installs the bench extra)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python scripts/bench_cartpole.py $(ARGS)

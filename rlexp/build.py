@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from rlexp.agents import AGENTS, Agent
-from rlexp.checkpoint import load_checkpoint
+from rlexp.checkpoint import FINAL, load_training_state
 from rlexp.config import (
     Config,
     ConfigError,
@@ -27,7 +27,6 @@ from rlexp.config import (
 
 #: Files a run directory holds (besides Hydra's .hydra/ and the TensorBoard event files).
 CONFIG_FILE = "config.yaml"  # the resolved config the run used
-FINAL_CHECKPOINT = "checkpoints/final.pt"
 
 
 def resolve_device(cfg: DeviceConfig) -> torch.device:
@@ -115,6 +114,11 @@ def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Agent
     >>> agent = rlexp.load_agent("outputs/runs/2026-11-22/10-00-00_dqn-cartpole_seed0")
     >>> agent.q_values(obs_batch)  # [batch, n_actions]
     """
+    return load_run(run_dir, device)[1]
+
+
+def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, Agent]:
+    """A finished run's validated config and its trained agent."""
     run_dir = Path(run_dir)
     config_path = run_dir / CONFIG_FILE
     if not config_path.is_file():
@@ -131,5 +135,5 @@ def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Agent
         seed=cfg.seed,
     )
     env.close()
-    agent.load_state_dict(load_checkpoint(run_dir / FINAL_CHECKPOINT, device)["agent"])
-    return agent
+    agent.load_state_dict(load_training_state(run_dir / FINAL, device)["agent"])
+    return cfg, agent

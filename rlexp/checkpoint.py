@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import zipfile
@@ -37,13 +38,73 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is not one
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt (not a torch file)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0]
-        raise CheckpointError(f"checkpoint {path} is refused (not weights-only): {first}") from e
+        lines = str(e).splitlines()
+        why = next((ln.strip() for ln in lines if "Unsupported global" in ln), lines[0])
+        raise CheckpointError(f"checkpoint {path} is refused: it holds objects other than "
+                              f"tensors and plain data, and loading it could run code ({why})"
+                              ) from e
     except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {e}") from e
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not an rlexp checkpoint")
     return state
+
+
+# ------------------------------------------------------------------------ training checkpoints
+
+#: Marks a file as an rlexp checkpoint; changes when the layout below changes incompatibly.
+FORMAT = "rlexp-checkpoint-1"
+LAST = "checkpoints/last.pt"  # written every checkpoint.every_steps and at the end
+FINAL = "checkpoints/final.pt"  # the trained agent, written once at the end
+
+
+def training_state(agent_state: dict, loop_state: dict, include_replay: bool = True) -> dict:
+    """Everything a run needs to continue: the agent (networks, optimizer, counters, its RNG,
+    optionally the replay buffer), the loop's counters, and torch's global RNG."""
+    if not include_replay:
+        agent_state = {k: v for k, v in agent_state.items() if k != "replay"}
+    return {"format": FORMAT, "agent": agent_state, "loop": loop_state,
+            "torch_rng": torch.get_rng_state()}
+
+
+def load_training_state(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint written by :func:`training_state`, checked to be one."""
+    state = load_checkpoint(path, map_location)
+    if state.get("format") != FORMAT or not {"agent", "loop"} <= set(state):
+        raise CheckpointError(f"checkpoint {path} is not an rlexp checkpoint ({FORMAT})")
+    return state
+
+
+def restore_rng(state: dict) -> None:
+    torch.set_rng_state(state["torch_rng"].cpu())
+
+
+def find_unfinished_run(runs_root: Path, overrides: list[str]) -> Path:
+    """The latest run under ``runs_root`` that was launched with the same command-line
+    overrides (``resume=`` aside), has ``checkpoints/last.pt`` and did not complete."""
+    import yaml  # hydra's dependency; only needed here
+
+    def launch_overrides(items) -> list[str]:
+        return [o for o in items if not o.startswith(("resume=", "hydra."))]
+
+    wanted = launch_overrides(overrides)
+    candidates = []
+    for last in Path(runs_root).glob(f"*/*/{LAST}"):
+        run_dir = last.parent.parent
+        saved = run_dir / ".hydra" / "overrides.yaml"
+        metrics = run_dir / "metrics.json"
+        if metrics.exists() and json.loads(metrics.read_text()).get("status") == "completed":
+            continue
+        if saved.exists() and launch_overrides(yaml.safe_load(saved.read_text()) or []) == wanted:
+            candidates.append((last.stat().st_mtime, run_dir))
+    if not candidates:
+        raise CheckpointError(
+            f"resume=true: no unfinished run under {runs_root} was started with the overrides "
+            f"{wanted}; pass resume=RUN_DIR to name one"
+        )
+    return max(candidates)[1]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -21,6 +22,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp.agents import AGENTS, AgentConfig
+from rlexp.checkpoint import find_unfinished_run
 from rlexp.envs import TOY_ID
 from rlexp.envs.toy import VARIANTS
 
@@ -192,7 +194,7 @@ class EvalConfig:
     #: Evaluate every this many env steps (0: only at the end of training).
     every_steps: int = 5_000
     #: Episodes per evaluation, run side by side in a vector env.
-    episodes: int = 10
+    episodes: int = 20
 
     def __post_init__(self) -> None:
         if self.every_steps < 0:
@@ -213,6 +215,29 @@ class LogConfig:
             raise ConfigError(f"log.every_steps={self.every_steps} must be positive")
 
 
+@dataclass
+class CheckpointConfig:
+    """``checkpoints/last.pt``: written atomically every ``every_steps`` and at the end."""
+
+    #: Env steps between checkpoints (0: only at the end).
+    every_steps: int = 10_000
+    #: Include the replay buffer, so a resumed DQN run need not refill it.
+    replay: bool = True
+
+    def __post_init__(self) -> None:
+        if self.every_steps < 0:
+            raise ConfigError(f"checkpoint.every_steps={self.every_steps} must be >= 0")
+
+
+@dataclass
+class TrainConfig:
+    """When training ends (besides ``total_steps``)."""
+
+    #: End the run once a greedy evaluation's mean return reaches this value; null: never.
+    #: The final evaluation is then that evaluation.
+    stop_on_return: float | None = None
+
+
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
 
 
@@ -224,7 +249,17 @@ def safe_dirname(text: str) -> str:
     return "_" + name if name.startswith(".") or not name else name
 
 
+def resume_dir(resume: str | None, new_dir: str, overrides) -> str:
+    """The run directory: ``new_dir``, or the run that ``resume`` names (see Config.resume)."""
+    if resume is None or resume == "":
+        return new_dir
+    if str(resume).lower() == "true":
+        return str(find_unfinished_run(Path(new_dir).parent.parent, list(overrides)))
+    return str(resume)
+
+
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
+OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
 
 
 @dataclass
@@ -241,6 +276,11 @@ class Config:
     total_steps: int = 50_000
     #: Label of the run, used in its directory name.
     run_name: str = MISSING
+    #: Continue a run from its checkpoints/last.pt: a run directory, or true for the latest
+    #: unfinished run under outputs/runs started with the same overrides.
+    resume: str | None = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
@@ -314,6 +354,23 @@ def validate(cfg: DictConfig) -> Config:
                 f"with {group}=NAME ({', '.join(schemas)}) and leave {group}.name alone"
             )
     return typed
+
+
+#: conf/ at the repository root, as an absolute path: Hydra resolves a relative config_path
+#: differently when rlexp.train is imported rather than run with -m.
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def compose(overrides: list[str] = ()) -> Config:
+    """The validated config that ``python -m rlexp.train OVERRIDES`` would run, composed with
+    Hydra's compose API (for notebooks, scripts and tests)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        # run_name interpolates Hydra's runtime choices, which only a real run sets.
+        cfg = hydra_compose("config", overrides=["run_name=composed", *overrides])
+    return validate(cfg)
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:

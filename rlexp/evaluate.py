@@ -1,11 +1,30 @@
-"""Greedy evaluation: each episode on its own sub-env of a vector env, all stepped together."""
+"""Greedy evaluation, inside training and of a finished run.
+
+    python -m rlexp.evaluate run_dir=PATH [episodes=20] [seed=S] [video=true] [device=cpu]
+
+prints the mean +- std return of ``episodes`` greedy episodes, writes them to ``eval.json`` in
+the run dir and, with ``video=true``, saves the first episode as ``eval.gif`` (needs the env to
+render ``rgb_array`` frames; CartPole's renderer is in the ``video`` extra). Without ``seed`` the
+episodes start from the same seeds as the run's own evaluations.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp.agents import Agent
+
+# Greedy evaluations use env seeds far from the training envs' (seed, seed + 1, ...).
+EVAL_SEED_OFFSET = 1_000_003
 
 
 def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
@@ -23,3 +42,86 @@ def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
         # Sub-envs reset themselves when done; their later episodes are not counted.
         running &= ~(terminated | truncated)
     return returns
+
+
+def record_episode(agent: Agent, env: gym.Env, seed: int, path: Path, scale: int = 2) -> float:
+    """Play one greedy episode in ``env`` (render_mode="rgb_array"), save it as a GIF."""
+    from PIL import Image  # tensorboard's dependency; only needed here
+
+    obs, _ = env.reset(seed=seed)
+    frames, total, done = [], 0.0, False
+    while not done:
+        frames.append(env.render())
+        obs, reward, terminated, truncated, _ = env.step(int(agent.act(np.asarray([obs]),
+                                                                       explore=False)[0]))
+        total += float(reward)
+        done = terminated or truncated
+    frames.append(env.render())
+    images = [Image.fromarray(f).reduce(scale) for f in frames]
+    fps = env.metadata.get("render_fps") or 30
+    images[0].save(path, save_all=True, append_images=images[1:], duration=1000 / fps, loop=0)
+    return total
+
+
+@dataclass
+class EvaluateArgs:
+    #: The run directory of a finished run.
+    run_dir: str = MISSING
+    #: Greedy episodes to play.
+    episodes: int = 20
+    #: Env seed of the first episode (the others use seed+1, ...); null: the run's eval seeds.
+    seed: int | None = None
+    #: Also save the first episode as eval.gif in the run dir.
+    video: bool = False
+    #: Where to run the network.
+    device: str = "cpu"
+
+
+def main(argv: list[str] | None = None) -> None:
+    from rlexp.build import load_run, make_env, make_vector_env
+    from rlexp.checkpoint import CheckpointError, atomic_write
+    from rlexp.config import ConfigError
+
+    try:
+        args = OmegaConf.to_object(OmegaConf.merge(
+            OmegaConf.structured(EvaluateArgs),
+            OmegaConf.from_dotlist(sys.argv[1:] if argv is None else argv)))
+        if args.episodes <= 0:
+            raise ConfigError(f"episodes={args.episodes} must be positive")
+        run_dir = Path(args.run_dir)
+        cfg, agent = load_run(run_dir, args.device)
+        seed = cfg.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
+        envs = make_vector_env(cfg.env, args.episodes)
+        returns = evaluate(agent, envs, seed)
+        envs.close()
+        gif = video_return = None
+        if args.video:
+            try:
+                env = make_env(dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs,
+                                                                    "render_mode": "rgb_array"}))
+                gif = run_dir / "eval.gif"
+                video_return = record_episode(agent, env, seed, gif)
+            except (gym.error.Error, ImportError, ConfigError, TypeError) as e:
+                raise ConfigError(f"video=true: {cfg.env.id} cannot render rgb_array frames "
+                                  f"({e}); for CartPole install the video extra: "
+                                  "pip install -e '.[video]'") from e
+    except (OmegaConfBaseException, ConfigError, CheckpointError) as e:
+        message = str(e).strip().splitlines()[0]
+        if isinstance(e, MissingMandatoryValue):
+            message = f"{e.full_key} is required, e.g. {e.full_key}=outputs/runs/DATE/RUN"
+        elif isinstance(e, OmegaConfBaseException) and e.full_key:
+            message = f"{e.full_key}: {message}"
+        print(f"rlexp.evaluate: error: {message}", file=sys.stderr)
+        sys.exit(2)
+
+    result = {"episodes": len(returns), "seed": seed, "return_mean": float(returns.mean()),
+              "return_std": float(returns.std()), "returns": returns.tolist(),
+              "video": None if gif is None else gif.name, "video_return": video_return}
+    text = json.dumps(result, indent=2) + "\n"
+    atomic_write(run_dir / "eval.json", lambda tmp: tmp.write_text(text))
+    print(f"{run_dir}: eval return {returns.mean():.2f} +- {returns.std():.2f} over "
+          f"{len(returns)} greedy episodes (seed {seed})" + (f"; video: {gif}" if gif else ""))
+
+
+if __name__ == "__main__":
+    main()

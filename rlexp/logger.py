@@ -43,8 +43,10 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 class TensorBoardLogger:
     """Scalars, text and hparams written to the event file in the run directory itself."""
 
-    def __init__(self, run_dir: Path):
-        self.writer = SummaryWriter(log_dir=str(run_dir))
+    def __init__(self, run_dir: Path, purge_step: int | None = None):
+        # purge_step: points at or after it, logged by an earlier process in this run dir
+        # (one that was resumed from a checkpoint), are hidden from TensorBoard.
+        self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)

@@ -1,22 +1,24 @@
-"""The interaction loop: act -> env.step -> agent.learn -> log / evaluate.
+"""The interaction loop: act -> env.step -> agent.learn -> log / evaluate / checkpoint.
 
 It knows the :class:`~rlexp.agents.base.Agent` interface, never a concrete agent, and does no
 torch work of its own: per env step it adds only a few numpy operations to what the env and the
-agent cost.
+agent cost. Everything it needs to continue after a restart is in :class:`LoopState`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from rlexp.agents import Agent, Transition
-from rlexp.evaluate import evaluate
-from rlexp.logger import Progress, TensorBoardLogger
+from rlexp.evaluate import EVAL_SEED_OFFSET, evaluate
+from rlexp.logger import Progress, TensorBoardLogger, log
 
 
 @dataclass
@@ -25,85 +27,135 @@ class LoopSettings:
     seed: int
     log_every: int
     eval_every: int  # 0: only at the end
+    checkpoint_every: int = 0  # 0: only at the end
+    stop_on_return: float | None = None  # end once a greedy evaluation's mean reaches this
+
+
+@dataclass
+class LoopState:
+    """The loop's counters, saved in every checkpoint (plain values and tensors only)."""
+
+    step: int = 0
+    episodes: int = 0
+    next_log: int = 0
+    next_eval: int = 0
+    next_checkpoint: int = 0
+    #: What the agent reported since the last log point: running sums and their count.
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
+    updates: int = 0
+    #: Returns and lengths of the episodes that ended since the last log point.
+    ended_returns: list[float] = field(default_factory=list)
+    ended_lengths: list[int] = field(default_factory=list)
+    #: Wall-clock seconds of training so far, and the part of it spent evaluating.
+    wall_seconds: float = 0.0
+    eval_seconds: float = 0.0
+    stopped_early: bool = False
+
+    @classmethod
+    def start(cls, settings: LoopSettings) -> LoopState:
+        never = settings.total_steps + 1
+        return cls(next_log=settings.log_every, next_eval=settings.eval_every or never,
+                   next_checkpoint=settings.checkpoint_every or never)
+
+    def state_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_state_dict(cls, state: dict) -> LoopState:
+        return cls(**state)
 
 
 @dataclass
 class LoopResult:
-    env_steps: int
-    episodes: int
+    state: LoopState
     eval_returns: np.ndarray
-    wall_seconds: float
-
-
-# Greedy evaluations use env seeds far from the training envs' (seed, seed + 1, ...).
-EVAL_SEED_OFFSET = 1_000_003
 
 
 def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
-          settings: LoopSettings, tb: TensorBoardLogger) -> LoopResult:
+          settings: LoopSettings, tb: TensorBoardLogger,
+          save_checkpoint: Callable[[LoopState], None], state: LoopState | None = None,
+          ) -> LoopResult:
+    """Train until ``total_steps`` (or ``stop_on_return``); a given ``state`` resumes a run.
+
+    A resumed run starts new episodes (its envs are reset with a seed derived from the step):
+    the episodes in progress when the checkpoint was written are not continued.
+    """
     n = envs.num_envs
-    started = time.perf_counter()
-    progress = Progress(settings.total_steps)
-    # Running sums of what the agent reports, as tensors: no device sync until they are logged.
-    sums: dict[str, torch.Tensor] = {}
-    updates = episodes = 0
-    ended_returns: list[float] = []  # episodes that ended since the last log line
-    ended_lengths: list[int] = []
-    last_log_step, last_log_time = 0, started
-    next_log, next_eval = settings.log_every, settings.eval_every or settings.total_steps + 1
+    state = state or LoopState.start(settings)
+    started = time.perf_counter() - state.wall_seconds
+    progress = Progress(settings.total_steps, start_step=state.step)
+    last_log_step, last_log_time = state.step, time.perf_counter()
+    eval_returns, eval_step = None, -1
 
     def run_eval(step: int) -> np.ndarray:
+        t = time.perf_counter()
         returns = evaluate(agent, eval_envs, settings.seed + EVAL_SEED_OFFSET)
         tb.scalar("eval/return_mean", float(returns.mean()), step)
         tb.scalar("eval/return_std", float(returns.std()), step)
+        state.eval_seconds += time.perf_counter() - t
         return returns
 
-    obs, _ = envs.reset(seed=settings.seed)
-    envs.action_space.seed(settings.seed)
-    step = 0
+    obs, _ = envs.reset(seed=settings.seed + state.step)
+    envs.action_space.seed(settings.seed + state.step)
     try:
-        while step < settings.total_steps:
+        while state.step < settings.total_steps:
             action = agent.act(obs)
             next_obs, reward, terminated, truncated, info = envs.step(action)
-            step += n
+            state.step += n
             last_return = None
             real_next_obs = next_obs
             if "episode" in info:  # some sub-env finished an episode and was reset
-                done = info["_episode"]
                 real_next_obs = next_obs.copy()
-                for i in np.flatnonzero(done):
+                for i in np.flatnonzero(info["_episode"]):
                     real_next_obs[i] = info["final_obs"][i]
                     last_return = float(info["episode"]["r"][i])
-                    ended_returns.append(last_return)
-                    ended_lengths.append(int(info["episode"]["l"][i]))
-                    episodes += 1
+                    state.ended_returns.append(last_return)
+                    state.ended_lengths.append(int(info["episode"]["l"][i]))
+                    state.episodes += 1
             metrics = agent.learn(Transition(obs, action, reward, real_next_obs, terminated,
                                              truncated))
             obs = next_obs
             if metrics is not None:
                 for key, value in metrics.items():
-                    sums[key] = sums[key] + value if key in sums else value
-                updates += 1
-            progress.update(step, last_return)
+                    state.sums[key] = state.sums[key] + value if key in state.sums else value
+                state.updates += 1
+            progress.update(state.step, last_return)
 
-            if step >= next_log:
-                for key, total in sums.items():
-                    tb.scalar(f"train/{key}", float(total) / updates, step)
-                sums, updates = {}, 0
-                if ended_returns:
-                    tb.scalar("train/episode_return", float(np.mean(ended_returns)), step)
-                    tb.scalar("train/episode_length", float(np.mean(ended_lengths)), step)
-                    ended_returns, ended_lengths = [], []
-                tb.scalar("train/epsilon", agent.epsilon, step)
+            step = state.step
+            if step >= state.next_log:
                 now = time.perf_counter()
-                tb.scalar("time/sps", (step - last_log_step) / (now - last_log_time), step)
+                _log_point(state, agent, tb, (step - last_log_step) / (now - last_log_time))
                 last_log_step, last_log_time = step, now
-                next_log += settings.log_every
-            if step >= next_eval and step < settings.total_steps:  # the final one comes below
-                run_eval(step)
-                next_eval += settings.eval_every
-        eval_returns = run_eval(step)
+                state.next_log += settings.log_every
+            if step >= state.next_eval and step < settings.total_steps:  # final one below
+                eval_returns, eval_step = run_eval(step), step
+                state.next_eval += settings.eval_every
+                target = settings.stop_on_return
+                if target is not None and eval_returns.mean() >= target:
+                    log.info("stopping at step %d: greedy eval return %.2f >= %g "
+                             "(train.stop_on_return)", step, eval_returns.mean(), target)
+                    state.stopped_early = True
+                    break
+            if step >= state.next_checkpoint and step < settings.total_steps:  # final: caller
+                state.wall_seconds = time.perf_counter() - started
+                save_checkpoint(state)
+                state.next_checkpoint += settings.checkpoint_every
+        if eval_step != state.step:  # the final evaluation, unless one just ran at this step
+            eval_returns = run_eval(state.step)
     finally:
         progress.close()
-    return LoopResult(env_steps=step, episodes=episodes, eval_returns=eval_returns,
-                      wall_seconds=time.perf_counter() - started)
+    state.wall_seconds = time.perf_counter() - started
+    return LoopResult(state=state, eval_returns=eval_returns)
+
+
+def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, sps: float) -> None:
+    step = state.step
+    for key, total in state.sums.items():
+        tb.scalar(f"train/{key}", float(total) / state.updates, step)
+    state.sums, state.updates = {}, 0
+    if state.ended_returns:
+        tb.scalar("train/episode_return", float(np.mean(state.ended_returns)), step)
+        tb.scalar("train/episode_length", float(np.mean(state.ended_lengths)), step)
+        state.ended_returns, state.ended_lengths = [], []
+    tb.scalar("train/epsilon", agent.epsilon, step)
+    tb.scalar("time/sps", sps, step)

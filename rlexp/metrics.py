@@ -31,8 +31,14 @@ class RunMetrics:
     env_steps: int
     #: Training episodes that ended.
     episodes: int
+    #: Whether training ended early because an evaluation reached ``train.stop_on_return``.
+    stopped_early: bool
+    #: The step this run was last resumed from (``resume=``); null if it never was.
+    resumed_from_step: int | None
     #: Wall-clock seconds from the start of training to the end of the final evaluation.
     wall_seconds: float
+    #: The part of ``wall_seconds`` spent in greedy evaluations.
+    eval_seconds: float
     #: Env steps per second over the whole run, evaluations included.
     sps: float
     seed: int

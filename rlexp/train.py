@@ -30,58 +30,73 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from rlexp import build
-from rlexp.checkpoint import CheckpointError, save_checkpoint
-from rlexp.config import Config, ConfigError, validate
+from rlexp import build, checkpoint
+from rlexp.checkpoint import CheckpointError
+from rlexp.config import CONFIG_DIR, Config, ConfigError, validate
 from rlexp.logger import TensorBoardLogger, flatten
-from rlexp.loop import LoopSettings, train
+from rlexp.loop import LoopSettings, LoopState, train
 from rlexp.metrics import RunMetrics, write_metrics
 
 log = logging.getLogger("rlexp")
 
-#: conf/ at the repository root, as an absolute path: Hydra resolves a relative config_path
-#: differently when this module is imported rather than run with -m.
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def run(cfg: Config, run_dir: Path) -> RunMetrics:
     """Train one run described by a validated config, writing everything into ``run_dir``."""
-    if (run_dir / "metrics.json").exists():
-        raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
+    resumed = _check_run_dir(cfg, run_dir)
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
     eval_envs = build.make_vector_env(cfg.env, cfg.eval.episodes)
     agent = build.build_agent(cfg, envs, device)
+    loop_state = None
+    if resumed is not None:
+        agent.load_state_dict(resumed["agent"])
+        checkpoint.restore_rng(resumed)
+        loop_state = LoopState.from_state_dict(resumed["loop"])
 
     resolved = OmegaConf.structured(cfg)
     yaml_text = OmegaConf.to_yaml(resolved)
     (run_dir / build.CONFIG_FILE).write_text(yaml_text)
-    tb = TensorBoardLogger(run_dir)
+    # A resumed run hides the points its previous process logged after the checkpoint.
+    tb = TensorBoardLogger(run_dir, purge_step=loop_state.step + 1 if loop_state else None)
     tb.config(yaml_text, flatten(OmegaConf.to_container(resolved)))
-    log.info("run %s: %s on %s, %d env steps, device %s -> %s", cfg.run_name, cfg.agent.name,
-             cfg.env.id, cfg.total_steps, device, run_dir)
+    start = f"resuming at step {loop_state.step}" if loop_state else "starting"
+    log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", cfg.run_name,
+             cfg.agent.name, cfg.env.id, cfg.total_steps, device, start, run_dir)
+
+    def save_last(state: LoopState) -> None:
+        checkpoint.save_checkpoint(run_dir / checkpoint.LAST, checkpoint.training_state(
+            agent.state_dict(), state.state_dict(), include_replay=cfg.checkpoint.replay))
+
     try:
-        settings = LoopSettings(total_steps=cfg.total_steps, seed=cfg.seed,
-                                log_every=cfg.log.every_steps, eval_every=cfg.eval.every_steps)
-        result = train(agent, envs, eval_envs, settings, tb)
+        settings = LoopSettings(
+            total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
+            eval_every=cfg.eval.every_steps, checkpoint_every=cfg.checkpoint.every_steps,
+            stop_on_return=cfg.train.stop_on_return)
+        result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state)
     finally:
         tb.close()
         envs.close()
         eval_envs.close()
 
-    save_checkpoint(run_dir / build.FINAL_CHECKPOINT,
-                    {"agent": agent.state_dict(), "env_steps": result.env_steps})
-    returns = result.eval_returns
+    state, returns = result.state, result.eval_returns
+    save_last(state)
+    checkpoint.save_checkpoint(run_dir / checkpoint.FINAL,
+                               checkpoint.training_state(agent.state_dict(), state.state_dict(),
+                                                         include_replay=False))
     metrics = RunMetrics(
         status="completed",
         eval_return_mean=float(returns.mean()),
         eval_return_std=float(returns.std()),
         eval_episodes=len(returns),
-        env_steps=result.env_steps,
-        episodes=result.episodes,
-        wall_seconds=round(result.wall_seconds, 3),
-        sps=round(result.env_steps / result.wall_seconds, 1),
+        env_steps=state.step,
+        episodes=state.episodes,
+        stopped_early=state.stopped_early,
+        resumed_from_step=None if resumed is None else int(resumed["loop"]["step"]),
+        wall_seconds=round(state.wall_seconds, 3),
+        eval_seconds=round(state.eval_seconds, 3),
+        sps=round(state.step / state.wall_seconds, 1),
         seed=cfg.seed,
         device=str(device),
     )
@@ -91,6 +106,30 @@ def run(cfg: Config, run_dir: Path) -> RunMetrics:
              metrics.eval_return_std, metrics.eval_episodes, metrics.env_steps,
              metrics.wall_seconds, metrics.sps, run_dir)
     return metrics
+
+
+def _check_run_dir(cfg: Config, run_dir: Path) -> dict | None:
+    """Refuse to overwrite a finished run; for ``resume=``, the checkpoint to continue from."""
+    if (run_dir / "metrics.json").exists():
+        raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
+    if cfg.resume is None:
+        if (run_dir / checkpoint.LAST).exists():
+            raise ConfigError(f"{run_dir} holds an unfinished run; continue it with "
+                              f"resume={run_dir} or choose another hydra.run.dir")
+        return None
+    saved_config = run_dir / build.CONFIG_FILE
+    if not (run_dir / checkpoint.LAST).is_file() or not saved_config.is_file():
+        raise ConfigError(f"resume={cfg.resume}: {run_dir} is not an unfinished rlexp run "
+                          f"(no {checkpoint.LAST} or {build.CONFIG_FILE})")
+    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_config)))
+    current = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    differ = sorted(k for k in saved.keys() | current.keys()
+                    if k not in ("resume", "run_name") and saved.get(k) != current.get(k))
+    if differ:
+        shown = ", ".join(f"{k}={saved.get(k)!r} (now {current.get(k)!r})" for k in differ[:4])
+        raise ConfigError(f"resume={cfg.resume}: the run was started with a different config: "
+                          f"{shown}; resume with the same overrides")
+    return checkpoint.load_training_state(run_dir / checkpoint.LAST)
 
 
 def _discard_unused_run_dir(run_dir: Path) -> None:

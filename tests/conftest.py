@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from rlexp.config import Config, validate
-from rlexp.train import CONFIG_DIR, run
+from rlexp.config import compose as compose_config
+from rlexp.train import run
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,14 +32,6 @@ TINY_DQN = [
     "agent.buffer_size=1000",
     "agent.network.hidden=[32]",
 ]
-
-
-def compose_config(overrides: list[str]) -> Config:
-    """The validated config that `python -m rlexp.train OVERRIDES` would run."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        # run_name interpolates Hydra's runtime choices, which only a real run sets.
-        cfg = compose("config", overrides=["run_name=test", *overrides])
-    return validate(cfg)
 
 
 def run_in_process(overrides: list[str], run_dir: Path):

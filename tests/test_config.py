@@ -19,7 +19,7 @@ def test_defaults_are_dqn_on_cartpole_with_adam():
     cfg = compose_config([])
     assert isinstance(cfg.agent, DQNConfig) and isinstance(cfg.optimizer, AdamConfig)
     assert cfg.env.id == "CartPole-v1" and cfg.device.type == "auto"
-    assert (cfg.seed, cfg.total_steps, cfg.eval.episodes) == (0, 50_000, 10)
+    assert (cfg.seed, cfg.total_steps, cfg.eval.episodes) == (0, 50_000, 20)
 
 
 @pytest.mark.parametrize("agent,env,optimizer,device",

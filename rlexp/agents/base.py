@@ -197,9 +197,11 @@ class Agent(ABC):
             "q_net": self.q_net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "env_steps": self.env_steps,
+            "rng": self.rng.bit_generator.state,  # a dict of ints and strings
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.q_net.load_state_dict(state["q_net"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.env_steps = int(state["env_steps"])
+        self.rng.bit_generator.state = state["rng"]

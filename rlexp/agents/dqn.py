@@ -67,6 +67,9 @@ class DQNAgent(Agent):
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, device, seed=seed)
         self.vector_steps = 0  # calls to learn(); train_freq counts these
+        # Counted on the buffer, not on env steps, so that an agent restored without its replay
+        # buffer refills it before training again.
+        self.min_replay = max(min(cfg.learning_starts, cfg.buffer_size), 1)
 
     def learn(self, batch: Transition) -> dict[str, torch.Tensor] | None:
         cfg = self.cfg
@@ -75,7 +78,7 @@ class DQNAgent(Agent):
         self.vector_steps += 1
         self.replay.add(batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated,
                         batch.truncated)
-        if self.env_steps < cfg.learning_starts:
+        if len(self.replay) < self.min_replay:
             return None
         metrics = None
         if self.vector_steps % cfg.train_freq == 0:
@@ -118,6 +121,7 @@ class DQNAgent(Agent):
                 target.lerp_(online, self.cfg.tau)
 
     def state_dict(self):
+        """Includes the replay buffer under ``"replay"`` (drop it to save space)."""
         return {**super().state_dict(), "target_net": self.target_net.state_dict(),
                 "vector_steps": self.vector_steps, "replay": self.replay.state_dict()}
 
@@ -125,4 +129,5 @@ class DQNAgent(Agent):
         super().load_state_dict(state)
         self.target_net.load_state_dict(state["target_net"])
         self.vector_steps = int(state["vector_steps"])
-        self.replay.load_state_dict(state["replay"])
+        if "replay" in state:  # else the buffer starts empty and refills before training
+            self.replay.load_state_dict(state["replay"])

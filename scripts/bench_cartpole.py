@@ -1,0 +1,195 @@
+"""CartPole-v1 benchmark: rlexp's DQN defaults against Stable-Baselines3 with rl-zoo's tuned
+hyperparameters, and rlexp's training loop against a bare hand-written loop doing the same work.
+
+    python scripts/bench_cartpole.py [--seeds 5] [--eval-every 2500] [--skip-sb3]
+
+Time to solve: from launching the process (imports included) to the first greedy evaluation
+whose mean return over 20 episodes is >= 475, measured the same way for both systems, one run at
+a time, each with one torch thread. Both evaluate with their own evaluation code every
+``--eval-every`` env steps and stop at the first success; a run that never gets there within 50k
+steps counts as unsolved. Needs the bench extra: pip install -e '.[bench]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+TARGET = 475.0
+BUDGET = 50_000
+
+# rl-baselines3-zoo's hyperparameters for DQN on CartPole-v1 (hyperparams/dqn.yml).
+ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,
+           gamma=0.99, target_update_interval=10, train_freq=256, gradient_steps=128,
+           exploration_fraction=0.16, exploration_final_eps=0.04,
+           policy_kwargs=dict(net_arch=[256, 256]))
+
+
+def rlexp_time_to_solve(seed: int, eval_every: int) -> dict:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.time()
+        subprocess.run([sys.executable, "-m", "rlexp.train", "agent=dqn", "env=cartpole",
+                        "device=cpu", f"seed={seed}", f"total_steps={BUDGET}",
+                        f"train.stop_on_return={TARGET}", f"eval.every_steps={eval_every}",
+                        "eval.episodes=20", f"hydra.run.dir={tmp}/run"],
+                       cwd=REPO, check=True, capture_output=True)
+        acc = EventAccumulator(f"{tmp}/run")
+        acc.Reload()
+        for event in acc.Scalars("eval/return_mean"):
+            if event.value >= TARGET:
+                return {"solved": True, "steps": event.step, "seconds": event.wall_time - start}
+    return {"solved": False, "steps": None, "seconds": None}
+
+
+def sb3_worker(seed: int, eval_every: int) -> None:
+    """Runs in its own process: SB3 DQN with the zoo hyperparameters until solved."""
+    import torch
+    from stable_baselines3 import DQN
+    from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
+    from stable_baselines3.common.env_util import make_vec_env
+
+    torch.set_num_threads(1)  # as rlexp; SB3's default (all cores) is slower for these nets
+    stop = StopTrainingOnRewardThreshold(reward_threshold=TARGET, verbose=0)
+    evaluation = EvalCallback(make_vec_env("CartPole-v1", seed=seed + 1_000_003),
+                              n_eval_episodes=20, eval_freq=eval_every, deterministic=True,
+                              callback_on_new_best=stop, verbose=0)
+    model = DQN("MlpPolicy", "CartPole-v1", seed=seed, device="cpu", verbose=0, **ZOO)
+    model.learn(total_timesteps=BUDGET, callback=evaluation)
+    solved = evaluation.best_mean_reward >= TARGET
+    print(json.dumps({"solved": solved, "steps": model.num_timesteps if solved else None,
+                      "end": time.time()}))
+
+
+def sb3_time_to_solve(seed: int, eval_every: int) -> dict:
+    start = time.time()
+    out = subprocess.run([sys.executable, __file__, "--sb3-worker", str(seed), str(eval_every)],
+                         check=True, capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    return {"solved": result["solved"], "steps": result["steps"],
+            "seconds": result["end"] - start if result["solved"] else None}
+
+
+def bare_loop_sps(steps: int, seed: int = 0) -> float:
+    """rlexp's default DQN written out by hand: plain env, nn.Sequential, Adam, a replay tensor;
+    no logging, no vector env, no framework. Returns env steps per second."""
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from torch import nn
+
+    from rlexp.config import compose
+
+    cfg = compose(["agent=dqn", "env=cartpole", "device=cpu"])
+    a, lr = cfg.agent, cfg.optimizer.lr
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    env = gym.make("CartPole-v1")
+    layers, width = [], 4
+    for h in a.network.hidden:
+        layers += [nn.Linear(width, h), nn.ReLU()]
+        width = h
+    q = nn.Sequential(*layers, nn.Linear(width, 2))
+    target = nn.Sequential(*[type(m)(m.in_features, m.out_features) if isinstance(m, nn.Linear)
+                             else nn.ReLU() for m in q])
+    target.load_state_dict(q.state_dict())
+    opt = torch.optim.Adam(q.parameters(), lr=lr)
+    table = torch.zeros(a.buffer_size, 11)
+    size = 0
+    obs, _ = env.reset(seed=seed)
+    started = time.perf_counter()
+    for t in range(1, steps + 1):
+        eps = max(a.epsilon.end, a.epsilon.start - (a.epsilon.start - a.epsilon.end)
+                  * t / (a.epsilon.fraction * BUDGET))
+        if rng.random() < eps:
+            action = int(rng.integers(2))
+        else:
+            with torch.inference_mode():
+                action = int(q(torch.as_tensor(obs)[None]).argmax())
+        next_obs, reward, terminated, truncated, _ = env.step(action)
+        table[(t - 1) % a.buffer_size] = torch.from_numpy(np.concatenate(
+            [obs, next_obs, [action, reward, terminated]]).astype(np.float32))
+        size = min(size + 1, a.buffer_size)
+        obs = next_obs if not (terminated or truncated) else env.reset()[0]
+        if size >= a.learning_starts and t % a.train_freq == 0:
+            for _ in range(a.gradient_steps):
+                b = table[torch.randint(size, (a.batch_size,))]
+                with torch.no_grad():
+                    y = b[:, 9] + a.gamma * (1 - b[:, 10]) * target(b[:, 4:8]).max(1).values
+                pred = q(b[:, :4]).gather(1, b[:, 8:9].long()).squeeze(1)
+                loss = nn.functional.smooth_l1_loss(pred, y)
+                opt.zero_grad()
+                loss.backward()
+                nn.utils.clip_grad_norm_(q.parameters(), a.max_grad_norm)
+                opt.step()
+        if t % a.target_update_interval == 0:
+            target.load_state_dict(q.state_dict())
+    return steps / (time.perf_counter() - started)
+
+
+def rlexp_train_sps(steps: int, seed: int = 0) -> float:
+    """rlexp's own loop on the same work (training only: its final evaluation excluded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "rlexp.train", "agent=dqn", "env=cartpole",
+                        "device=cpu", f"seed={seed}", f"total_steps={steps}",
+                        "eval.every_steps=0", "checkpoint.every_steps=0",
+                        f"agent.epsilon.fraction={0.16 * BUDGET / steps}",
+                        f"hydra.run.dir={tmp}/run"], cwd=REPO, check=True, capture_output=True)
+        m = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
+    return m["env_steps"] / (m["wall_seconds"] - m["eval_seconds"])
+
+
+def summarize(name: str, results: list[dict]) -> tuple[float | None, float]:
+    solved = [r for r in results if r["solved"]]
+    rate = len(solved) / len(results)
+    median = statistics.median(r["seconds"] for r in solved) if solved else None
+    steps = statistics.median(r["steps"] for r in solved) if solved else None
+    per_seed = ", ".join(f"{r['seconds']:.1f}s/{r['steps']}" if r["solved"] else "unsolved"
+                         for r in results)
+    print(f"{name:>6}: solved {len(solved)}/{len(results)}, median time to solve "
+          f"{median if median is None else f'{median:.1f}s'}, median steps {steps}  "
+          f"[{per_seed}]", flush=True)
+    return median, rate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--eval-every", type=int, default=2500)
+    parser.add_argument("--overhead-steps", type=int, default=20_000)
+    parser.add_argument("--skip-sb3", action="store_true")
+    parser.add_argument("--sb3-worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sb3_worker:
+        sb3_worker(*args.sb3_worker)
+        return
+
+    print(f"CartPole-v1, time to first greedy eval >= {TARGET:g} (20 episodes, every "
+          f"{args.eval_every} steps, budget {BUDGET} steps), seeds 0..{args.seeds - 1}")
+    rlexp = [rlexp_time_to_solve(s, args.eval_every) for s in range(args.seeds)]
+    rlexp_median, rlexp_rate = summarize("rlexp", rlexp)
+    if not args.skip_sb3:
+        sb3 = [sb3_time_to_solve(s, args.eval_every) for s in range(args.seeds)]
+        sb3_median, sb3_rate = summarize("SB3", sb3)
+        if rlexp_median and sb3_median:
+            print(f"ratio rlexp / SB3 median time to solve: {rlexp_median / sb3_median:.2f} "
+                  f"(target <= 0.33); solve rate {rlexp_rate:.0%} vs {sb3_rate:.0%}")
+
+    bare = bare_loop_sps(args.overhead_steps)
+    ours = rlexp_train_sps(args.overhead_steps)
+    print(f"training loop, {args.overhead_steps} steps of the default DQN: rlexp {ours:.0f} "
+          f"steps/s, bare hand-written loop {bare:.0f} steps/s, ratio {ours / bare:.2f} "
+          "(target >= 0.95)")
+
+
+if __name__ == "__main__":
+    main()

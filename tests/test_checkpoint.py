@@ -1,0 +1,168 @@
+"""Checkpoints: atomic writes, weights-only loading, a full round trip, and resume."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from rlexp import checkpoint
+from rlexp.checkpoint import CheckpointError, load_checkpoint, load_training_state
+from rlexp.metrics import read_metrics
+from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_in_process
+
+
+class Payload:
+    """Unpickling this runs code: what weights-only loading must refuse."""
+
+    def __reduce__(self):
+        return (os.system, ("touch pwned",))
+
+
+def test_weights_only_loading_refuses_pickled_objects(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = tmp_path / "evil.pt"
+    torch.save({"format": checkpoint.FORMAT, "agent": Payload(), "loop": {}}, path)
+    with pytest.raises(CheckpointError, match="refused"):
+        load_training_state(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_corrupt_truncated_and_foreign_files_give_clear_errors(tmp_path):
+    good = tmp_path / "good.pt"
+    torch.save({"format": checkpoint.FORMAT, "agent": {}, "loop": {}}, good)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        load_checkpoint(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"weights": torch.zeros(3)}, foreign)
+    with pytest.raises(CheckpointError, match="not an rlexp checkpoint"):
+        load_training_state(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
+    path = tmp_path / "last.pt"
+    checkpoint.save_checkpoint(path, {"step": torch.tensor(1)})
+
+    def failing_write(tmp):
+        tmp.write_bytes(b"half a fi")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        checkpoint.atomic_write(path, failing_write)
+    assert load_checkpoint(path)["step"].item() == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+
+
+def test_round_trip_restores_networks_optimizer_replay_and_rngs(tmp_path):
+    from rlexp.build import build_agent, make_vector_env
+
+    cfg = compose_config(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN])
+    envs = make_vector_env(cfg.env, 1)
+    agent = build_agent(cfg, envs, torch.device("cpu"))
+    run_in_process(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN], tmp_path / "r")
+    state = load_training_state(tmp_path / "r" / checkpoint.LAST)
+    agent.load_state_dict(state["agent"])
+    assert agent.env_steps == 600 and len(agent.replay) == 600
+    assert state["loop"]["step"] == 600
+    # Restored twice, the agents act and sample identically (RNGs included).
+    twin = build_agent(cfg, envs, torch.device("cpu"))
+    twin.load_state_dict(load_training_state(tmp_path / "r" / checkpoint.LAST)["agent"])
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(obs), twin.act(obs))
+    torch.testing.assert_close(agent.replay.sample(32).obs, twin.replay.sample(32).obs)
+    assert agent.optimizer.state_dict()["state"][0]["step"] > 0
+    torch.testing.assert_close(agent.optimizer.state_dict()["state"][0]["exp_avg"],
+                               twin.optimizer.state_dict()["state"][0]["exp_avg"])
+
+
+RESUMABLE = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
+             "checkpoint.every_steps=400"]
+
+
+def test_resume_continues_the_step_count_and_the_curves(tmp_path, monkeypatch):
+    from rlexp.agents.dqn import DQNAgent
+
+    run_dir = tmp_path / "run"
+    learn = DQNAgent.learn
+
+    def crash_at_step_1000(self, batch):
+        if self.env_steps >= 1000:
+            raise KeyboardInterrupt  # as if the process died here
+        return learn(self, batch)
+
+    monkeypatch.setattr(DQNAgent, "learn", crash_at_step_1000)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(RESUMABLE, run_dir)
+    monkeypatch.setattr(DQNAgent, "learn", learn)
+    assert load_training_state(run_dir / checkpoint.LAST)["loop"]["step"] == 800
+    assert not (run_dir / "metrics.json").exists()
+    # Points up to step 1000 were logged before the crash; 900 and 1000 are after the checkpoint.
+    assert read_scalars(run_dir)["train/epsilon"][-1][0] == 1000
+
+    metrics = run_in_process([*RESUMABLE, f"resume={run_dir}"], run_dir)
+    assert metrics.env_steps == 1200 and metrics.resumed_from_step == 800
+    assert read_metrics(run_dir)["resumed_from_step"] == 800
+    scalars = read_scalars(run_dir)
+    steps = [s for s, _ in scalars["train/epsilon"]]
+    assert steps == list(range(100, 1300, 100))  # no step repeated, none missing
+    uninterrupted = run_in_process(RESUMABLE, tmp_path / "straight")
+    assert uninterrupted.env_steps == 1200
+    assert scalars["train/epsilon"] == read_scalars(tmp_path / "straight")["train/epsilon"]
+    # Before the checkpoint both runs are the same run: identical losses.
+    straight_loss = dict(read_scalars(tmp_path / "straight")["train/loss"])
+    resumed_loss = dict(scalars["train/loss"])
+    assert all(resumed_loss[s] == straight_loss[s] for s in range(200, 900, 100))
+
+
+def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):
+    from rlexp.config import ConfigError
+
+    run_dir = tmp_path / "run"
+    run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100"], run_dir)
+    (run_dir / "metrics.json").unlink()  # as if it had been killed at the end
+    with pytest.raises(ConfigError, match=r"different config: optimizer.lr=0.001 \(now 0.5\)"):
+        run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100",
+                        "optimizer.lr=0.5", f"resume={run_dir}"], run_dir)
+    with pytest.raises(ConfigError, match="is not an unfinished rlexp run"):
+        run_in_process(["agent=qnet", "env=toy", *TINY, f"resume={tmp_path}"], tmp_path)
+
+
+def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
+    args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=8000", "log.every_steps=500",
+            "checkpoint.every_steps=1000", "eval.episodes=2"]
+    proc = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while not list(tmp_path.glob(f"outputs/runs/*/*/{checkpoint.LAST}")):
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (run_dir,) = tmp_path.glob("outputs/runs/*/*")
+    assert not (run_dir / "metrics.json").exists()
+
+    result = subprocess.run([sys.executable, "-m", "rlexp.train", *args, "resume=true"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert list(tmp_path.glob("outputs/runs/*/*")) == [run_dir]  # no new run dir
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["env_steps"] == 8000
+    assert metrics["resumed_from_step"] >= 1000
+    steps = [s for s, _ in read_scalars(run_dir)["train/epsilon"]]
+    assert steps == list(range(500, 8500, 500))
+    # Nothing left to resume now.
+    again = subprocess.run([sys.executable, "-m", "rlexp.train", *args, "resume=true"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 2 and "no unfinished run" in again.stderr

@@ -1,0 +1,121 @@
+"""DQN's pieces: targets (termination vs truncation, Double DQN), target-network updates,
+learning starts and train frequency, vector envs whose reset observations never become next
+states."""
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlexp.agents.base import EpsilonConfig, NetworkConfig, Transition
+from rlexp.agents.dqn import DQNAgent, DQNConfig
+
+SPACE = gym.spaces.Box(-1, 1, (2,), np.float32)
+ACTIONS = gym.spaces.Discrete(2)
+
+
+def make_agent(**kw) -> DQNAgent:
+    cfg = DQNConfig(**{"network": NetworkConfig(hidden=[8]), "learning_starts": 1,
+                       "batch_size": 4, "train_freq": 1, "gradient_steps": 1, **kw})
+    return DQNAgent(cfg, SPACE, ACTIONS, partial(torch.optim.SGD, lr=0.1), torch.device("cpu"),
+                    total_steps=1000, seed=0)
+
+
+def step(agent, terminated=False, truncated=False, n=1):
+    return agent.learn(Transition(
+        obs=np.zeros((n, 2), np.float32), action=np.zeros(n, np.int64), reward=np.ones(n),
+        next_obs=np.ones((n, 2), np.float32), terminated=np.full(n, terminated),
+        truncated=np.full(n, truncated)))
+
+
+def constant_q(net, values):
+    """Make ``net`` output ``values`` for every input (zero weights, the values as bias)."""
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net[-1].bias.copy_(torch.tensor(values))
+
+
+def loss_of_one_transition(terminated=False, truncated=False, **kw) -> float:
+    """DQN's loss on a single stored transition (reward 1, action 0), online Q = (0, 5) and
+    target Q = (3, 1) everywhere, gamma 0.9, loss 0.5 * td**2."""
+    agent = make_agent(gamma=0.9, loss="mse", learning_starts=100, **kw)
+    step(agent, terminated, truncated)
+    constant_q(agent.q_net, [0.0, 5.0])
+    constant_q(agent.target_net, [3.0, 1.0])
+    loss, _ = agent._gradient_update()
+    return loss.item()
+
+
+def test_truncated_transitions_bootstrap_and_terminated_do_not():
+    # Q(s, 0) = 0. Terminated: target 1. Truncated or not done: 1 + 0.9 * max target Q = 3.7.
+    assert loss_of_one_transition(terminated=True) == pytest.approx(0.5 * 1.0**2)
+    assert loss_of_one_transition(truncated=True) == pytest.approx(0.5 * 3.7**2)
+    assert loss_of_one_transition() == pytest.approx(0.5 * 3.7**2)
+
+
+def test_double_q_values_the_online_argmax_with_the_target_net():
+    # The online net picks action 1 at s'; the target net values it 1.0: target 1 + 0.9 * 1.
+    assert loss_of_one_transition(double_q=True) == pytest.approx(0.5 * 1.9**2)
+    assert loss_of_one_transition(double_q=True, terminated=True) == pytest.approx(0.5)
+
+
+def test_hard_target_update_copies_every_interval():
+    agent = make_agent(target_update_interval=3, tau=1.0)
+    for i in range(1, 7):
+        step(agent)
+        same = all(torch.equal(t, o) for t, o in zip(agent.target_net.parameters(),
+                                                     agent.q_net.parameters(), strict=True))
+        assert same == (i % 3 == 0), i  # trained every step, copied every third
+
+
+def test_polyak_update_moves_tau_of_the_way():
+    agent = make_agent(tau=0.25)
+    with torch.no_grad():
+        for p in agent.q_net.parameters():
+            p.fill_(1.0)
+        for p in agent.target_net.parameters():
+            p.fill_(0.0)
+    agent._update_target()
+    agent._update_target()
+    for p in agent.target_net.parameters():  # 0 -> 0.25 -> 0.25 + 0.25 * 0.75
+        torch.testing.assert_close(p, torch.full_like(p, 0.4375))
+
+
+def test_learning_starts_and_train_frequency():
+    agent = make_agent(learning_starts=5, train_freq=3, gradient_steps=2)
+    updates = [step(agent) is not None for _ in range(12)]
+    # Trains on calls 6, 9, 12 (every third call once 5 transitions are stored).
+    assert updates == [False] * 5 + [True, False, False, True, False, False, True]
+
+
+def test_vector_env_never_stores_a_reset_observation_as_next_state(tmp_path):
+    from rlexp.build import make_vector_env
+    from rlexp.config import EnvConfig
+    from rlexp.loop import LoopSettings, train
+
+    class Recorder:
+        """Stands in for the TensorBoard logger."""
+
+        def scalar(self, *args):
+            pass
+
+    envs = make_vector_env(EnvConfig(id="rlexp/Toy-v0", kwargs={"variant": "chain",
+                                                                "n_states": 4}), 3)
+    eval_envs = make_vector_env(EnvConfig(id="rlexp/Toy-v0", kwargs={"n_states": 4}), 1)
+    torch.manual_seed(0)
+    random_walk = EpsilonConfig(start=1.0, end=1.0)
+    agent = DQNAgent(DQNConfig(network=NetworkConfig(hidden=[8]), learning_starts=10_000,
+                               epsilon=random_walk),
+                     envs.single_observation_space, envs.single_action_space,
+                     partial(torch.optim.Adam), torch.device("cpu"), 3000, 0)
+    train(agent, envs, eval_envs, LoopSettings(total_steps=3000, seed=0, log_every=1000,
+                                               eval_every=0), Recorder(), lambda state: None)
+    b = agent.replay.sample(5000)
+    # On the chain a step moves one cell. A reset observation (cell 0) stored as the next state
+    # of an episode that reached the goal (cell 3, from cell 2) would show up as a jump of 2.
+    assert torch.all((b.next_obs - b.obs).abs() <= 1)
+    reached_goal = (b.terminated == 1) & (b.reward == 1)
+    assert reached_goal.sum() > 50 and torch.all(b.next_obs[reached_goal] == 3)

@@ -1,0 +1,110 @@
+"""`python -m rlexp.evaluate` on a finished run, and the experiment presets."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from rlexp.agents.dqn import DQNConfig
+from rlexp.agents.qnet import QNetConfig
+from tests.conftest import REPO, TINY, TINY_DQN, compose_config, run_in_process
+
+
+def evaluate_cli(*args):
+    return subprocess.run([sys.executable, "-m", "rlexp.evaluate", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_evaluate_prints_writes_eval_json_and_a_gif(run_dir):
+    metrics = run_in_process(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN],
+                             run_dir)
+    result = evaluate_cli(f"run_dir={run_dir}", "episodes=3", "video=true")
+    assert result.returncode == 0, result.stderr
+    data = json.loads((run_dir / "eval.json").read_text())
+    assert data["episodes"] == 3 and len(data["returns"]) == 3
+    assert f"eval return {data['return_mean']:.2f} +- {data['return_std']:.2f}" in result.stdout
+    gif = Image.open(run_dir / "eval.gif")
+    assert gif.format == "GIF" and gif.n_frames > 1
+    # CartPole pays 1 per step: one 20 ms frame (50 fps) per step plus the first. (Identical
+    # consecutive frames are merged into one longer frame, so count time, not frames.)
+    total_ms = 0
+    for i in range(gif.n_frames):
+        gif.seek(i)
+        total_ms += gif.info["duration"]
+    assert total_ms == pytest.approx((data["video_return"] + 1) * 20, abs=gif.n_frames)
+    # Without a seed it replays the run's own final evaluation (TINY: 2 episodes).
+    same = evaluate_cli(f"run_dir={run_dir}", "episodes=2")
+    assert json.loads((run_dir / "eval.json").read_text())["return_mean"] == pytest.approx(
+        metrics.eval_return_mean), same.stderr
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["run_dir=/no/such/dir"], "is not an rlexp run directory"),
+    ([], "run_dir is required"),
+    (["run_dir=.", "episodes=abc"], "episodes"),
+    (["run_dir=.", "bogus=1"], "bogus"),
+])
+def test_evaluate_bad_input_is_one_line(args, fragment):
+    result = evaluate_cli(*args)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_video_of_an_env_that_cannot_render_is_refused(run_dir):
+    run_in_process(["agent=qnet", "env=toy", *TINY], run_dir)
+    result = evaluate_cli(f"run_dir={run_dir}", "video=true")
+    assert result.returncode == 2 and "cannot render rgb_array frames" in result.stderr
+
+
+PRESETS = {
+    "blog_qlearning_toy": {"agent": QNetConfig, "agent.network.hidden": [16],
+                           "optimizer._target_": "torch.optim.SGD", "optimizer.lr": 0.1,
+                           "agent.epsilon.end": 0.1, "env.variant": "random"},
+    "blog_dqn_online": {"agent": QNetConfig, "agent.network.hidden": [64, 32],
+                        "optimizer.lr": 0.001, "env.id": "CartPole-v1"},
+    "blog_linear_cartpole": {"agent": QNetConfig, "agent.network.hidden": [],
+                             "optimizer.lr": 0.001},
+    "blog_dqn_cartpole": {"agent": DQNConfig, "agent.network.hidden": [128],
+                          "agent.buffer_size": 10_000, "optimizer.lr": 0.001},
+    "cleanrl_dqn_cartpole": {"agent": DQNConfig, "total_steps": 500_000,
+                             "optimizer.lr": 0.00025, "agent.buffer_size": 10_000,
+                             "agent.batch_size": 128, "agent.target_update_interval": 500,
+                             "agent.train_freq": 10, "agent.learning_starts": 10_000,
+                             "agent.epsilon.end": 0.05, "agent.epsilon.fraction": 0.5,
+                             "agent.network.hidden": [120, 84], "agent.loss": "mse"},
+    "zoo_dqn_cartpole": {"agent": DQNConfig, "total_steps": 50_000, "optimizer.lr": 0.0023,
+                         "agent.batch_size": 64, "agent.buffer_size": 100_000,
+                         "agent.learning_starts": 1000, "agent.target_update_interval": 10,
+                         "agent.train_freq": 256, "agent.gradient_steps": 128,
+                         "agent.epsilon.fraction": 0.16, "agent.epsilon.end": 0.04,
+                         "agent.network.hidden": [256, 256]},
+}
+
+
+def lookup(cfg, dotted):
+    for part in dotted.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_composes_with_its_reference_values_and_runs(name, run_dir):
+    cfg = compose_config([f"experiment={name}"])
+    expected = PRESETS[name]
+    assert type(cfg.agent) is expected["agent"]
+    for key, value in expected.items():
+        if key != "agent":
+            assert lookup(cfg, key) == value, key
+    shrink = ["total_steps=300", "eval.episodes=2", "eval.every_steps=0"]
+    if expected["agent"] is DQNConfig:
+        shrink += ["agent.learning_starts=100", "agent.train_freq=10", "agent.gradient_steps=1"]
+    metrics = run_in_process([f"experiment={name}", "device=cpu", *shrink], run_dir)
+    assert metrics.status == "completed" and metrics.env_steps == 300
+
+
+def test_presets_are_listed_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    for name in PRESETS:
+        assert f"experiment={name}" in readme
