@@ -73,10 +73,13 @@ def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
     """``num_envs`` copies stepped together. Sub-envs reset in the same step they end, and the
     observation they ended on is in ``info["final_obs"]``, so a reset observation is never
     mistaken for a next state. Finished episodes' return and length are in ``info["episode"]``.
+
+    The observations returned are the vector env's own buffer (``copy=False`` saves a deepcopy
+    per step): the next ``step`` overwrites them, so copy what must outlive it.
     """
     first = make_env(cfg)  # fails early and clearly, and is reused as sub-env 0
     fns = [lambda: first] + [partial(make_env, cfg)] * (num_envs - 1)
-    envs = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    envs = SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
     return RecordEpisodeStatistics(envs)
 
 

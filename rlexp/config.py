@@ -48,6 +48,9 @@ class EnvConfig:
     max_steps: int | None = None
     #: Envs stepped together (gymnasium's synchronous vector env).
     num_envs: int = 1
+    #: The mean return at which the env counts as solved (gymnasium's reward_threshold, e.g.
+    #: 475 for CartPole-v1); null: none. By default runs stop there (train.stop_on_return).
+    solved_return: float | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps <= 0:
@@ -148,6 +151,7 @@ class SGDConfig(OptimizerConfig):
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
     _target_: str = "torch.optim.Adam"
+    lr: float = 0.002
     #: Decay rates of the first and second moment estimates.
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     #: Added to the denominator for numerical stability.
@@ -234,7 +238,7 @@ class TrainConfig:
     """When training ends (besides ``total_steps``)."""
 
     #: End the run once a greedy evaluation's mean return reaches this value; null: never.
-    #: The final evaluation is then that evaluation.
+    #: The final evaluation is then that evaluation. Defaults to ``env.solved_return``.
     stop_on_return: float | None = None
 
 

@@ -95,7 +95,7 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         state.eval_seconds += time.perf_counter() - t
         return returns
 
-    obs, _ = envs.reset(seed=settings.seed + state.step)
+    obs = envs.reset(seed=settings.seed + state.step)[0].copy()
     envs.action_space.seed(settings.seed + state.step)
     try:
         while state.step < settings.total_steps:
@@ -114,7 +114,7 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                     state.episodes += 1
             metrics = agent.learn(Transition(obs, action, reward, real_next_obs, terminated,
                                              truncated))
-            obs = next_obs
+            obs = next_obs.copy()  # the env's buffer: the next step overwrites it
             if metrics is not None:
                 for key, value in metrics.items():
                     state.sums[key] = state.sums[key] + value if key in state.sums else value

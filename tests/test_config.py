@@ -20,6 +20,10 @@ def test_defaults_are_dqn_on_cartpole_with_adam():
     assert isinstance(cfg.agent, DQNConfig) and isinstance(cfg.optimizer, AdamConfig)
     assert cfg.env.id == "CartPole-v1" and cfg.device.type == "auto"
     assert (cfg.seed, cfg.total_steps, cfg.eval.episodes) == (0, 50_000, 20)
+    # Runs stop once the env counts as solved: gymnasium's reward_threshold for CartPole-v1.
+    assert cfg.env.solved_return == cfg.train.stop_on_return == 475
+    assert compose_config(["env=toy"]).train.stop_on_return is None
+    assert compose_config(["train.stop_on_return=null"]).train.stop_on_return is None
 
 
 @pytest.mark.parametrize("agent,env,optimizer,device",

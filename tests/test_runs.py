@@ -61,6 +61,29 @@ def test_run_dir_holds_metrics_config_and_a_loadable_checkpoint(run_dir):
         torch.testing.assert_close(tensor, weights[name])
 
 
+def test_several_envs_step_together(run_dir):
+    metrics = run_in_process([*tiny("dqn", "cartpole"), "env.num_envs=4"], run_dir)
+    scalars = read_scalars(run_dir)
+    # 4 envs: 150 vector steps make the 600 env steps; logging still happens every 100 steps.
+    assert metrics.env_steps == 600
+    assert [s for s, _ in scalars["train/epsilon"]] == [100, 200, 300, 400, 500, 600]
+    assert metrics.episodes >= 4 and math.isfinite(scalars["train/loss"][-1][1])
+
+
+def test_stop_on_return_ends_the_run_at_the_first_good_evaluation(run_dir):
+    # Tabular Q-learning on a 4-state chain: its greedy return is 1.0 once it walks right.
+    metrics = run_in_process(["agent=qnet", "env=toy", "env.n_states=4", "optimizer=sgd",
+                              "optimizer.lr=0.5", "agent.network.hidden=[]",
+                              "agent.network.bias=false", "agent.epsilon.end=1",
+                              "total_steps=20000", "eval.every_steps=500", "eval.episodes=2",
+                              "train.stop_on_return=1.0"], run_dir)
+    evals = read_scalars(run_dir)["eval/return_mean"]
+    assert metrics.stopped_early and metrics.env_steps < 20_000
+    assert evals[-1] == (metrics.env_steps, 1.0) and all(v < 1.0 for _, v in evals[:-1])
+    assert metrics.eval_return_mean == 1.0
+    assert (run_dir / "checkpoints/final.pt").is_file()
+
+
 def test_epsilon_follows_the_linear_schedule(run_dir):
     run_in_process([*tiny("dqn", "cartpole"), "agent.epsilon.start=1.0", "agent.epsilon.end=0.1",
                     "agent.epsilon.fraction=0.5"], run_dir)
