@@ -196,7 +196,7 @@ class EvalConfig:
     """Greedy evaluation on a separate env instance."""
 
     #: Evaluate every this many env steps (0: only at the end of training).
-    every_steps: int = 5_000
+    every_steps: int = 2_500
     #: Episodes per evaluation, run side by side in a vector env.
     episodes: int = 20
 

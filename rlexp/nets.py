@@ -48,7 +48,7 @@ def q_network(
     layers: list[nn.Module] = []
     if isinstance(observation_space, spaces.Discrete):
         layers.append(OneHot(int(observation_space.n)))
-    else:
+    elif len(observation_space.shape) > 1:  # 1-D observations need no (costly) no-op module
         layers.append(nn.Flatten())
     width = obs_size(observation_space)
     for h in hidden:

@@ -8,9 +8,10 @@ The only module that knows about ``@hydra.main``. Examples::
     python -m rlexp.train --help              # groups, options and the composed config
 
 A run directory holds ``.hydra/`` (Hydra's record of the composition), ``config.yaml`` (the
-resolved config), the TensorBoard event file, ``train.log``, ``checkpoints/final.pt`` and
-``metrics.json``. Bad input ends the command with one line naming the bad key or value and what
-is allowed (exit status 2) before any training starts; set ``HYDRA_FULL_ERROR=1`` for a traceback.
+resolved config), the TensorBoard event file, ``train.log``, ``checkpoints/last.pt`` (to resume
+from), ``checkpoints/final.pt`` (the trained agent) and ``metrics.json``. Bad input ends the
+command with one line naming the bad key or value and what is allowed (exit status 2) before
+any training starts; set ``HYDRA_FULL_ERROR=1`` for a traceback.
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from rlexp.metrics import RunMetrics, write_metrics
 log = logging.getLogger("rlexp")
 
 
-
 def run(cfg: Config, run_dir: Path) -> RunMetrics:
     """Train one run described by a validated config, writing everything into ``run_dir``."""
     resumed = _check_run_dir(cfg, run_dir)
@@ -60,7 +60,8 @@ def run(cfg: Config, run_dir: Path) -> RunMetrics:
     (run_dir / build.CONFIG_FILE).write_text(yaml_text)
     # A resumed run hides the points its previous process logged after the checkpoint.
     tb = TensorBoardLogger(run_dir, purge_step=loop_state.step + 1 if loop_state else None)
-    tb.config(yaml_text, flatten(OmegaConf.to_container(resolved)))
+    if loop_state is None:  # a resumed run has its config and hparams logged already
+        tb.config(yaml_text, flatten(OmegaConf.to_container(resolved)))
     start = f"resuming at step {loop_state.step}" if loop_state else "starting"
     log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", cfg.run_name,
              cfg.agent.name, cfg.env.id, cfg.total_steps, device, start, run_dir)

@@ -119,11 +119,11 @@ class AgentConfig:
             raise ValueError(f"agent.max_grad_norm={self.max_grad_norm} must be positive or null")
 
 
-def td_loss(td_error: torch.Tensor, kind: str) -> torch.Tensor:
-    """Mean TD loss: 0.5 * td**2 (mse) or Huber with delta 1; both have gradient td near 0."""
+def td_loss(q: torch.Tensor, target: torch.Tensor, kind: str) -> torch.Tensor:
+    """Mean TD loss: 0.5 * (q - target)**2 (mse) or Huber with delta 1 (equal near 0)."""
     if kind == "huber":
-        return nn.functional.smooth_l1_loss(td_error, torch.zeros_like(td_error))
-    return 0.5 * td_error.square().mean()
+        return nn.functional.huber_loss(q, target)
+    return 0.5 * nn.functional.mse_loss(q, target)
 
 
 class Agent(ABC):
@@ -172,13 +172,13 @@ class Agent(ABC):
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         """Actions for a batch of observations: epsilon-greedy if ``explore``, else greedy."""
         n = len(obs)
-        if explore:
-            random_mask = self.rng.random(n) < self.epsilon
-            random_actions = self.rng.integers(self.n_actions, size=n)
-            if random_mask.all():
-                return random_actions
+        explore_mask = self.rng.random(n) < self.epsilon if explore else None
+        if explore_mask is not None and explore_mask.all():  # no forward pass needed
+            return self.rng.integers(self.n_actions, size=n)
         greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
-        return np.where(random_mask, random_actions, greedy) if explore else greedy
+        if explore_mask is None or not explore_mask.any():
+            return greedy
+        return np.where(explore_mask, self.rng.integers(self.n_actions, size=n), greedy)
 
     @abstractmethod
     def learn(self, batch: Transition) -> dict[str, torch.Tensor] | None:

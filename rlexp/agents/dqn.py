@@ -82,16 +82,16 @@ class DQNAgent(Agent):
             return None
         metrics = None
         if self.vector_steps % cfg.train_freq == 0:
-            loss_sum = q_sum = 0.0
-            for _ in range(cfg.gradient_steps):
-                loss, q_mean = self._gradient_update()
-                loss_sum, q_sum = loss_sum + loss, q_sum + q_mean
-            metrics = {"loss": loss_sum / cfg.gradient_steps, "q_mean": q_sum / cfg.gradient_steps}
+            # Kept as tensors and reduced once per burst: no extra ops per gradient step.
+            losses, qs = zip(*(self._gradient_update() for _ in range(cfg.gradient_steps)),
+                             strict=True)
+            metrics = {"loss": torch.stack(losses).mean(), "q_mean": torch.cat(qs).mean()}
         if self.vector_steps % max(cfg.target_update_interval // n, 1) == 0:
             self._update_target()
         return metrics
 
     def _gradient_update(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """One gradient step on a sampled minibatch; returns the loss and the batch's Q(s, a)."""
         cfg = self.cfg
         b = self.replay.sample(cfg.batch_size)
         if cfg.double_q:
@@ -107,9 +107,9 @@ class DQNAgent(Agent):
                 next_q = self.target_net(b.next_obs).max(dim=1).values
         q = q_all.gather(1, b.action[:, None]).squeeze(1)
         target = b.reward + cfg.gamma * (1.0 - b.terminated) * next_q
-        loss = td_loss(q - target, cfg.loss)
+        loss = td_loss(q, target, cfg.loss)
         self._gradient_step(loss)
-        return loss.detach(), q.detach().mean()
+        return loss.detach(), q.detach()
 
     @torch.no_grad()
     def _update_target(self) -> None:

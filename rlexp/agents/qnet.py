@@ -40,6 +40,6 @@ class QNetAgent(Agent):
         reward = torch.as_tensor(batch.reward, dtype=torch.float32, device=device)
         not_done = torch.as_tensor(~batch.terminated, dtype=torch.float32, device=device)
         target = reward + self.cfg.gamma * not_done * q_all[n:].detach().max(dim=1).values
-        loss = td_loss(q - target, self.cfg.loss)
+        loss = td_loss(q, target, self.cfg.loss)
         self._gradient_step(loss)
         return {"loss": loss.detach(), "q_mean": q.detach().mean()}
