@@ -18,7 +18,8 @@ ACTIONS = gym.spaces.Discrete(2)
 
 def make_agent(**kw) -> DQNAgent:
     cfg = DQNConfig(**{"network": NetworkConfig(hidden=[8]), "learning_starts": 1,
-                       "batch_size": 4, "train_freq": 1, "gradient_steps": 1, **kw})
+                       "batch_size": 4, "train_freq": 1, "gradient_steps": 1, "double_q": False,
+                       **kw})
     return DQNAgent(cfg, SPACE, ACTIONS, partial(torch.optim.SGD, lr=0.1), torch.device("cpu"),
                     total_steps=1000, seed=0)
 

@@ -37,7 +37,7 @@ class DQNConfig(AgentConfig):
     #: Target update rate: 1.0 copies the online net, < 1 is Polyak averaging.
     tau: float = 1.0
     #: Double DQN: pick the next action with the online net, value it with the target net.
-    double_q: bool = False
+    double_q: bool = True
     loss: str = "huber"
     max_grad_norm: float | None = 10.0
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(hidden=[128, 128]))
