@@ -22,6 +22,9 @@ from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp.agents import Agent
+from rlexp.build import load_run, make_env, make_vector_env
+from rlexp.checkpoint import CheckpointError, atomic_write
+from rlexp.config import ConfigError
 
 # Greedy evaluations use env seeds far from the training envs' (seed, seed + 1, ...).
 EVAL_SEED_OFFSET = 1_000_003
@@ -78,10 +81,6 @@ class EvaluateArgs:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from rlexp.build import load_run, make_env, make_vector_env
-    from rlexp.checkpoint import CheckpointError, atomic_write
-    from rlexp.config import ConfigError
-
     try:
         args = OmegaConf.to_object(OmegaConf.merge(
             OmegaConf.structured(EvaluateArgs),
