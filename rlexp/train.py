@@ -36,6 +36,7 @@ from rlexp.checkpoint import CheckpointError
 from rlexp.config import CONFIG_DIR, Config, ConfigError, validate
 from rlexp.logger import TensorBoardLogger, flatten
 from rlexp.loop import LoopSettings, LoopState, train
+from rlexp.metrics import FILENAME as METRICS_FILE
 from rlexp.metrics import RunMetrics, write_metrics
 
 log = logging.getLogger("rlexp")
@@ -43,7 +44,9 @@ log = logging.getLogger("rlexp")
 
 def run(cfg: Config, run_dir: Path) -> RunMetrics:
     """Train one run described by a validated config, writing everything into ``run_dir``."""
-    resumed = _check_run_dir(cfg, run_dir)
+    resolved = OmegaConf.structured(cfg)
+    flat_config = flatten(OmegaConf.to_container(resolved))
+    resumed = _check_run_dir(cfg, flat_config, run_dir)
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
@@ -55,13 +58,12 @@ def run(cfg: Config, run_dir: Path) -> RunMetrics:
         checkpoint.restore_rng(resumed)
         loop_state = LoopState.from_state_dict(resumed["loop"])
 
-    resolved = OmegaConf.structured(cfg)
     yaml_text = OmegaConf.to_yaml(resolved)
     (run_dir / build.CONFIG_FILE).write_text(yaml_text)
     # A resumed run hides the points its previous process logged after the checkpoint.
     tb = TensorBoardLogger(run_dir, purge_step=loop_state.step + 1 if loop_state else None)
     if loop_state is None:  # a resumed run has its config and hparams logged already
-        tb.config(yaml_text, flatten(OmegaConf.to_container(resolved)))
+        tb.config(yaml_text, flat_config)
     start = f"resuming at step {loop_state.step}" if loop_state else "starting"
     log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", cfg.run_name,
              cfg.agent.name, cfg.env.id, cfg.total_steps, device, start, run_dir)
@@ -109,9 +111,10 @@ def run(cfg: Config, run_dir: Path) -> RunMetrics:
     return metrics
 
 
-def _check_run_dir(cfg: Config, run_dir: Path) -> dict | None:
-    """Refuse to overwrite a finished run; for ``resume=``, the checkpoint to continue from."""
-    if (run_dir / "metrics.json").exists():
+def _check_run_dir(cfg: Config, flat_config: dict, run_dir: Path) -> dict | None:
+    """Refuse to overwrite a finished run; for ``resume=``, the checkpoint to continue from
+    (``flat_config``: this run's resolved config, flattened, to compare with the saved one)."""
+    if (run_dir / METRICS_FILE).exists():
         raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
     if cfg.resume is None:
         if (run_dir / checkpoint.LAST).exists():
@@ -123,11 +126,11 @@ def _check_run_dir(cfg: Config, run_dir: Path) -> dict | None:
         raise ConfigError(f"resume={cfg.resume}: {run_dir} is not an unfinished rlexp run "
                           f"(no {checkpoint.LAST} or {build.CONFIG_FILE})")
     saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_config)))
-    current = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-    differ = sorted(k for k in saved.keys() | current.keys()
-                    if k not in ("resume", "run_name") and saved.get(k) != current.get(k))
+    differ = sorted(k for k in saved.keys() | flat_config.keys()
+                    if k not in ("resume", "run_name") and saved.get(k) != flat_config.get(k))
     if differ:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (now {current.get(k)!r})" for k in differ[:4])
+        shown = ", ".join(f"{k}={saved.get(k)!r} (now {flat_config.get(k)!r})"
+                          for k in differ[:4])
         raise ConfigError(f"resume={cfg.resume}: the run was started with a different config: "
                           f"{shown}; resume with the same overrides")
     return checkpoint.load_training_state(run_dir / checkpoint.LAST)
