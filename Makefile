@@ -13,7 +13,7 @@ PORT   ?= 6006
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train test test-slow lint tensorboard clean bench
+.PHONY: help install train sweep report test test-slow lint tensorboard clean bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -26,10 +26,16 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 
-install: $(STAMP)  ## Create .venv and install torch ($$TORCH) then rlexp with its dev extra
+install: $(STAMP)  ## Create .venv and install torch ($$TORCH) then rlexp with its dev extra (tests, launchers, Optuna)
 
 train: $(STAMP)  ## Train one run: make train ARGS='agent=dqn env=cartpole seed=1'
 	$(BIN)/python -m rlexp.train $(ARGS)
+
+sweep: $(STAMP)  ## Parallel sweep, one job per core: make sweep ARGS='seed=0,1,2,3 optimizer=sgd,adam'
+	$(BIN)/python -m rlexp.train -m hydra/launcher=parallel $(ARGS)
+
+report: $(STAMP)  ## Re-make a sweep's report: make report ARGS=outputs/multirun/DATE/TIME
+	$(BIN)/python -m rlexp.report $(ARGS)
 
 test: $(STAMP)  ## Run the default test suite (a few minutes)
 	$(BIN)/python -m pytest $(ARGS)

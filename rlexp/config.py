@@ -240,6 +240,14 @@ class TrainConfig:
     #: End the run once a greedy evaluation's mean return reaches this value; null: never.
     #: The final evaluation is then that evaluation. Defaults to ``env.solved_return``.
     stop_on_return: float | None = None
+    #: The run counts as diverged (status diverged, it stops) when the mean Q-value over a log
+    #: interval exceeds this in absolute value; null: only NaN or infinite values count. Far
+    #: above any return of the bundled envs (CartPole's are at most 100 with gamma 0.99).
+    max_abs_q: float | None = 1e6
+
+    def __post_init__(self) -> None:
+        if self.max_abs_q is not None and not self.max_abs_q > 0:
+            raise ConfigError(f"train.max_abs_q={self.max_abs_q} must be > 0 or null")
 
 
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")

@@ -22,9 +22,6 @@ from tqdm import tqdm
 
 log = logging.getLogger("rlexp")
 
-#: The metrics listed in TensorBoard's HParams tab, next to each run's hyperparameters.
-HPARAM_METRICS = ("eval/return_mean", "eval/return_std", "train/episode_return")
-
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """Nested config -> {"agent.gamma": 0.99, ...} with values TensorBoard's HParams accepts."""
@@ -54,13 +51,16 @@ class TensorBoardLogger:
     def config(self, yaml_text: str, flat_config: dict[str, Any]) -> None:
         """The resolved config as text, and the hparams session for the HParams tab.
 
-        The hparams summaries go into this run's own event file, unlike ``add_hparams``, which
-        makes a sub-run, so the run is listed once. The metric values are the last points of
-        the scalar series named in HPARAM_METRICS, which TensorBoard reads from this run.
+        The hparams session goes into this run's own event file, unlike ``add_hparams``, which
+        makes a sub-run, so the run is listed once. No experiment summary is written: from the
+        sessions of all runs under its logdir TensorBoard then infers one, marks the
+        hyperparameters that differ between runs (the swept ones), and lists every scalar as a
+        metric, valued at its last point (e.g. the final ``eval/return_mean``).
         """
         indented = "\n".join("    " + line for line in yaml_text.splitlines())
         self.writer.add_text("config", indented)  # indented: rendered as a code block
-        for summary in hparams_summaries(flat_config, dict.fromkeys(HPARAM_METRICS, 0.0)):
+        _experiment, session_start, session_end = hparams_summaries(flat_config, {})
+        for summary in (session_start, session_end):
             self.writer.file_writer.add_summary(summary)
 
     def close(self) -> None:

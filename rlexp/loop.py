@@ -8,6 +8,7 @@ agent cost. Everything it needs to continue after a restart is in :class:`LoopSt
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ import numpy as np
 import torch
 
 from rlexp.agents import Agent, Transition
+from rlexp.envs import snapshot
 from rlexp.evaluate import EVAL_SEED_OFFSET, evaluate
 from rlexp.logger import Progress, TensorBoardLogger, log
+from rlexp.stop import StopSignals
 
 
 @dataclass
@@ -29,6 +32,7 @@ class LoopSettings:
     eval_every: int  # 0: only at the end
     checkpoint_every: int = 0  # 0: only at the end
     stop_on_return: float | None = None  # end once a greedy evaluation's mean reaches this
+    max_abs_q: float | None = None  # diverged when a log interval's mean Q-value exceeds this
 
 
 @dataclass
@@ -50,6 +54,10 @@ class LoopState:
     wall_seconds: float = 0.0
     eval_seconds: float = 0.0
     stopped_early: bool = False
+    #: The envs' state and the current observations, so a resumed run continues its episodes
+    #: (None: the envs' state cannot be saved, see rlexp.envs.snapshot; episodes restart).
+    env_state: dict | None = None
+    obs: torch.Tensor | None = None
 
     @classmethod
     def start(cls, settings: LoopSettings) -> LoopState:
@@ -68,17 +76,25 @@ class LoopState:
 @dataclass
 class LoopResult:
     state: LoopState
-    eval_returns: np.ndarray
+    #: The final evaluation's returns (None unless the outcome is "completed").
+    eval_returns: np.ndarray | None
+    #: completed, interrupted (a stop signal) or diverged (a non-finite loss or Q-value).
+    outcome: str = "completed"
+    #: What went wrong, for the other outcomes.
+    error: str | None = None
 
 
 def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
           settings: LoopSettings, tb: TensorBoardLogger,
           save_checkpoint: Callable[[LoopState], None], state: LoopState | None = None,
-          ) -> LoopResult:
+          stop: StopSignals | None = None) -> LoopResult:
     """Train until ``total_steps`` (or ``stop_on_return``); a given ``state`` resumes a run.
 
-    A resumed run starts new episodes (its envs are reset with a seed derived from the step):
-    the episodes in progress when the checkpoint was written are not continued.
+    Training also ends after the env step in which ``stop`` receives a signal (outcome
+    "interrupted"), or in which the agent reports a non-finite loss or Q-value ("diverged"); the
+    caller saves (or, after a divergence, keeps) the checkpoint. A resumed run continues the
+    episodes in progress at its checkpoint when their state could be saved, and otherwise
+    starts new ones (its envs reset with a seed derived from the step).
     """
     n = envs.num_envs
     state = state or LoopState.start(settings)
@@ -95,8 +111,20 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         state.eval_seconds += time.perf_counter() - t
         return returns
 
-    obs = envs.reset(seed=settings.seed + state.step)[0].copy()
-    envs.action_space.seed(settings.seed + state.step)
+    def checkpoint(obs: np.ndarray) -> None:
+        state.wall_seconds = time.perf_counter() - started
+        state.env_state = snapshot.capture(envs)
+        state.obs = torch.from_numpy(obs.copy())
+        save_checkpoint(state)
+
+    if state.env_state is not None:
+        snapshot.restore(envs, state.env_state)
+        obs = state.obs.numpy().copy()
+    else:
+        if state.step:
+            log.info("the envs' state was not saved: resuming with new episodes")
+        obs = envs.reset(seed=settings.seed + state.step)[0].copy()
+    outcome, error = "completed", None
     try:
         while state.step < settings.total_steps:
             action = agent.act(obs)
@@ -116,6 +144,12 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                                              truncated))
             obs = next_obs.copy()  # the env's buffer: the next step overwrites it
             if metrics is not None:
+                # One sync per update: a NaN or inf in any metric makes the sum non-finite.
+                if not math.isfinite(float(sum(metrics.values()))):
+                    bad = next(k for k, v in metrics.items() if not torch.isfinite(v).all())
+                    outcome = "diverged"
+                    error = f"train/{bad} is {float(metrics[bad])} at step {state.step}"
+                    break
                 for key, value in metrics.items():
                     state.sums[key] = state.sums[key] + value if key in state.sums else value
                 state.updates += 1
@@ -124,9 +158,15 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
             step = state.step
             if step >= state.next_log:
                 now = time.perf_counter()
-                _log_point(state, agent, tb, (step - last_log_step) / (now - last_log_time))
+                means = _log_point(state, agent, tb, (step - last_log_step) / (now - last_log_time))
                 last_log_step, last_log_time = step, now
                 state.next_log += settings.log_every
+                q_mean, limit = means.get("q_mean", 0.0), settings.max_abs_q
+                if limit is not None and abs(q_mean) > limit:
+                    outcome = "diverged"
+                    error = (f"train/q_mean is {q_mean:.3g} at step {step}, beyond "
+                             f"train.max_abs_q={limit:g}")
+                    break
             if step >= state.next_eval and step < settings.total_steps:  # final one below
                 eval_returns, eval_step = run_eval(step), step
                 state.next_eval += settings.eval_every
@@ -136,22 +176,33 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                              "(train.stop_on_return)", step, eval_returns.mean(), target)
                     state.stopped_early = True
                     break
-            if step >= state.next_checkpoint and step < settings.total_steps:  # final: caller
-                state.wall_seconds = time.perf_counter() - started
-                save_checkpoint(state)
+            if step >= state.next_checkpoint and step < settings.total_steps:  # final: below
                 state.next_checkpoint += settings.checkpoint_every
-        if eval_step != state.step:  # the final evaluation, unless one just ran at this step
+                checkpoint(obs)
+            if stop is not None and stop.received:
+                outcome = "interrupted"
+                error = f"interrupted by {stop.name} at step {step}"
+                break
+        if outcome == "completed" and eval_step != state.step:  # unless one just ran here
             eval_returns = run_eval(state.step)
     finally:
         progress.close()
-    state.wall_seconds = time.perf_counter() - started
-    return LoopResult(state=state, eval_returns=eval_returns)
+    if outcome == "diverged":  # the last good checkpoint stays as it is
+        state.wall_seconds = time.perf_counter() - started
+    else:
+        checkpoint(obs)
+    return LoopResult(state=state, eval_returns=eval_returns if outcome == "completed" else None,
+                      outcome=outcome, error=error)
 
 
-def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, sps: float) -> None:
+def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, sps: float
+               ) -> dict[str, float]:
+    """Write the train/ and time/ scalars; returns the agent's metrics averaged since the last
+    point."""
     step = state.step
-    for key, total in state.sums.items():
-        tb.scalar(f"train/{key}", float(total) / state.updates, step)
+    means = {key: float(total) / state.updates for key, total in state.sums.items()}
+    for key, mean in means.items():
+        tb.scalar(f"train/{key}", mean, step)
     state.sums, state.updates = {}, 0
     if state.ended_returns:
         tb.scalar("train/episode_return", float(np.mean(state.ended_returns)), step)
@@ -159,3 +210,4 @@ def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, sps: float
         state.ended_returns, state.ended_lengths = [], []
     tb.scalar("train/epsilon", agent.epsilon, step)
     tb.scalar("time/sps", sps, step)
+    return means

@@ -18,32 +18,47 @@ SCHEMA_VERSION = 1
 FILENAME = "metrics.json"
 
 
+#: What ``status`` can be, and what it means (README, "Failure modes").
+STATUSES = {
+    "completed": "trained to total_steps or stopped on train.stop_on_return; final eval done",
+    "interrupted": "stopped by a signal (Ctrl-C, SIGTERM, a cluster's timeout); "
+                   "checkpoints/last.pt holds the step it stopped at: resume=RUN_DIR continues",
+    "diverged": "a loss or Q-value became NaN or infinite; checkpoints/last.pt is the last good "
+                "checkpoint",
+    "failed": "an error ended the run; its message is in `error`, the traceback in train.log",
+}
+
+
 @dataclass
 class RunMetrics:
-    #: completed; (later) interrupted, diverged or failed.
+    #: One of STATUSES.
     status: str
+    #: Why the run did not complete (null when it did).
+    error: str | None = None
     #: Mean and (population) std of the final greedy evaluation's episode returns.
-    eval_return_mean: float
-    eval_return_std: float
+    eval_return_mean: float | None = None
+    eval_return_std: float | None = None
     #: Episodes in the final evaluation.
-    eval_episodes: int
+    eval_episodes: int | None = None
     #: Env steps trained for (summed over a vector env's sub-envs).
-    env_steps: int
+    env_steps: int | None = None
     #: Training episodes that ended.
-    episodes: int
+    episodes: int | None = None
     #: Whether training ended early because an evaluation reached ``train.stop_on_return``.
-    stopped_early: bool
+    stopped_early: bool = False
     #: The step this run was last resumed from (``resume=``); null if it never was.
-    resumed_from_step: int | None
+    resumed_from_step: int | None = None
     #: Wall-clock seconds from the start of training to the end of the final evaluation.
-    wall_seconds: float
+    wall_seconds: float | None = None
     #: The part of ``wall_seconds`` spent in greedy evaluations.
-    eval_seconds: float
+    eval_seconds: float | None = None
     #: Env steps per second over the whole run, evaluations included.
-    sps: float
-    seed: int
+    sps: float | None = None
+    seed: int | None = None
     #: The torch device the run used, e.g. cpu or cuda:0.
-    device: str
+    device: str | None = None
+    #: torch's CPU threads in the run's process (device.threads).
+    torch_threads: int | None = None
     schema_version: int = SCHEMA_VERSION
 
 

@@ -21,10 +21,12 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import sys
 from pathlib import Path
 
 import hydra
+import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
@@ -37,13 +39,19 @@ from rlexp.config import CONFIG_DIR, Config, ConfigError, validate
 from rlexp.logger import TensorBoardLogger, flatten
 from rlexp.loop import LoopSettings, LoopState, train
 from rlexp.metrics import FILENAME as METRICS_FILE
-from rlexp.metrics import RunMetrics, write_metrics
+from rlexp.metrics import RunMetrics, read_metrics, write_metrics
+from rlexp.stop import StopSignals, exit_status
 
 log = logging.getLogger("rlexp")
 
 
-def run(cfg: Config, run_dir: Path) -> RunMetrics:
-    """Train one run described by a validated config, writing everything into ``run_dir``."""
+def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetrics:
+    """Train one run described by a validated config, writing everything into ``run_dir``.
+
+    Returns the run's metrics, also written to ``metrics.json``: a run stopped by a signal in
+    ``stop`` has status ``interrupted`` and one whose loss diverged ``diverged``. Any exception
+    propagates (the caller records the run as failed).
+    """
     resolved = OmegaConf.structured(cfg)
     flat_config = flatten(OmegaConf.to_container(resolved))
     resumed = _check_run_dir(cfg, flat_config, run_dir)
@@ -54,12 +62,17 @@ def run(cfg: Config, run_dir: Path) -> RunMetrics:
     agent = build.build_agent(cfg, envs, device)
     loop_state = None
     if resumed is not None:
-        agent.load_state_dict(resumed["agent"])
+        try:
+            agent.load_state_dict(resumed["agent"])
+        except (KeyError, RuntimeError, ValueError) as e:  # e.g. other network shapes
+            raise CheckpointError(f"{run_dir / checkpoint.LAST} does not fit this config's "
+                                  f"agent: {_first_line(str(e))}") from e
         checkpoint.restore_rng(resumed)
         loop_state = LoopState.from_state_dict(resumed["loop"])
 
     yaml_text = OmegaConf.to_yaml(resolved)
-    (run_dir / build.CONFIG_FILE).write_text(yaml_text)
+    # Written before training: an unwritable or full output dir fails here, not at the end.
+    checkpoint.atomic_write(run_dir / build.CONFIG_FILE, lambda tmp: tmp.write_text(yaml_text))
     # A resumed run hides the points its previous process logged after the checkpoint.
     tb = TensorBoardLogger(run_dir, purge_step=loop_state.step + 1 if loop_state else None)
     if loop_state is None:  # a resumed run has its config and hparams logged already
@@ -76,45 +89,59 @@ def run(cfg: Config, run_dir: Path) -> RunMetrics:
         settings = LoopSettings(
             total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
             eval_every=cfg.eval.every_steps, checkpoint_every=cfg.checkpoint.every_steps,
-            stop_on_return=cfg.train.stop_on_return)
-        result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state)
+            stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q)
+        result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state, stop)
     finally:
         tb.close()
         envs.close()
         eval_envs.close()
 
     state, returns = result.state, result.eval_returns
-    save_last(state)
-    checkpoint.save_checkpoint(run_dir / checkpoint.FINAL,
-                               checkpoint.training_state(agent.state_dict(), state.state_dict(),
-                                                         include_replay=False))
+    if result.outcome == "completed":
+        checkpoint.save_checkpoint(run_dir / checkpoint.FINAL, checkpoint.training_state(
+            agent.state_dict(), state.state_dict(), include_replay=False))
+    error = result.error
+    if result.outcome == "diverged":
+        kept = (f"{checkpoint.LAST} is the last good checkpoint"
+                if (run_dir / checkpoint.LAST).exists() else "no checkpoint had been written")
+        error += f"; likely cause: {_divergence_hint(cfg)}; {kept}"
     metrics = RunMetrics(
-        status="completed",
-        eval_return_mean=float(returns.mean()),
-        eval_return_std=float(returns.std()),
-        eval_episodes=len(returns),
+        status=result.outcome,
+        error=error,
+        eval_return_mean=None if returns is None else float(returns.mean()),
+        eval_return_std=None if returns is None else float(returns.std()),
+        eval_episodes=None if returns is None else len(returns),
         env_steps=state.step,
         episodes=state.episodes,
         stopped_early=state.stopped_early,
         resumed_from_step=None if resumed is None else int(resumed["loop"]["step"]),
         wall_seconds=round(state.wall_seconds, 3),
         eval_seconds=round(state.eval_seconds, 3),
-        sps=round(state.step / state.wall_seconds, 1),
+        sps=round(state.step / max(state.wall_seconds, 1e-9), 1),
         seed=cfg.seed,
         device=str(device),
+        torch_threads=torch.get_num_threads(),
     )
     write_metrics(run_dir, metrics)
-    log.info("done %s seed %d | eval return %.2f +- %.2f (%d episodes) | %d steps in %.1fs "
-             "(%.0f steps/s) | %s", cfg.run_name, cfg.seed, metrics.eval_return_mean,
-             metrics.eval_return_std, metrics.eval_episodes, metrics.env_steps,
-             metrics.wall_seconds, metrics.sps, run_dir)
+    if metrics.status == "completed":
+        log.info("done %s seed %d | eval return %.2f +- %.2f (%d episodes) | %d steps in %.1fs "
+                 "(%.0f steps/s) | %s", cfg.run_name, cfg.seed, metrics.eval_return_mean,
+                 metrics.eval_return_std, metrics.eval_episodes, metrics.env_steps,
+                 metrics.wall_seconds, metrics.sps, run_dir)
     return metrics
+
+
+def _divergence_hint(cfg: Config) -> str:
+    hint = f"optimizer.lr={cfg.optimizer.lr:g} is too high for this problem (try 10x lower)"
+    if cfg.agent.max_grad_norm is None:
+        hint += " or gradients are unclipped (set agent.max_grad_norm)"
+    return hint
 
 
 def _check_run_dir(cfg: Config, flat_config: dict, run_dir: Path) -> dict | None:
     """Refuse to overwrite a finished run; for ``resume=``, the checkpoint to continue from
     (``flat_config``: this run's resolved config, flattened, to compare with the saved one)."""
-    if (run_dir / METRICS_FILE).exists():
+    if run_status(run_dir) == "completed":
         raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
     if cfg.resume is None:
         if (run_dir / checkpoint.LAST).exists():
@@ -145,18 +172,81 @@ def _discard_unused_run_dir(run_dir: Path) -> None:
             run_dir.parent.rmdir()
 
 
+def run_status(run_dir: Path) -> str | None:
+    """The status in a run dir's metrics.json; None when it has none (yet)."""
+    try:
+        return read_metrics(run_dir).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def _hydra_main(cfg: DictConfig) -> float:
+def _hydra_main(cfg: DictConfig) -> float | None:
+    """One run; returns its final eval return, which a sweeper (e.g. Optuna) maximises.
+
+    A single run exits non-zero unless it completed. In a sweep, a run that fails or diverges
+    is recorded in its metrics.json and returns None (the sweep goes on; the report at its end
+    lists the run and the sweep exits non-zero), and a job that finds an unfinished run in its
+    own directory (a requeued cluster job) resumes it.
+    """
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
+    sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweeping and cfg.resume is None and (run_dir / checkpoint.LAST).exists() and \
+            run_status(run_dir) != "completed":
+        log.info("resuming the unfinished run in %s (a requeued job)", run_dir)
+        cfg.resume = str(run_dir)
     try:
         typed = validate(cfg)
-        return run(typed, run_dir).eval_return_mean  # what a sweeper (e.g. Optuna) maximises
+        with StopSignals() as stop:
+            metrics = run(typed, run_dir, stop)
     except Exception as e:
-        _discard_unused_run_dir(run_dir)
-        if isinstance(e, INPUT_ERRORS) and hydra_cfg.mode == RunMode.RUN:
+        if isinstance(e, INPUT_ERRORS) and not sweeping:
+            _discard_unused_run_dir(run_dir)
             _exit_with_one_line(e)  # raising would make Hydra print a second line
-        raise
+        if isinstance(e, INPUT_ERRORS):
+            message = describe_error(e)
+            log.error("run failed: %s", message)
+        else:
+            message = f"{type(e).__name__}: {_first_line(str(e))}"
+            log.exception("run failed: %s", message)  # the traceback, into train.log too
+        _record_failure(run_dir, message, getattr(cfg, "seed", None))
+        if not sweeping:
+            sys.exit(1)
+        return None
+    if metrics.status == "completed":
+        return metrics.eval_return_mean
+    log.error("run %s: %s", metrics.status, metrics.error)
+    if metrics.status == "interrupted":
+        if stop.received == signal.SIGUSR2:
+            log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
+            stop.forward()  # submitit's handler requeues the job and exits
+        log.info("continue it with: python -m rlexp.train %s resume=%s",
+                 " ".join(hydra_cfg.overrides.task), run_dir)
+        sys.exit(exit_status(stop.received))  # also ends a sweep: the user asked to stop
+    if not sweeping:
+        sys.exit(1)
+    return None
+
+
+def _record_failure(run_dir: Path, message: str, seed: int | None) -> None:
+    """metrics.json with status failed (kept beside the traceback in train.log), unless the run
+    dir is gone or already records a completed run."""
+    if not run_dir.is_dir() or run_status(run_dir) == "completed":
+        return
+    try:
+        write_metrics(run_dir, RunMetrics(status="failed", error=message, seed=seed))
+    except OSError as e:  # e.g. the disk that made the run fail is still full
+        log.error("could not write %s: %s", run_dir / METRICS_FILE, e)
+
+
+#: Hydra plugin configs rlexp's presets use, and the extra that installs each plugin.
+PLUGIN_EXTRAS = {
+    "hydra/launcher/joblib": "launchers",
+    "hydra/launcher/submitit_local": "launchers",
+    "hydra/launcher/submitit_slurm": "launchers",
+    "hydra/sweeper/optuna": "search",
+}
 
 
 def _first_line(text: str) -> str:
@@ -168,8 +258,12 @@ def describe_error(e: BaseException) -> str:
     if isinstance(e, MissingConfigException) and e.options is not None:
         # e.g. agent=foo: missing_cfg_file is "agent/foo", options are the group's configs
         group, _, option = (e.missing_cfg_file or "").rpartition("/")
-        return f"{group}={option} is not an option of {group}; choose one of: " + ", ".join(
+        message = f"{group}={option} is not an option of {group}; choose one of: " + ", ".join(
             sorted(e.options))
+        if f"{group}/{option}" in PLUGIN_EXTRAS:
+            message += (f" ({option} comes with a Hydra plugin: pip install -e "
+                        f"'.[{PLUGIN_EXTRAS[f'{group}/{option}']}]')")
+        return message
     # Hydra's composition errors carry the useful part (key, expected type) in their cause.
     composing = isinstance(e, HydraException) and isinstance(e.__cause__, OmegaConfBaseException)
     cause = e.__cause__ if composing else e
@@ -202,6 +296,13 @@ def main() -> None:
         _hydra_main()
     except INPUT_ERRORS as e:
         _exit_with_one_line(e)
+    except OSError as e:  # Hydra could not create the run or sweep directory
+        if _SHOW_TRACEBACK:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"rlexp: error: cannot write the output directory{where}: {e.strerror or e}",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

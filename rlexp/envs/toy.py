@@ -61,6 +61,8 @@ class ToyEnv(gym.Env):
     """A discrete MDP sampled from its explicit model ``P`` (see the module docstring)."""
 
     metadata = {"render_modes": []}
+    #: The model never changes: a resumed run's env snapshot (rlexp.envs.snapshot) leaves it out.
+    snapshot_static = ("P", "_cdf")
 
     def __init__(self, variant: str = "chain", n_states: int | None = None):
         if variant not in VARIANTS:

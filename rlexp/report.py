@@ -1,0 +1,399 @@
+"""Sweep reports: which configuration is better, and by how much, with error bars.
+
+    python -m rlexp.report SWEEP_DIR [--target RETURN] [--no-plots]
+
+also runs by itself at the end of every multirun (:class:`SweepReport`, a Hydra callback). The
+runs of the sweep (every directory under SWEEP_DIR with a ``.hydra/`` folder) are grouped by
+their command-line overrides with ``seed=`` left out, so seeds are pooled. Per group, over the
+completed runs: the number of seeds, the mean, sample std, interquartile mean (IQM: the mean of
+the middle 50%, as scipy's ``trim_mean(x, 0.25)``) and a 95% percentile-bootstrap confidence
+interval of the mean, for the final greedy eval return (``metrics.json``) and for the env steps
+to reach the target return (the first ``eval/return_mean`` point >= target in the TensorBoard
+events; over the runs that reached it). The target is ``--target`` or the env's
+``solved_return``. Everything is read back from the files, so it works for any past sweep.
+
+Written into SWEEP_DIR: ``summary.md``, ``summary.csv``, and ``curves.png`` plus one
+``curves/<group>.png`` per group (eval return against env steps: the mean over seeds with a 95%
+bootstrap band; a run that stopped early counts with its last evaluation afterwards).
+Runs that did not complete (failed, diverged, interrupted, or killed before writing
+``metrics.json``) are listed with their error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from rlexp.checkpoint import atomic_write
+from rlexp.config import safe_dirname
+from rlexp.metrics import FILENAME as METRICS_FILE
+from rlexp.metrics import read_metrics
+
+BOOTSTRAP_SAMPLES = 10_000
+EVAL_TAG = "eval/return_mean"
+SUMMARY_MD, SUMMARY_CSV = "summary.md", "summary.csv"
+CURVES_PNG, CURVES_DIR = "curves.png", "curves"
+
+
+# ---------------------------------------------------------------------------------- statistics
+
+
+def iqm(x: np.ndarray) -> float:
+    """Interquartile mean: drop the lowest and highest int(n/4) values, average the rest."""
+    x = np.sort(np.asarray(x, dtype=float))
+    cut = int(0.25 * len(x))
+    return float(x[cut:len(x) - cut].mean()) if len(x) else math.nan
+
+
+def bootstrap_ci(x: np.ndarray, level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
+                 seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean (deterministic: a fixed seed)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0:
+        return math.nan, math.nan
+    means = np.random.default_rng(seed).choice(x, size=(samples, len(x))).mean(axis=1)
+    alpha = (1 - level) / 2
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+
+
+@dataclass
+class Stats:
+    n: int
+    mean: float
+    std: float  # sample std (ddof=1); nan for a single value
+    iqm: float
+    ci_low: float
+    ci_high: float
+
+    @classmethod
+    def of(cls, values: list[float]) -> Stats:
+        x = np.asarray(values, dtype=float)
+        n = len(x)
+        return cls(n=n, mean=float(x.mean()) if n else math.nan,
+                   std=float(x.std(ddof=1)) if n > 1 else math.nan, iqm=iqm(x),
+                   ci_low=bootstrap_ci(x)[0], ci_high=bootstrap_ci(x)[1])
+
+
+# --------------------------------------------------------------------------------------- runs
+
+
+@dataclass
+class Run:
+    dir: Path
+    overrides: list[str]
+    status: str  # metrics.json's status, or "unfinished" when there is none
+    error: str | None
+    final_return: float | None
+    target: float | None
+    eval_curve: list[tuple[int, float]]
+
+    @property
+    def steps_to_target(self) -> int | None:
+        if self.target is None:
+            return None
+        return next((step for step, value in self.eval_curve if value >= self.target), None)
+
+
+def _read_eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logging.getLogger("tensorboard").setLevel(logging.WARNING)  # "No path found after ..."
+    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
+    acc.Reload()
+    if EVAL_TAG not in acc.Tags()["scalars"]:
+        return []
+    return [(e.step, e.value) for e in acc.Scalars(EVAL_TAG)]
+
+
+def load_runs(sweep_dir: Path, target: float | None = None) -> list[Run]:
+    """Every run of a sweep: the directories under it that Hydra made for a job."""
+    runs = []
+    for hydra_dir in sorted(Path(sweep_dir).rglob(".hydra")):
+        run_dir = hydra_dir.parent
+        if run_dir == Path(sweep_dir):
+            continue
+        overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
+        metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else {}
+        run_target = target
+        config_file = run_dir / "config.yaml"
+        if run_target is None and config_file.exists():
+            run_target = (yaml.safe_load(config_file.read_text()).get("env") or {}).get(
+                "solved_return")
+        runs.append(Run(
+            dir=run_dir, overrides=list(overrides), status=metrics.get("status", "unfinished"),
+            error=metrics.get("error"), final_return=metrics.get("eval_return_mean"),
+            target=run_target, eval_curve=_read_eval_curve(run_dir)))
+    return runs
+
+
+# ------------------------------------------------------------------------------------- groups
+
+
+def _is_seed(override: str) -> bool:
+    return override.lstrip("+~").split("=", 1)[0] == "seed"
+
+
+@dataclass
+class Group:
+    label: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def completed(self) -> list[Run]:
+        return [r for r in self.runs if r.status == "completed"]
+
+    def returns(self) -> Stats:
+        return Stats.of([r.final_return for r in self.completed])
+
+    def steps(self) -> Stats:
+        return Stats.of([r.steps_to_target for r in self.completed
+                         if r.steps_to_target is not None])
+
+    @property
+    def target(self) -> float | None:
+        return next((r.target for r in self.runs if r.target is not None), None)
+
+
+def group_runs(runs: list[Run]) -> list[Group]:
+    """Runs grouped by their overrides minus ``seed=``; overrides shared by every run of the
+    sweep are left out of the labels."""
+    keys = {id(r): tuple(sorted(o for o in r.overrides if not _is_seed(o))) for r in runs}
+    shared = set.intersection(*(set(k) for k in keys.values())) if runs else set()
+    groups: dict[str, Group] = {}
+    for run in runs:
+        label = ",".join(o for o in keys[id(run)] if o not in shared) or "all runs"
+        groups.setdefault(label, Group(label)).runs.append(run)
+    return list(groups.values())
+
+
+# ------------------------------------------------------------------------------------ outputs
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
+
+
+COLUMNS = ["group", "runs", "completed", "return_mean", "return_std", "return_iqm",
+           "return_ci_low", "return_ci_high", "target", "reached", "steps_mean", "steps_std",
+           "steps_iqm", "steps_ci_low", "steps_ci_high"]
+
+
+def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
+    rows = []
+    for g in groups:
+        ret, steps = g.returns(), g.steps()
+        rows.append({
+            "group": g.label, "runs": len(g.runs), "completed": len(g.completed),
+            "return_mean": ret.mean, "return_std": ret.std, "return_iqm": ret.iqm,
+            "return_ci_low": ret.ci_low, "return_ci_high": ret.ci_high, "target": g.target,
+            "reached": steps.n, "steps_mean": steps.mean, "steps_std": steps.std,
+            "steps_iqm": steps.iqm, "steps_ci_low": steps.ci_low, "steps_ci_high": steps.ci_high,
+        })
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> list[list[str]]:
+    """Header and rows for the printed and markdown tables."""
+    header = ["group", "seeds", "final return mean ± std", "IQM", "95% CI", "target",
+              "reached", "steps mean ± std", "steps IQM", "steps 95% CI"]
+    body = [[
+        r["group"], f"{r['completed']}/{r['runs']}",
+        f"{_fmt(r['return_mean'])} ± {_fmt(r['return_std'])}", _fmt(r["return_iqm"]),
+        f"[{_fmt(r['return_ci_low'])}, {_fmt(r['return_ci_high'])}]", _fmt(r["target"], 0),
+        "n/a" if r["target"] is None else f"{r['reached']}/{r['completed']}",
+        f"{_fmt(r['steps_mean'], 0)} ± {_fmt(r['steps_std'], 0)}", _fmt(r["steps_iqm"], 0),
+        f"[{_fmt(r['steps_ci_low'], 0)}, {_fmt(r['steps_ci_high'], 0)}]",
+    ] for r in rows]
+    return [header, *body]
+
+
+def _text_table(cells: list[list[str]]) -> str:
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+             for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _markdown_table(cells: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(cells[0]) + " |", "|" + "---|" * len(cells[0])]
+    lines += ["| " + " | ".join(row) + " |" for row in cells[1:]]
+    return "\n".join(lines)
+
+
+def not_completed(runs: list[Run]) -> list[Run]:
+    return [r for r in runs if r.status != "completed"]
+
+
+def _problems_text(runs: list[Run], sweep_dir: Path) -> list[str]:
+    return [f"{r.dir.relative_to(sweep_dir)}: {r.status}" + (f": {r.error}" if r.error else "")
+            for r in not_completed(runs)]
+
+
+def _curve_band(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Grid of env steps, and the mean and 95% bootstrap band of the eval return over seeds."""
+    curves = [r.eval_curve for r in group.completed if r.eval_curve]
+    if not curves:
+        return None
+    grid = np.unique(np.concatenate([[s for s, _ in c] for c in curves]))
+    values = np.full((len(curves), len(grid)), np.nan)
+    for i, curve in enumerate(curves):
+        steps, vals = np.array([s for s, _ in curve]), np.array([v for _, v in curve])
+        idx = np.searchsorted(steps, grid, side="right") - 1  # the last eval at or before
+        values[i] = np.where(idx >= 0, vals[np.maximum(idx, 0)], np.nan)
+    mean = np.nanmean(values, axis=0)
+    band = np.array([bootstrap_ci(col[~np.isnan(col)], samples=2_000) for col in values.T])
+    return grid, mean, band[:, 0], band[:, 1]
+
+
+def write_plots(groups: list[Group], sweep_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    bands = [(g, _curve_band(g)) for g in groups]
+    bands = [(g, b) for g, b in bands if b is not None]
+    if not bands:
+        return written
+
+    def draw(ax, group: Group, band) -> None:
+        grid, mean, low, high = band
+        line, = ax.plot(grid, mean, label=f"{group.label} ({len(group.completed)} seeds)")
+        ax.fill_between(grid, low, high, alpha=0.2, color=line.get_color())
+
+    def save(fig, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100)
+        plt.close(fig)
+        atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        written.append(path)
+
+    def style(ax, title: str) -> None:
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(EVAL_TAG)
+        ax.set_title(title, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for group, band in bands:
+        draw(ax, group, band)
+    style(ax, f"{sweep_dir.name}: greedy eval return, mean and 95% bootstrap CI over seeds")
+    save(fig, sweep_dir / CURVES_PNG)
+    for group, band in bands:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        draw(ax, group, band)
+        style(ax, group.label)
+        save(fig, sweep_dir / CURVES_DIR / f"{safe_dirname(group.label)}.png")
+    return written
+
+
+@dataclass
+class Report:
+    sweep_dir: Path
+    runs: list[Run]
+    groups: list[Group]
+
+    @property
+    def problems(self) -> list[Run]:
+        return not_completed(self.runs)
+
+    def text(self) -> str:
+        lines = [f"rlexp sweep report: {self.sweep_dir} ({len(self.runs)} runs, "
+                 f"{len(self.groups)} groups)", _text_table(table(summary_rows(self.groups)))]
+        if self.problems:
+            lines.append(f"{len(self.problems)} runs did not complete:")
+            lines += ["  " + p for p in _problems_text(self.runs, self.sweep_dir)]
+        return "\n".join(lines)
+
+    def markdown(self, plots: list[Path]) -> str:
+        lines = [f"# Sweep report: {self.sweep_dir.name}", "",
+                 f"{len(self.runs)} runs in {len(self.groups)} groups (seeds pooled). Final "
+                 "return: the final greedy evaluation's mean return of each completed run. "
+                 "Steps: env steps to the first evaluation >= target, over the runs that "
+                 "reached it. Std is the sample std over seeds; IQM the interquartile mean; "
+                 "CI a 95% percentile bootstrap of the mean.", "",
+                 _markdown_table(table(summary_rows(self.groups)))]
+        if self.problems:
+            lines += ["", "## Runs that did not complete", ""]
+            lines += [f"- {p}" for p in _problems_text(self.runs, self.sweep_dir)]
+        if plots:
+            lines += ["", "## Learning curves", ""]
+            lines += [f"![{p.stem}]({p.relative_to(self.sweep_dir)})" for p in plots]
+        return "\n".join(lines) + "\n"
+
+    def write(self, plots: bool = True) -> list[Path]:
+        """summary.csv, summary.md and the PNGs, into the sweep dir."""
+        written_plots = write_plots(self.groups, self.sweep_dir) if plots else []
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(summary_rows(self.groups))
+        csv_path, md_path = self.sweep_dir / SUMMARY_CSV, self.sweep_dir / SUMMARY_MD
+        atomic_write(csv_path, lambda tmp: tmp.write_text(out.getvalue()))
+        markdown = self.markdown(written_plots)
+        atomic_write(md_path, lambda tmp: tmp.write_text(markdown))
+        return [csv_path, md_path, *written_plots]
+
+
+def build_report(sweep_dir: Path, target: float | None = None) -> Report:
+    runs = load_runs(sweep_dir, target)
+    return Report(Path(sweep_dir), runs, group_runs(runs))
+
+
+class SweepReport(Callback):
+    """Hydra callback (``hydra.callbacks`` in conf/hydra/rlexp.yaml): at the end of a multirun,
+    write and print the report, and exit non-zero when some run did not complete."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        report = build_report(sweep_dir)
+        if not report.runs:
+            return
+        report.write()
+        print(report.text(), flush=True)
+        print(f"report: {sweep_dir / SUMMARY_MD}", flush=True)
+        if report.problems:
+            sys.exit(1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlexp.report", description=(
+        "Summarise a sweep: per configuration, seeds pooled, the final eval return and the "
+        "steps to a target return, with IQM and bootstrap CIs; writes summary.md, summary.csv "
+        "and learning-curve PNGs into the sweep dir."))
+    parser.add_argument("sweep_dir", type=Path,
+                        help="a multirun dir, e.g. outputs/multirun/DATE/TIME")
+    parser.add_argument("--target", type=float, default=None,
+                        help="return to reach (default: each run's env.solved_return)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.exit(2, f"rlexp: error: {args.sweep_dir} is not a directory\n")
+    report = build_report(args.sweep_dir, args.target)
+    if not report.runs:
+        parser.exit(2, f"rlexp: error: no runs under {args.sweep_dir} (no .hydra/ folders)\n")
+    written = report.write(plots=not args.no_plots)
+    print(report.text())
+    print("wrote " + ", ".join(str(p.relative_to(args.sweep_dir)) for p in written[:3]) +
+          (f" and {len(written) - 3} more" if len(written) > 3 else ""))
+    return 1 if report.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
