@@ -100,15 +100,23 @@ def build_optimizer(cfg: OptimizerConfig) -> partial:
 
 def build_agent(cfg: Config, envs: gym.vector.VectorEnv, device: torch.device) -> Agent:
     agent_cls = AGENTS[cfg.agent.name]
-    return agent_cls(
-        cfg.agent,
-        observation_space=envs.single_observation_space,
-        action_space=envs.single_action_space,
-        make_optimizer=build_optimizer(cfg.optimizer),
-        device=device,
-        total_steps=cfg.total_steps,
-        seed=cfg.seed,
-    )
+    try:
+        return agent_cls(
+            cfg.agent,
+            observation_space=envs.single_observation_space,
+            action_space=envs.single_action_space,
+            make_optimizer=build_optimizer(cfg.optimizer),
+            device=device,
+            total_steps=cfg.total_steps,
+            seed=cfg.seed,
+        )
+    except (RuntimeError, MemoryError) as e:  # e.g. a replay buffer larger than the memory
+        if "alloc" not in str(e).lower() and not isinstance(e, MemoryError):
+            raise
+        sizes = ", ".join(f"agent.{k}={getattr(cfg.agent, k)}" for k in ("buffer_size",)
+                          if hasattr(cfg.agent, k))
+        raise ConfigError(f"the {cfg.agent.name} agent does not fit in {device} memory "
+                          f"({sizes or 'its network'}): {str(e).splitlines()[0]}") from e
 
 
 def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Agent:

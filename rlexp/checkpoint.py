@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,26 @@ def atomic_write(path: Path, write) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def remove_partial_writes(directory: Path) -> None:
+    """Delete the temporary files a process killed inside :func:`atomic_write` left behind."""
+    for tmp in Path(directory).glob(".*.tmp[0-9]*"):
+        tmp.unlink(missing_ok=True)
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. the disk is full); the previous one is intact."""
+
+
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Save ``state`` (tensors, numbers, strings, lists and dicts only) atomically."""
-    atomic_write(Path(path), lambda tmp: torch.save(state, tmp))
+    path = Path(path)
+    try:
+        atomic_write(path, lambda tmp: torch.save(state, tmp))
+    except (OSError, RuntimeError) as e:  # torch's zip writer reports failed writes as either
+        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
+        raise CheckpointWriteError(
+            f"could not write {path} ({str(e).splitlines()[0]}; {free / 1e6:.0f} MB free on its "
+            "disk); the previous checkpoint, if any, is kept") from e
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -40,6 +58,16 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
         raise CheckpointError(f"checkpoint {path} does not exist")
     if not zipfile.is_zipfile(path):  # torch.save writes a zip archive; this is not one
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt (not a torch file)")
+    # torch.load does not check the archive's CRC-32 checksums: flipped bytes inside a tensor
+    # would load silently. Reading the archive once to check them costs milliseconds.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: {e}") from e
+    if bad is not None:
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt (checksum mismatch "
+                              f"in {bad})")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:

@@ -11,6 +11,7 @@ The agents' own fields are declared next to each algorithm (``rlexp/agents/*.py`
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp.agents import AGENTS, AgentConfig
-from rlexp.checkpoint import find_unfinished_run
+from rlexp.checkpoint import LAST, find_unfinished_run
 from rlexp.envs import TOY_ID
 from rlexp.envs.toy import VARIANTS
 
@@ -125,10 +126,10 @@ class OptimizerConfig:
         optimizer_class(self._target_)
         if not self._partial_:
             raise ConfigError("optimizer._partial_=false is not allowed: it must stay true")
-        if not self.lr > 0:
-            raise ConfigError(f"optimizer.lr={self.lr} must be > 0")
-        if self.weight_decay < 0:
-            raise ConfigError(f"optimizer.weight_decay={self.weight_decay} must be >= 0")
+        if not 0 < self.lr < math.inf:
+            raise ConfigError(f"optimizer.lr={self.lr} must be > 0 and finite")
+        if not 0 <= self.weight_decay < math.inf:
+            raise ConfigError(f"optimizer.weight_decay={self.weight_decay} must be >= 0 and finite")
 
 
 @dataclass
@@ -250,6 +251,8 @@ class TrainConfig:
             raise ConfigError(f"train.max_abs_q={self.max_abs_q} must be > 0 or null")
 
 
+#: More env steps than any run could take (a typo guard: 1e12 steps at 1e6 steps/s is 12 days).
+MAX_STEPS = 10**12
 RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
 
 
@@ -267,9 +270,20 @@ def resume_dir(resume: str | None, new_dir: str, overrides) -> str:
         return new_dir
     if str(resume).lower() == "true":
         return str(find_unfinished_run(Path(new_dir).parent.parent, list(overrides)))
+    # Checked here, before Hydra writes its files into the directory.
+    if not (Path(resume) / LAST).is_file() or not (Path(resume) / "config.yaml").is_file():
+        raise ConfigError(f"resume={resume}: {resume} is not an unfinished rlexp run "
+                          f"(no {LAST} or config.yaml)")
     return str(resume)
 
 
+def hydra_subdir(resume: str | None, stamp: str) -> str:
+    """Where Hydra writes its record of a launch (config, overrides) in the run dir: ``.hydra``,
+    or for a resumed run ``.hydra/resume_<time>``, so the original launch's record is kept."""
+    return ".hydra" if resume is None or resume == "" else f".hydra/resume_{stamp}"
+
+
+OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
 
@@ -299,8 +313,9 @@ class Config:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed} must be >= 0")
-        if self.total_steps <= 0:
-            raise ConfigError(f"total_steps={self.total_steps} must be positive")
+        if not 0 < self.total_steps <= MAX_STEPS:
+            raise ConfigError(
+                f"total_steps={self.total_steps} must be between 1 and {MAX_STEPS:.0e}")
         if not RUN_NAME.fullmatch(self.run_name):
             raise ConfigError(
                 f"run_name={self.run_name!r} is not allowed: use up to 100 letters, digits and "

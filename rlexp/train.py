@@ -27,8 +27,9 @@ from pathlib import Path
 
 import hydra
 import torch
+from hydra._internal.utils import get_args_parser
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
@@ -160,6 +161,7 @@ def _check_run_dir(cfg: Config, flat_config: dict, run_dir: Path) -> dict | None
                           for k in differ[:4])
         raise ConfigError(f"resume={cfg.resume}: the run was started with a different config: "
                           f"{shown}; resume with the same overrides")
+    checkpoint.remove_partial_writes((run_dir / checkpoint.LAST).parent)
     return checkpoint.load_training_state(run_dir / checkpoint.LAST)
 
 
@@ -255,6 +257,14 @@ def _first_line(text: str) -> str:
 
 def describe_error(e: BaseException) -> str:
     """One line for a config or input error: the bad key or value, and what is allowed."""
+    cause = e
+    while cause is not None:  # e.g. our own error, raised in a resolver while Hydra composed
+        if isinstance(cause, ConfigError | CheckpointError):
+            return _first_line(str(cause))
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(e, OverrideParseException):
+        return (f"cannot parse the override {e.override!r}: write key=value, and quote a value "
+                "with spaces or special characters (key='a b'); keys are ASCII names")
     if isinstance(e, MissingConfigException) and e.options is not None:
         # e.g. agent=foo: missing_cfg_file is "agent/foo", options are the group's configs
         group, _, option = (e.missing_cfg_file or "").rpartition("/")
@@ -292,6 +302,12 @@ def main() -> None:
     """Console entry point: Hydra's run, with input errors reported as one line (exit 2)."""
     # Hydra then re-raises errors instead of printing several lines itself; we print one.
     os.environ["HYDRA_FULL_ERROR"] = "1"
+    # Hydra's own parser would print its usage and an error; one line is enough.
+    unknown = [a for a in get_args_parser().parse_known_args()[1] if a.startswith("-")]
+    if unknown:
+        print(f"rlexp: error: unknown option {unknown[0]}; see python -m rlexp.train --help",
+              file=sys.stderr)
+        sys.exit(2)
     try:
         _hydra_main()
     except INPUT_ERRORS as e:

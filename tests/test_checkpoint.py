@@ -140,8 +140,8 @@ def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):
 
 
 def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
-    args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=8000", "log.every_steps=500",
-            "checkpoint.every_steps=1000", "eval.episodes=2"]
+    args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=4000", "log.every_steps=250",
+            "checkpoint.every_steps=500", "eval.episodes=2"]
     proc = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -158,10 +158,10 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.glob("outputs/runs/*/*")) == [run_dir]  # no new run dir
     metrics = read_metrics(run_dir)
-    assert metrics["status"] == "completed" and metrics["env_steps"] == 8000
-    assert metrics["resumed_from_step"] >= 1000
+    assert metrics["status"] == "completed" and metrics["env_steps"] == 4000
+    assert metrics["resumed_from_step"] >= 500
     steps = [s for s, _ in read_scalars(run_dir)["train/epsilon"]]
-    assert steps == list(range(500, 8500, 500))
+    assert steps == list(range(250, 4250, 250))
     # Nothing left to resume now.
     again = subprocess.run([sys.executable, "-m", "rlexp.train", *args, "resume=true"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)

@@ -3,26 +3,18 @@
 import json
 
 import pytest
-import torch
 
 from tests.conftest import TINY, read_scalars, run_cli
 
+# A few bad command lines through a real interpreter; tests/test_faults.py checks many more
+# through the same main() in-process.
 BAD_INPUT = [
     # (command-line arguments, a fragment the one error line must contain)
     (["agent=foo"], "agent=foo is not an option of agent; choose one of: dqn, qnet"),
-    (["agent.foo=1"], "unknown key 'agent.foo'; allowed here: name, gamma"),
-    (["+agent.foo=1"], "unknown key 'agent.foo'"),
-    (["optimizer.lr=abc"], "optimizer.lr=abc: Value 'abc' of type 'str' could not be converted"),
     (["optimizer.lr=-1"], "optimizer.lr=-1.0 must be > 0"),
-    (["agent.gamma=1.5"], "agent.gamma=1.5 must be in [0, 1]"),
-    (["optimizer._target_=builtins.eval"], "optimizer._target_='builtins.eval' is not allowed"),
-    (["env=gym"], "env.id is required"),
     (["env=gym", "env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0' could not be made"),
-    (["env=gym", "env.id=Pendulum-v1"], "rlexp's agents need Discrete"),
     (["run_name=../../escape"], "run_name='../../escape' is not allowed"),
 ]
-if not torch.cuda.is_available():
-    BAD_INPUT.append((["device=cuda"], "device=cuda: CUDA is not available"))
 
 
 @pytest.mark.parametrize("args,fragment", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])

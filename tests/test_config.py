@@ -56,7 +56,7 @@ def test_overrides_reach_the_typed_config():
     ("agent.tau=0", "agent.tau=0.0 must be in (0, 1]"),
     ("agent.loss=l1", "agent.loss='l1' is not one of mse, huber"),
     ("agent.network.hidden=[64,-1]", "widths must be positive"),
-    ("total_steps=0", "total_steps=0 must be positive"),
+    ("total_steps=0", "total_steps=0 must be between 1 and 1e+12"),
     ("eval.episodes=0", "eval.episodes=0 must be positive"),
     ("env.num_envs=0", "env.num_envs=0 must be positive"),
     ("optimizer._target_=os.system", "optimizer._target_='os.system' is not allowed"),

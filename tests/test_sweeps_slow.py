@@ -1,0 +1,65 @@
+"""Cluster-style sweeps end to end (slow): submitit jobs that time out and resume, and Optuna."""
+
+import pytest
+import yaml
+
+from rlexp.metrics import read_metrics
+from tests.conftest import read_scalars, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def test_submitit_job_checkpoints_at_its_timeout_signal_and_the_requeued_job_resumes(tmp_path):
+    # A 1-minute limit: submitit's local executor sends SIGUSR2 after 30 s, the run saves its
+    # checkpoint and is requeued, and the new job resumes it. 60k steps of Q-learning on the toy
+    # env take longer than 30 s here, so the first job cannot finish.
+    result = run_cli(["-m", "hydra/launcher=local_cluster", "hydra.launcher.timeout_min=1",
+                      "agent=qnet", "env=toy", "total_steps=60000", "log.every_steps=1000",
+                      "eval.every_steps=0", "eval.episodes=2", "seed=0"], cwd=tmp_path,
+                     timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (sweep,) = tmp_path.glob("outputs/multirun/*/*")
+    (run_dir,) = [p for p in sweep.iterdir() if (p / ".hydra").is_dir()]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["env_steps"] == 60000
+    assert 0 < metrics["resumed_from_step"] < 60000
+    log = (run_dir / "train.log").read_text()
+    assert "interrupted by SIGUSR2" in log and "resuming the unfinished run" in log
+    submitit_logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
+    assert "Requeued job" in submitit_logs
+    # One curve, no step repeated or missing across the requeue.
+    steps = [s for s, _ in read_scalars(run_dir)["train/epsilon"]]
+    assert steps == list(range(1000, 60001, 1000))
+
+
+def test_optuna_study_records_failed_trials_and_keeps_the_best(tmp_path):
+    # gradient_steps=0 is refused by the config check: those trials fail, the study goes on.
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    result = run_cli(["hparams_search=dqn_cartpole", "hydra.sweeper.n_trials=4",
+                      "agent.gradient_steps=choice(0,8)", "total_steps=3000",
+                      "agent.learning_starts=500", "eval.every_steps=0", "eval.episodes=5",
+                      f"hydra.sweeper.storage={storage}"], cwd=tmp_path)
+    assert result.returncode == 1  # some trials failed: the sweep says so
+    (sweep,) = tmp_path.glob("outputs/multirun/*/*")
+    trials = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
+    assert [p.name for p in trials] == [f"trial_{i}" for i in range(4)]
+    outcomes = {}
+    for trial in trials:
+        overrides = yaml.safe_load((trial / ".hydra" / "overrides.yaml").read_text())
+        gradient_steps = next(o for o in overrides if o.startswith("agent.gradient_steps="))
+        outcomes[trial.name] = (gradient_steps, read_metrics(trial))
+    failed = [m for g, m in outcomes.values() if g.endswith("=0")]
+    completed = [m for g, m in outcomes.values() if g.endswith("=8")]
+    assert failed and completed
+    assert all(m["status"] == "failed" and "agent.gradient_steps=0" in m["error"]
+               for m in failed)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_params"]["agent.gradient_steps"] == 8
+    assert best["best_value"] == max(m["eval_return_mean"] for m in completed)
+
+    import optuna
+
+    study = optuna.load_study(study_name="dqn_cartpole", storage=storage)
+    states = sorted(t.state.name for t in study.trials)
+    assert states == sorted(["FAIL"] * len(failed) + ["COMPLETE"] * len(completed))
+    assert (sweep / "summary.md").is_file()
