@@ -152,7 +152,7 @@ class SGDConfig(OptimizerConfig):
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
     _target_: str = "torch.optim.Adam"
-    lr: float = 0.002
+    lr: float = 0.004
     #: Decay rates of the first and second moment estimates.
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     #: Added to the denominator for numerical stability.
@@ -305,6 +305,10 @@ class Config:
     #: Continue a run from its checkpoints/last.pt: a run directory, or true for the latest
     #: unfinished run under outputs/runs started with the same overrides.
     resume: str | None = None
+    #: Runs this job trains one after another, with seeds seed, seed + 1, ..., each in a
+    #: ``seed<N>/`` directory of the job's; the job's result (what an Optuna trial reports) is
+    #: their mean final eval return. 1: one run, in the job's directory itself.
+    seeds: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -313,6 +317,11 @@ class Config:
     def __post_init__(self) -> None:
         if self.seed < 0:
             raise ConfigError(f"seed={self.seed} must be >= 0")
+        if self.seeds < 1:
+            raise ConfigError(f"seeds={self.seeds} must be >= 1")
+        if self.seeds > 1 and self.resume is not None:
+            raise ConfigError(f"resume= continues one run; with seeds={self.seeds} resume each "
+                              "seed<N>/ directory, or rerun the job in its directory")
         if not 0 < self.total_steps <= MAX_STEPS:
             raise ConfigError(
                 f"total_steps={self.total_steps} must be between 1 and {MAX_STEPS:.0e}")

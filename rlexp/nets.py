@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -61,3 +61,29 @@ def q_network(
             nn.init.zeros_(head.bias)
     layers.append(head)
     return nn.Sequential(*layers)
+
+
+def functional_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``net``'s forward pass as plain function calls on its parameter tensors, for acting.
+
+    A batch-1 forward through nn.Module's call machinery costs about twice the arithmetic on
+    these small networks; acting does one per env step. The function reads the parameters
+    themselves, so it follows every in-place update (optimizer steps, load_state_dict).
+    """
+    steps: list[Callable[[torch.Tensor], torch.Tensor]] = []
+    for module in net:
+        if isinstance(module, nn.Linear):
+            steps.append(lambda x, w=module.weight, b=module.bias: nn.functional.linear(x, w, b))
+        elif isinstance(module, nn.ReLU):
+            steps.append(torch.relu)
+        elif isinstance(module, nn.Tanh):
+            steps.append(torch.tanh)
+        else:  # OneHot, Flatten, ELU: their own forward, without the call machinery
+            steps.append(module.forward)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            x = step(x)
+        return x
+
+    return forward

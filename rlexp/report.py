@@ -3,8 +3,9 @@
     python -m rlexp.report SWEEP_DIR [--target RETURN] [--no-plots]
 
 also runs by itself at the end of every multirun (:class:`SweepReport`, a Hydra callback). The
-runs of the sweep (every directory under SWEEP_DIR with a ``.hydra/`` folder) are grouped by
-their command-line overrides with ``seed=`` left out, so seeds are pooled. Per group, over the
+runs of the sweep (every directory under SWEEP_DIR with a ``.hydra/`` folder, or its ``seed<N>/``
+directories for a job that trained ``seeds=N`` runs) are grouped by their command-line overrides
+with ``seed=`` and ``seeds=`` left out, so seeds are pooled. Per group, over the
 completed runs: the number of seeds, the mean, sample std, interquartile mean (IQM: the mean of
 the middle 50%, as scipy's ``trim_mean(x, 0.25)``) and a 95% percentile-bootstrap confidence
 interval of the mean, for the final greedy eval return (``metrics.json``) and for the env steps
@@ -117,32 +118,42 @@ def _read_eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     return [(e.step, e.value) for e in acc.Scalars(EVAL_TAG)]
 
 
+def _job_runs(job_dir: Path) -> list[Path]:
+    """A job's runs: its ``seed<N>/`` directories when it trained several seeds, else itself."""
+    subruns = sorted(p for p in job_dir.glob("seed*") if p.is_dir())
+    return subruns or [job_dir]
+
+
 def load_runs(sweep_dir: Path, target: float | None = None) -> list[Run]:
-    """Every run of a sweep: the directories under it that Hydra made for a job."""
+    """Every run of a sweep: the directories Hydra made for its jobs (with ``.hydra/``), or the
+    ``seed<N>/`` directories of a job that trained several seeds."""
     runs = []
     for hydra_dir in sorted(Path(sweep_dir).rglob(".hydra")):
-        run_dir = hydra_dir.parent
-        if run_dir == Path(sweep_dir):
+        job_dir = hydra_dir.parent
+        if job_dir == Path(sweep_dir):
             continue
         overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
-        metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else {}
-        run_target = target
-        config_file = run_dir / "config.yaml"
-        if run_target is None and config_file.exists():
-            run_target = (yaml.safe_load(config_file.read_text()).get("env") or {}).get(
-                "solved_return")
-        runs.append(Run(
-            dir=run_dir, overrides=list(overrides), status=metrics.get("status", "unfinished"),
-            error=metrics.get("error"), final_return=metrics.get("eval_return_mean"),
-            target=run_target, eval_curve=_read_eval_curve(run_dir)))
+        for run_dir in _job_runs(job_dir):
+            runs.append(_load_run(run_dir, overrides, target))
     return runs
+
+
+def _load_run(run_dir: Path, overrides: list[str], target: float | None) -> Run:
+    metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else {}
+    config_file = run_dir / "config.yaml"
+    if target is None and config_file.exists():
+        target = (yaml.safe_load(config_file.read_text()).get("env") or {}).get("solved_return")
+    return Run(dir=run_dir, overrides=list(overrides),
+               status=metrics.get("status", "unfinished"), error=metrics.get("error"),
+               final_return=metrics.get("eval_return_mean"), target=target,
+               eval_curve=_read_eval_curve(run_dir))
 
 
 # ------------------------------------------------------------------------------------- groups
 
 
 def _is_seed(override: str) -> bool:
-    return override.lstrip("+~").split("=", 1)[0] == "seed"
+    return override.lstrip("+~").split("=", 1)[0] in ("seed", "seeds")
 
 
 @dataclass

@@ -184,51 +184,87 @@ def run_status(run_dir: Path) -> str | None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    """One run; returns its final eval return, which a sweeper (e.g. Optuna) maximises.
+    """One job: a run, or ``seeds`` runs one after another; returns the mean of their final
+    eval returns, which a sweeper (e.g. Optuna) maximises.
 
     A single run exits non-zero unless it completed. In a sweep, a run that fails or diverges
-    is recorded in its metrics.json and returns None (the sweep goes on; the report at its end
-    lists the run and the sweep exits non-zero), and a job that finds an unfinished run in its
-    own directory (a requeued cluster job) resumes it.
+    is recorded in its metrics.json and the job returns None (the sweep goes on; the report at
+    its end lists the run and the sweep exits non-zero), and a job that finds an unfinished run
+    in its own directory (a requeued cluster job) resumes it.
     """
     hydra_cfg = HydraConfig.get()
-    run_dir = Path(hydra_cfg.runtime.output_dir)
+    job_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    if sweeping and cfg.resume is None and (run_dir / checkpoint.LAST).exists() and \
-            run_status(run_dir) != "completed":
-        log.info("resuming the unfinished run in %s (a requeued job)", run_dir)
-        cfg.resume = str(run_dir)
     try:
         typed = validate(cfg)
+        if typed.seeds == 1:
+            runs = [(_resumable(typed, job_dir, sweeping), job_dir)]
+        else:  # seed, seed + 1, ... each in a directory of its own
+            runs = [(_resumable(dataclasses.replace(typed, seed=seed, seeds=1), sub), sub)
+                    for seed in range(typed.seed, typed.seed + typed.seeds)
+                    for sub in [job_dir / f"seed{seed}"]]
+        results = []
         with StopSignals() as stop:
-            metrics = run(typed, run_dir, stop)
+            for run_cfg, run_dir in runs:
+                results.append(_run_recorded(run_cfg, run_dir, stop, sweeping))
+                if results[-1].status != "completed":
+                    break
+    except INPUT_ERRORS as e:  # refused before training; in a sweep, _run_recorded saw it
+        if sweeping:  # the job's directory stays, saying why it failed
+            _record_failure(job_dir, describe_error(e), cfg.get("seed"))
+            log.error("run failed: %s", describe_error(e))
+            return None
+        _discard_unused_run_dir(job_dir)
+        _exit_with_one_line(e)  # raising would make Hydra print a second line
+    last = results[-1]
+    if last.status == "completed":
+        return sum(m.eval_return_mean for m in results) / len(results)
+    if last.status == "interrupted":
+        if stop.received == signal.SIGUSR2:
+            log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
+            stop.forward()  # submitit's handler requeues the job and exits
+        log.info("continue it with: python -m rlexp.train %s resume=%s",
+                 " ".join(hydra_cfg.overrides.task), job_dir)
+        sys.exit(exit_status(stop.received))  # also ends a sweep: the user asked to stop
+    if not sweeping:
+        sys.exit(1)
+    return None
+
+
+def _resumable(cfg: Config, run_dir: Path, auto: bool = True) -> Config:
+    """``cfg``, set to resume the unfinished run in ``run_dir`` if there is one and ``auto``
+    (a requeued sweep job, or a seed of a several-seed job)."""
+    if auto and cfg.resume is None and (run_dir / checkpoint.LAST).exists() and \
+            run_status(run_dir) not in ("completed", "failed", "diverged"):
+        log.info("resuming the unfinished run in %s", run_dir)
+        return dataclasses.replace(cfg, resume=str(run_dir))
+    return cfg
+
+
+def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool) -> RunMetrics:
+    """:func:`run`, with an exception recorded as a failed run (metrics.json and train.log).
+    A run already completed in ``run_dir`` (a requeued several-seed job) is not run again.
+    Outside a sweep, input errors propagate, to be reported in one line."""
+    if cfg.seeds == 1 and run_dir != Path(HydraConfig.get().runtime.output_dir) and \
+            run_status(run_dir) == "completed":
+        return RunMetrics(**{k: v for k, v in read_metrics(run_dir).items()
+                             if k in RunMetrics.__dataclass_fields__})
+    try:
+        metrics = run(cfg, run_dir, stop)
     except Exception as e:
         if isinstance(e, INPUT_ERRORS) and not sweeping:
-            _discard_unused_run_dir(run_dir)
-            _exit_with_one_line(e)  # raising would make Hydra print a second line
+            raise
         if isinstance(e, INPUT_ERRORS):
             message = describe_error(e)
             log.error("run failed: %s", message)
         else:
             message = f"{type(e).__name__}: {_first_line(str(e))}"
             log.exception("run failed: %s", message)  # the traceback, into train.log too
-        _record_failure(run_dir, message, getattr(cfg, "seed", None))
-        if not sweeping:
-            sys.exit(1)
-        return None
-    if metrics.status == "completed":
-        return metrics.eval_return_mean
-    log.error("run %s: %s", metrics.status, metrics.error)
-    if metrics.status == "interrupted":
-        if stop.received == signal.SIGUSR2:
-            log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
-            stop.forward()  # submitit's handler requeues the job and exits
-        log.info("continue it with: python -m rlexp.train %s resume=%s",
-                 " ".join(hydra_cfg.overrides.task), run_dir)
-        sys.exit(exit_status(stop.received))  # also ends a sweep: the user asked to stop
-    if not sweeping:
-        sys.exit(1)
-    return None
+        _record_failure(run_dir, message, cfg.seed)
+        return RunMetrics(status="failed", error=message, seed=cfg.seed)
+    if metrics.status != "completed":
+        log.error("run %s: %s", metrics.status, metrics.error)
+    return metrics
 
 
 def _record_failure(run_dir: Path, message: str, seed: int | None) -> None:

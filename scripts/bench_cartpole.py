@@ -120,9 +120,13 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
                   * t / (a.epsilon.fraction * BUDGET))
         if rng.random() < eps:
             action = int(rng.integers(2))
-        else:
+        else:  # the forward pass as plain calls, without nn.Module's call machinery
             with torch.inference_mode():
-                action = int(q(torch.as_tensor(obs)[None]).argmax())
+                x = torch.as_tensor(obs)[None]
+                for m in q:
+                    x = torch.relu(x) if isinstance(m, nn.ReLU) else \
+                        nn.functional.linear(x, m.weight, m.bias)
+                action = int(x.argmax())
         if vector_env:
             next_obs, reward, terminated, truncated, info = env.step(np.array([action]))
             reset_obs = next_obs[0].copy()
@@ -152,7 +156,8 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
                 loss = nn.functional.smooth_l1_loss(pred, y)
                 opt.zero_grad()
                 loss.backward()
-                nn.utils.clip_grad_norm_(q.parameters(), a.max_grad_norm)
+                if a.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(q.parameters(), a.max_grad_norm)
                 opt.step()
         if t % a.target_update_interval == 0:
             target.load_state_dict(q.state_dict())

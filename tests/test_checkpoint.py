@@ -132,7 +132,7 @@ def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):
     run_dir = tmp_path / "run"
     run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100"], run_dir)
     (run_dir / "metrics.json").unlink()  # as if it had been killed at the end
-    with pytest.raises(ConfigError, match=r"different config: optimizer.lr=0.002 \(now 0.5\)"):
+    with pytest.raises(ConfigError, match=r"different config: optimizer.lr=0.004 \(now 0.5\)"):
         run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100",
                         "optimizer.lr=0.5", f"resume={run_dir}"], run_dir)
     with pytest.raises(ConfigError, match="is not an unfinished rlexp run"):

@@ -213,3 +213,25 @@ def test_report_cli(tmp_path):
     missing = subprocess.run([sys.executable, "-m", "rlexp.report", str(tmp_path / "nope")],
                              capture_output=True, text=True)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+
+
+def test_a_job_with_several_seeds_runs_each_once_and_the_report_pools_them(tmp_path):
+    # Seed 1 crashes in the env; run again, the completed seed 0 is not trained twice.
+    args = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "seeds=3",
+            "total_steps=300", "log.every_steps=100", "eval.every_steps=0", "eval.episodes=2",
+            "hydra.run.dir=job"]
+    env = {"PYTHONPATH": str(REPO)}
+    first = run_cli(args, cwd=tmp_path, env=env)
+    assert first.returncode == 1
+    job = tmp_path / "job"
+    assert read_metrics(job / "seed0")["status"] == "completed"
+    assert read_metrics(job / "seed1")["status"] == "failed"
+    assert not (job / "seed2").exists()  # a failed seed ends the job
+    seed0 = (job / "seed0" / "metrics.json").read_bytes()
+    second = run_cli(args, cwd=tmp_path, env=env)
+    assert second.returncode == 1
+    assert (job / "seed0" / "metrics.json").read_bytes() == seed0
+    runs = report.load_runs(tmp_path)
+    assert sorted(r.dir.name for r in runs) == ["seed0", "seed1"]
+    (group,) = report.group_runs(runs)
+    assert len(group.runs) == 2 and len(group.completed) == 1

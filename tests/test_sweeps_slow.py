@@ -35,7 +35,7 @@ def test_submitit_job_checkpoints_at_its_timeout_signal_and_the_requeued_job_res
 def test_optuna_study_records_failed_trials_and_keeps_the_best(tmp_path):
     # gradient_steps=0 is refused by the config check: those trials fail, the study goes on.
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    result = run_cli(["hparams_search=dqn_cartpole", "hydra.sweeper.n_trials=4",
+    result = run_cli(["hparams_search=dqn_cartpole", "hydra.sweeper.n_trials=4", "seeds=2",
                       "agent.gradient_steps=choice(0,8)", "total_steps=3000",
                       "agent.learning_starts=500", "eval.every_steps=0", "eval.episodes=5",
                       f"hydra.sweeper.storage={storage}"], cwd=tmp_path)
@@ -43,19 +43,21 @@ def test_optuna_study_records_failed_trials_and_keeps_the_best(tmp_path):
     (sweep,) = tmp_path.glob("outputs/multirun/*/*")
     trials = sorted(p for p in sweep.iterdir() if (p / ".hydra").is_dir())
     assert [p.name for p in trials] == [f"trial_{i}" for i in range(4)]
-    outcomes = {}
+    failed, completed = [], []
     for trial in trials:
         overrides = yaml.safe_load((trial / ".hydra" / "overrides.yaml").read_text())
-        gradient_steps = next(o for o in overrides if o.startswith("agent.gradient_steps="))
-        outcomes[trial.name] = (gradient_steps, read_metrics(trial))
-    failed = [m for g, m in outcomes.values() if g.endswith("=0")]
-    completed = [m for g, m in outcomes.values() if g.endswith("=8")]
+        if "agent.gradient_steps=0" in overrides:  # refused when the config was checked
+            failed.append(read_metrics(trial))
+        else:  # two seeds, each a run of its own
+            runs = [read_metrics(trial / f"seed{s}") for s in (0, 1)]
+            assert [m["seed"] for m in runs] == [0, 1]
+            completed.append(sum(m["eval_return_mean"] for m in runs) / 2)
     assert failed and completed
     assert all(m["status"] == "failed" and "agent.gradient_steps=0" in m["error"]
                for m in failed)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_params"]["agent.gradient_steps"] == 8
-    assert best["best_value"] == max(m["eval_return_mean"] for m in completed)
+    assert best["best_value"] == pytest.approx(max(completed))  # the mean over its seeds
 
     import optuna
 

@@ -26,7 +26,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rlexp.nets import ACTIVATIONS, q_network
+from rlexp.nets import ACTIVATIONS, functional_forward, q_network
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -159,6 +159,7 @@ class Agent(ABC):
             observation_space, self.n_actions, net.hidden, net.activation, net.bias
         ).to(device)
         self.optimizer = make_optimizer(self.q_net.parameters())
+        self._act_forward = functional_forward(self.q_net)
 
     @property
     def epsilon(self) -> float:
@@ -175,7 +176,9 @@ class Agent(ABC):
         explore_mask = self.rng.random(n) < self.epsilon if explore else None
         if explore_mask is not None and explore_mask.all():  # no forward pass needed
             return self.rng.integers(self.n_actions, size=n)
-        greedy = self.q_values(obs).argmax(dim=1).cpu().numpy()
+        with torch.inference_mode():
+            q = self._act_forward(torch.as_tensor(obs, device=self.device))
+        greedy = q.argmax(dim=1).cpu().numpy()
         if explore_mask is None or not explore_mask.any():
             return greedy
         return np.where(explore_mask, self.rng.integers(self.n_actions, size=n), greedy)

@@ -25,13 +25,13 @@ class DQNConfig(AgentConfig):
     #: Transitions kept in the replay buffer; the oldest are overwritten.
     buffer_size: int = 100_000
     #: Minibatch size of each gradient step.
-    batch_size: int = 128
+    batch_size: int = 256
     #: Env steps collected (with epsilon-greedy actions) before the first gradient step.
     learning_starts: int = 1_000
     #: Train every this many vector-env steps ...
     train_freq: int = 128
     #: ... taking this many gradient steps each time.
-    gradient_steps: int = 64
+    gradient_steps: int = 16
     #: Env steps between target-network updates.
     target_update_interval: int = 10
     #: Target update rate: 1.0 copies the online net, < 1 is Polyak averaging.
@@ -39,7 +39,7 @@ class DQNConfig(AgentConfig):
     #: Double DQN: pick the next action with the online net, value it with the target net.
     double_q: bool = True
     loss: str = "huber"
-    max_grad_norm: float | None = 10.0
+    max_grad_norm: float | None = None
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(hidden=[128, 128]))
     epsilon: EpsilonConfig = field(
         default_factory=lambda: EpsilonConfig(start=1.0, end=0.04, fraction=0.16)
