@@ -71,3 +71,9 @@ def write_metrics(run_dir: Path, metrics: RunMetrics) -> Path:
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / FILENAME).read_text())
+
+
+def read_run_metrics(run_dir: Path) -> RunMetrics:
+    """metrics.json as a RunMetrics (fields it does not know are ignored)."""
+    fields = {f.name for f in dataclasses.fields(RunMetrics)}
+    return RunMetrics(**{k: v for k, v in read_metrics(run_dir).items() if k in fields})

@@ -40,7 +40,7 @@ from rlexp.config import CONFIG_DIR, Config, ConfigError, validate
 from rlexp.logger import TensorBoardLogger, flatten
 from rlexp.loop import LoopSettings, LoopState, train
 from rlexp.metrics import FILENAME as METRICS_FILE
-from rlexp.metrics import RunMetrics, read_metrics, write_metrics
+from rlexp.metrics import RunMetrics, read_metrics, read_run_metrics, write_metrics
 from rlexp.stop import StopSignals, exit_status
 
 log = logging.getLogger("rlexp")
@@ -206,6 +206,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         results = []
         with StopSignals() as stop:
             for run_cfg, run_dir in runs:
+                if run_dir != job_dir and run_status(run_dir) == "completed":
+                    results.append(read_run_metrics(run_dir))  # done before a requeue
+                    continue
                 results.append(_run_recorded(run_cfg, run_dir, stop, sweeping))
                 if results[-1].status != "completed":
                     break
@@ -223,8 +226,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         if stop.received == signal.SIGUSR2:
             log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
             stop.forward()  # submitit's handler requeues the job and exits
-        log.info("continue it with: python -m rlexp.train %s resume=%s",
-                 " ".join(hydra_cfg.overrides.task), job_dir)
+        again = f"resume={job_dir}" if typed.seeds == 1 else f"hydra.run.dir={job_dir}"
+        log.info("continue it with: python -m rlexp.train %s %s",
+                 " ".join(hydra_cfg.overrides.task), again)
         sys.exit(exit_status(stop.received))  # also ends a sweep: the user asked to stop
     if not sweeping:
         sys.exit(1)
@@ -243,12 +247,7 @@ def _resumable(cfg: Config, run_dir: Path, auto: bool = True) -> Config:
 
 def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool) -> RunMetrics:
     """:func:`run`, with an exception recorded as a failed run (metrics.json and train.log).
-    A run already completed in ``run_dir`` (a requeued several-seed job) is not run again.
     Outside a sweep, input errors propagate, to be reported in one line."""
-    if cfg.seeds == 1 and run_dir != Path(HydraConfig.get().runtime.output_dir) and \
-            run_status(run_dir) == "completed":
-        return RunMetrics(**{k: v for k, v in read_metrics(run_dir).items()
-                             if k in RunMetrics.__dataclass_fields__})
     try:
         metrics = run(cfg, run_dir, stop)
     except Exception as e:

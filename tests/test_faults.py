@@ -445,3 +445,21 @@ def test_ctrl_c_stops_a_sweep_after_the_current_run_saved_its_checkpoint(tmp_pat
     assert len(runs) == 1 and "seed=0" in runs[0].name  # seed=1 never started
     assert read_metrics(runs[0])["status"] == "interrupted"
     assert (runs[0] / checkpoint.LAST).is_file()
+
+
+def test_an_interrupted_several_seed_job_continues_in_its_directory(tmp_path):
+    args = ["agent=qnet", "env=toy", "seeds=2", "total_steps=2000", "log.every_steps=100",
+            "eval.every_steps=0", "eval.episodes=2", "hydra.run.dir=job"]
+    proc = start_cli(args, tmp_path)
+    for line in proc.stdout:
+        if "(20%)" in line:
+            proc.send_signal(signal.SIGINT)
+            break
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and f"hydra.run.dir={tmp_path / 'job'}" in out
+    stopped_at = read_metrics(tmp_path / "job" / "seed0")["env_steps"]
+    again = run_cli(args, cwd=tmp_path)  # the same command: seed 0 resumes, seed 1 starts
+    assert again.returncode == 0, again.stdout[-2000:]
+    seed0, seed1 = (read_metrics(tmp_path / "job" / f"seed{s}") for s in (0, 1))
+    assert seed0["status"] == seed1["status"] == "completed"
+    assert seed0["resumed_from_step"] == stopped_at and seed1["resumed_from_step"] is None
