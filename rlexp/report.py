@@ -29,6 +29,7 @@ import logging
 import math
 import sys
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,10 @@ class Stats:
     def of(cls, values: list[float]) -> Stats:
         x = np.asarray(values, dtype=float)
         n = len(x)
+        ci_low, ci_high = bootstrap_ci(x)
         return cls(n=n, mean=float(x.mean()) if n else math.nan,
                    std=float(x.std(ddof=1)) if n > 1 else math.nan, iqm=iqm(x),
-                   ci_low=bootstrap_ci(x)[0], ci_high=bootstrap_ci(x)[1])
+                   ci_low=ci_low, ci_high=ci_high)
 
 
 # --------------------------------------------------------------------------------------- runs
@@ -324,9 +326,14 @@ class Report:
     def problems(self) -> list[Run]:
         return not_completed(self.runs)
 
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """The per-group statistics (computed once: the bootstraps are the costly part)."""
+        return summary_rows(self.groups)
+
     def text(self) -> str:
         lines = [f"rlexp sweep report: {self.sweep_dir} ({len(self.runs)} runs, "
-                 f"{len(self.groups)} groups)", _text_table(table(summary_rows(self.groups)))]
+                 f"{len(self.groups)} groups)", _text_table(table(self.rows))]
         if self.problems:
             lines.append(f"{len(self.problems)} runs did not complete:")
             lines += ["  " + p for p in _problems_text(self.runs, self.sweep_dir)]
@@ -339,7 +346,7 @@ class Report:
                  "Steps: env steps to the first evaluation >= target, over the runs that "
                  "reached it. Std is the sample std over seeds; IQM the interquartile mean; "
                  "CI a 95% percentile bootstrap of the mean.", "",
-                 _markdown_table(table(summary_rows(self.groups)))]
+                 _markdown_table(table(self.rows))]
         if self.problems:
             lines += ["", "## Runs that did not complete", ""]
             lines += [f"- {p}" for p in _problems_text(self.runs, self.sweep_dir)]
@@ -354,7 +361,7 @@ class Report:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
         writer.writeheader()
-        writer.writerows(summary_rows(self.groups))
+        writer.writerows(self.rows)
         csv_path, md_path = self.sweep_dir / SUMMARY_CSV, self.sweep_dir / SUMMARY_MD
         atomic_write(csv_path, lambda tmp: tmp.write_text(out.getvalue()))
         markdown = self.markdown(written_plots)
