@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import shutil
@@ -117,6 +116,8 @@ def find_unfinished_run(runs_root: Path, overrides: list[str]) -> Path:
     overrides (``resume=`` aside), has ``checkpoints/last.pt`` and did not complete."""
     import yaml  # hydra's dependency; only needed here
 
+    from rlexp.metrics import run_status  # metrics imports this module
+
     def launch_overrides(items) -> list[str]:
         return [o for o in items if not o.startswith(("resume=", "hydra."))]
 
@@ -125,8 +126,7 @@ def find_unfinished_run(runs_root: Path, overrides: list[str]) -> Path:
     for last in Path(runs_root).glob(f"*/*/{LAST}"):
         run_dir = last.parent.parent
         saved = run_dir / ".hydra" / "overrides.yaml"
-        metrics = run_dir / "metrics.json"
-        if metrics.exists() and json.loads(metrics.read_text()).get("status") == "completed":
+        if run_status(run_dir) == "completed":
             continue
         if saved.exists() and launch_overrides(yaml.safe_load(saved.read_text()) or []) == wanted:
             candidates.append((last.stat().st_mtime, run_dir))

@@ -73,6 +73,14 @@ def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / FILENAME).read_text())
 
 
+def run_status(run_dir: Path) -> str | None:
+    """The status in a run dir's metrics.json; None when it has none (yet) or it is unreadable."""
+    try:
+        return read_metrics(run_dir).get("status")
+    except (OSError, ValueError):
+        return None
+
+
 def read_run_metrics(run_dir: Path) -> RunMetrics:
     """metrics.json as a RunMetrics (fields it does not know are ignored)."""
     fields = {f.name for f in dataclasses.fields(RunMetrics)}

@@ -40,7 +40,7 @@ from rlexp.config import CONFIG_DIR, Config, ConfigError, validate
 from rlexp.logger import TensorBoardLogger, flatten
 from rlexp.loop import LoopSettings, LoopState, train
 from rlexp.metrics import FILENAME as METRICS_FILE
-from rlexp.metrics import RunMetrics, read_metrics, read_run_metrics, write_metrics
+from rlexp.metrics import RunMetrics, read_run_metrics, run_status, write_metrics
 from rlexp.stop import StopSignals, exit_status
 
 log = logging.getLogger("rlexp")
@@ -172,14 +172,6 @@ def _discard_unused_run_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the day's folder, if this was its only run
             run_dir.parent.rmdir()
-
-
-def run_status(run_dir: Path) -> str | None:
-    """The status in a run dir's metrics.json; None when it has none (yet)."""
-    try:
-        return read_metrics(run_dir).get("status")
-    except (OSError, ValueError):
-        return None
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
