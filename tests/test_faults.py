@@ -39,6 +39,19 @@ def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
+def interrupt_at_20_percent(args: list[str], cwd: Path, signum: int = signal.SIGINT
+                            ) -> tuple[int, str]:
+    """Start ``python -m rlexp.train ARGS``, send ``signum`` once its plain progress lines (one
+    every 10% of the run) reach 20%, and return its exit status and output."""
+    proc = start_cli(args, cwd)
+    for line in proc.stdout:
+        if "(20%)" in line:
+            proc.send_signal(signum)
+            break
+    out, _ = proc.communicate(timeout=60)
+    return proc.returncode, out
+
+
 def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
     deadline = time.time() + timeout
     while not condition():
@@ -55,13 +68,8 @@ def test_a_signal_stops_the_run_with_its_checkpoint_and_resume_finishes_it(tmp_p
     args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=2000", "log.every_steps=100",
             "eval.every_steps=0", "eval.episodes=2", "checkpoint.every_steps=0",
             "hydra.run.dir=run"]
-    proc = start_cli(args, tmp_path)
-    for line in proc.stdout:  # plain progress lines every 10% of the run
-        if "(20%)" in line:
-            proc.send_signal(signum)
-            break
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 128 + signum, out
+    returncode, out = interrupt_at_20_percent(args, tmp_path, signum)
+    assert returncode == 128 + signum, out
     run_dir = tmp_path / "run"
     metrics = read_metrics(run_dir)
     stopped_at = metrics["env_steps"]
@@ -406,6 +414,9 @@ if not torch.cuda.is_available():
 def run_main_in_process(args: list[str], monkeypatch) -> tuple[int, str]:
     """``python -m rlexp.train ARGS`` through the same main(), without a new interpreter."""
     monkeypatch.setattr(sys, "argv", ["rlexp.train", *args])
+    # main() sets this for Hydra; undone after the test, so that later subprocesses do not
+    # inherit it and print tracebacks.
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     err = io.StringIO()
     with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
         train.main()
@@ -434,13 +445,8 @@ def test_a_malformed_command_line_gets_one_line_and_leaves_no_run(tmp_path, monk
 def test_ctrl_c_stops_a_sweep_after_the_current_run_saved_its_checkpoint(tmp_path):
     args = ["-m", "agent=qnet", "env=toy", "seed=0,1", "total_steps=2000", "log.every_steps=100",
             "eval.every_steps=0", "eval.episodes=2"]
-    proc = start_cli(args, tmp_path)
-    for line in proc.stdout:
-        if "(20%)" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130, out
+    returncode, out = interrupt_at_20_percent(args, tmp_path)
+    assert returncode == 130, out
     runs = [p for p in tmp_path.glob("outputs/multirun/*/*/*") if (p / ".hydra").is_dir()]
     assert len(runs) == 1 and "seed=0" in runs[0].name  # seed=1 never started
     assert read_metrics(runs[0])["status"] == "interrupted"
@@ -450,13 +456,8 @@ def test_ctrl_c_stops_a_sweep_after_the_current_run_saved_its_checkpoint(tmp_pat
 def test_an_interrupted_several_seed_job_continues_in_its_directory(tmp_path):
     args = ["agent=qnet", "env=toy", "seeds=2", "total_steps=2000", "log.every_steps=100",
             "eval.every_steps=0", "eval.episodes=2", "hydra.run.dir=job"]
-    proc = start_cli(args, tmp_path)
-    for line in proc.stdout:
-        if "(20%)" in line:
-            proc.send_signal(signal.SIGINT)
-            break
-    out, _ = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and f"hydra.run.dir={tmp_path / 'job'}" in out
+    returncode, out = interrupt_at_20_percent(args, tmp_path)
+    assert returncode == 130 and f"hydra.run.dir={tmp_path / 'job'}" in out
     stopped_at = read_metrics(tmp_path / "job" / "seed0")["env_steps"]
     again = run_cli(args, cwd=tmp_path)  # the same command: seed 0 resumes, seed 1 starts
     assert again.returncode == 0, again.stdout[-2000:]
