@@ -453,6 +453,7 @@ def test_ctrl_c_stops_a_sweep_after_the_current_run_saved_its_checkpoint(tmp_pat
     assert (runs[0] / checkpoint.LAST).is_file()
 
 
+@pytest.mark.slow  # 15 s; the default suite keeps the single-run signal tests
 def test_an_interrupted_several_seed_job_continues_in_its_directory(tmp_path):
     args = ["agent=qnet", "env=toy", "seeds=2", "total_steps=2000", "log.every_steps=100",
             "eval.every_steps=0", "eval.episodes=2", "hydra.run.dir=job"]
