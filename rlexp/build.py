@@ -14,19 +14,19 @@ from gymnasium.wrappers.vector import RecordEpisodeStatistics
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
+from rlexp import rundir
 from rlexp.agents import AGENTS, Agent
-from rlexp.checkpoint import FINAL, load_training_state
+from rlexp.checkpoint import load_training_state
 from rlexp.config import (
+    EVAL_MAX_EPISODE_STEPS,
     Config,
     ConfigError,
     DeviceConfig,
     EnvConfig,
+    EvalConfig,
     OptimizerConfig,
     config_from_dict,
 )
-
-#: Files a run directory holds (besides Hydra's .hydra/ and the TensorBoard event files).
-CONFIG_FILE = "config.yaml"  # the resolved config the run used
 
 
 def resolve_device(cfg: DeviceConfig) -> torch.device:
@@ -56,10 +56,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_env(cfg: EnvConfig) -> gym.Env:
-    """One env instance, with a clear error for an unknown id or bad kwargs."""
+def make_env(cfg: EnvConfig, max_episode_steps: int | None = None) -> gym.Env:
+    """One env instance, with a clear error for an unknown id or bad kwargs.
+    ``max_episode_steps`` replaces the env's time limit (gymnasium's TimeLimit)."""
+    kwargs = cfg.make_kwargs()
+    if max_episode_steps is not None:
+        kwargs["max_episode_steps"] = max_episode_steps
     try:
-        env = gym.make(cfg.id, **cfg.make_kwargs())
+        env = gym.make(cfg.id, **kwargs)
     except (gym.error.Error, ImportError, TypeError, ValueError) as e:
         raise ConfigError(f"env.id={cfg.id!r} could not be made: {e}") from e
     if not isinstance(env.action_space, gym.spaces.Discrete):
@@ -69,7 +73,8 @@ def make_env(cfg: EnvConfig) -> gym.Env:
     return env
 
 
-def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
+def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None = None
+                    ) -> gym.vector.VectorEnv:
     """``num_envs`` copies stepped together. Sub-envs reset in the same step they end, and the
     observation they ended on is in ``info["final_obs"]``, so a reset observation is never
     mistaken for a next state. Finished episodes' return and length are in ``info["episode"]``.
@@ -77,10 +82,25 @@ def make_vector_env(cfg: EnvConfig, num_envs: int) -> gym.vector.VectorEnv:
     The observations returned are the vector env's own buffer (``copy=False`` saves a deepcopy
     per step): the next ``step`` overwrites them, so copy what must outlive it.
     """
-    first = make_env(cfg)  # fails early and clearly, and is reused as sub-env 0
-    fns = [lambda: first] + [partial(make_env, cfg)] * (num_envs - 1)
+    first = make_env(cfg, max_episode_steps)  # fails early and clearly; reused as sub-env 0
+    fns = [lambda: first] + [partial(make_env, cfg, max_episode_steps)] * (num_envs - 1)
     envs = SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
     return RecordEpisodeStatistics(envs)
+
+
+def time_limit(envs: gym.vector.VectorEnv) -> int | None:
+    """The episode step limit of a vector env's sub-envs; None when episodes are unbounded."""
+    return envs.unwrapped.envs[0].spec.max_episode_steps
+
+
+def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig) -> tuple[gym.vector.VectorEnv, bool]:
+    """The greedy-evaluation envs, one per episode, whose episodes always end (see
+    ``eval.max_episode_steps``); and whether that cap is rlexp's rather than the env's own."""
+    envs = make_vector_env(cfg, eval_cfg.episodes, eval_cfg.max_episode_steps)
+    if time_limit(envs) is not None:
+        return envs, eval_cfg.max_episode_steps is not None
+    envs.close()  # no limit of its own: rlexp's default cap
+    return make_vector_env(cfg, eval_cfg.episodes, EVAL_MAX_EPISODE_STEPS), True
 
 
 def build_optimizer(cfg: OptimizerConfig) -> partial:
@@ -131,9 +151,9 @@ def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Agent
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, Agent]:
     """A finished run's validated config and its trained agent."""
     run_dir = Path(run_dir)
-    config_path = run_dir / CONFIG_FILE
+    config_path = run_dir / rundir.CONFIG
     if not config_path.is_file():
-        raise ConfigError(f"{run_dir} is not an rlexp run directory (no {CONFIG_FILE})")
+        raise ConfigError(f"{run_dir} is not an rlexp run directory (no {rundir.CONFIG})")
     cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(config_path)))
     env = make_env(cfg.env)
     agent = AGENTS[cfg.agent.name](
@@ -146,5 +166,5 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[C
         seed=cfg.seed,
     )
     env.close()
-    agent.load_state_dict(load_training_state(run_dir / FINAL, device)["agent"])
+    agent.load_state_dict(load_training_state(run_dir / rundir.FINAL, device)["agent"])
     return cfg, agent

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 import zipfile
@@ -11,27 +10,11 @@ from typing import Any
 
 import torch
 
+from rlexp.rundir import atomic_write
+
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, corrupt or not rlexp's."""
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call ``write(tmp_path)``, then rename over ``path``: readers see the old file or the new
-    one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def remove_partial_writes(directory: Path) -> None:
-    """Delete the temporary files a process killed inside :func:`atomic_write` left behind."""
-    for tmp in Path(directory).glob(".*.tmp[0-9]*"):
-        tmp.unlink(missing_ok=True)
 
 
 class CheckpointWriteError(OSError):
@@ -86,8 +69,6 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 #: Marks a file as an rlexp checkpoint; changes when the layout below changes incompatibly.
 FORMAT = "rlexp-checkpoint-1"
-LAST = "checkpoints/last.pt"  # written every checkpoint.every_steps and at the end
-FINAL = "checkpoints/final.pt"  # the trained agent, written once at the end
 
 
 def training_state(agent_state: dict, loop_state: dict, include_replay: bool = True) -> dict:
@@ -109,30 +90,3 @@ def load_training_state(path: Path, map_location: str | torch.device = "cpu") ->
 
 def restore_rng(state: dict) -> None:
     torch.set_rng_state(state["torch_rng"].cpu())
-
-
-def find_unfinished_run(runs_root: Path, overrides: list[str]) -> Path:
-    """The latest run under ``runs_root`` that was launched with the same command-line
-    overrides (``resume=`` aside), has ``checkpoints/last.pt`` and did not complete."""
-    import yaml  # hydra's dependency; only needed here
-
-    from rlexp.metrics import run_status  # metrics imports this module
-
-    def launch_overrides(items) -> list[str]:
-        return [o for o in items if not o.startswith(("resume=", "hydra."))]
-
-    wanted = launch_overrides(overrides)
-    candidates = []
-    for last in Path(runs_root).glob(f"*/*/{LAST}"):
-        run_dir = last.parent.parent
-        saved = run_dir / ".hydra" / "overrides.yaml"
-        if run_status(run_dir) == "completed":
-            continue
-        if saved.exists() and launch_overrides(yaml.safe_load(saved.read_text()) or []) == wanted:
-            candidates.append((last.stat().st_mtime, run_dir))
-    if not candidates:
-        raise CheckpointError(
-            f"resume=true: no unfinished run under {runs_root} was started with the overrides "
-            f"{wanted}; pass resume=RUN_DIR to name one"
-        )
-    return max(candidates)[1]

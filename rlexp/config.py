@@ -22,8 +22,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from rlexp import rundir
 from rlexp.agents import AGENTS, AgentConfig
-from rlexp.checkpoint import LAST, find_unfinished_run
 from rlexp.envs import TOY_ID
 from rlexp.envs.toy import VARIANTS
 
@@ -200,12 +200,25 @@ class EvalConfig:
     every_steps: int = 2_500
     #: Episodes per evaluation, run side by side in a vector env.
     episodes: int = 20
+    #: Cut evaluation episodes after this many steps, so an evaluation always ends (a greedy
+    #: policy can walk into a wall forever). Null: the env's own time limit, or
+    #: ``EVAL_MAX_EPISODE_STEPS`` for an env without one. Cut episodes count as truncated
+    #: (``eval/truncated``, ``eval_truncated`` in metrics.json).
+    max_episode_steps: int | None = None
 
     def __post_init__(self) -> None:
         if self.every_steps < 0:
             raise ConfigError(f"eval.every_steps={self.every_steps} must be >= 0")
         if self.episodes <= 0:
             raise ConfigError(f"eval.episodes={self.episodes} must be positive")
+        if self.max_episode_steps is not None and self.max_episode_steps <= 0:
+            raise ConfigError(f"eval.max_episode_steps={self.max_episode_steps} must be "
+                              "positive or null")
+
+
+#: The evaluation cap for an env with no time limit of its own: 27,000 steps, the cap of the
+#: Atari evaluation protocol (108,000 frames at frame skip 4; Machado et al. 2018).
+EVAL_MAX_EPISODE_STEPS = 27_000
 
 
 @dataclass
@@ -264,28 +277,40 @@ def safe_dirname(text: str) -> str:
     return "_" + name if name.startswith(".") or not name else name
 
 
+def resumes_latest(resume: str | None) -> bool:
+    """Whether ``resume`` is ``true``: continue the latest unfinished run (a single run) or
+    every unfinished run of the sweep (a multirun with its ``hydra.sweep.dir``)."""
+    return resume is not None and str(resume).lower() == "true"
+
+
 def resume_dir(resume: str | None, new_dir: str, overrides) -> str:
-    """The run directory: ``new_dir``, or the run that ``resume`` names (see Config.resume)."""
+    """The run directory: a new one claimed for this process from ``new_dir`` (``-2``, ...
+    appended when another run has it), or the run that ``resume`` names (see Config.resume)."""
     if resume is None or resume == "":
-        return new_dir
-    if str(resume).lower() == "true":
-        return str(find_unfinished_run(Path(new_dir).parent.parent, list(overrides)))
+        return rundir.claim_new(new_dir)
+    if resumes_latest(resume):
+        return str(rundir.find_unfinished_run(Path(new_dir).parent.parent, list(overrides)))
     # Checked here, before Hydra writes its files into the directory.
-    if not (Path(resume) / LAST).is_file() or not (Path(resume) / "config.yaml").is_file():
-        raise ConfigError(f"resume={resume}: {resume} is not an unfinished rlexp run "
-                          f"(no {LAST} or config.yaml)")
+    rundir.check_resumable(Path(resume), resume)
     return str(resume)
 
 
-def hydra_subdir(resume: str | None, stamp: str) -> str:
+def hydra_subdir(resume: str | None, stamp: str, output_dir: str) -> str:
     """Where Hydra writes its record of a launch (config, overrides) in the run dir: ``.hydra``,
-    or for a resumed run ``.hydra/resume_<time>``, so the original launch's record is kept."""
+    or for a resumed run ``.hydra/resume_<time>``, so the original launch's record is kept.
+
+    Hydra asks for it just before it writes into ``output_dir``, so this is where the run takes
+    the directory's lock: a second process aimed at a directory in use stops here, having
+    written nothing but a line to its train.log."""
+    rundir.lock(Path(output_dir))
     return ".hydra" if resume is None or resume == "" else f".hydra/resume_{stamp}"
 
 
 OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
+# Cached like Hydra's own ${now:}: a sweep's jobs (in other processes too) get the same answer.
+OmegaConf.register_new_resolver("claim_new_dir", rundir.claim_new, replace=True, use_cache=True)
 
 
 @dataclass
@@ -303,8 +328,14 @@ class Config:
     #: Label of the run, used in its directory name.
     run_name: str = MISSING
     #: Continue a run from its checkpoints/last.pt: a run directory, or true for the latest
-    #: unfinished run under outputs/runs started with the same overrides.
+    #: unfinished run under outputs/runs started with the same overrides. In a sweep (``-m``
+    #: with the sweep's ``hydra.sweep.dir``), true continues the whole sweep: completed runs
+    #: are kept, unfinished ones resume, those that never began start.
     resume: str | None = None
+    #: With ``resume=true`` in a sweep: also start again, from scratch, the runs that failed or
+    #: diverged (their earlier files move to ``.attempts/<n>/``). Otherwise they are kept as
+    #: they are and reported again.
+    retry_failed: bool = False
     #: Runs this job trains one after another, with seeds seed, seed + 1, ..., each in a
     #: ``seed<N>/`` directory of the job's; the job's result (what an Optuna trial reports) is
     #: their mean final eval return. 1: one run, in the job's directory itself.
@@ -319,7 +350,7 @@ class Config:
             raise ConfigError(f"seed={self.seed} must be >= 0")
         if self.seeds < 1:
             raise ConfigError(f"seeds={self.seeds} must be >= 1")
-        if self.seeds > 1 and self.resume is not None:
+        if self.seeds > 1 and self.resume is not None and not resumes_latest(self.resume):
             raise ConfigError(f"resume= continues one run; with seeds={self.seeds} resume each "
                               "seed<N>/ directory, or rerun the job in its directory")
         if not 0 < self.total_steps <= MAX_STEPS:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,30 +22,46 @@ import numpy as np
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from rlexp import rundir
 from rlexp.agents import Agent
-from rlexp.build import load_run, make_env, make_vector_env
-from rlexp.checkpoint import CheckpointError, atomic_write
+from rlexp.build import load_run, make_env, make_eval_envs, time_limit
+from rlexp.checkpoint import CheckpointError
 from rlexp.config import ConfigError
 
 # Greedy evaluations use env seeds far from the training envs' (seed, seed + 1, ...).
 EVAL_SEED_OFFSET = 1_000_003
 
 
-def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int) -> np.ndarray:
-    """Returns of one greedy episode per sub-env of ``envs``, reset with seeds seed, seed+1, ...
+@dataclass
+class Evaluation:
+    #: The return of each greedy episode.
+    returns: np.ndarray
+    #: Which episodes were cut by a time limit (the env's, or ``eval.max_episode_steps``).
+    truncated: np.ndarray
+
+
+def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int,
+             should_stop: Callable[[], bool] | None = None) -> Evaluation | None:
+    """One greedy episode per sub-env of ``envs``, reset with seeds seed, seed+1, ...; None if
+    ``should_stop()`` became true before they all ended (it is asked after every step).
 
     The same seeds at every evaluation of a run make its evaluations comparable over time.
+    The envs' time limit (:func:`rlexp.build.make_eval_envs`) makes every episode end.
     """
     obs, _ = envs.reset(seed=seed)
     n = envs.num_envs
     returns = np.zeros(n)
+    cut = np.zeros(n, dtype=bool)
     running = np.ones(n, dtype=bool)
     while running.any():
         obs, reward, terminated, truncated, _ = envs.step(agent.act(obs, explore=False))
         returns += np.where(running, reward, 0.0)
+        cut |= running & truncated & ~terminated
         # Sub-envs reset themselves when done; their later episodes are not counted.
         running &= ~(terminated | truncated)
-    return returns
+        if should_stop is not None and should_stop():
+            return None
+    return Evaluation(returns, cut)
 
 
 def record_episode(agent: Agent, env: gym.Env, seed: int, path: Path, scale: int = 2) -> float:
@@ -90,14 +107,15 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = Path(args.run_dir)
         cfg, agent = load_run(run_dir, args.device)
         seed = cfg.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
-        envs = make_vector_env(cfg.env, args.episodes)
-        returns = evaluate(agent, envs, seed)
+        envs, _ = make_eval_envs(cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes))
+        evaluation = evaluate(agent, envs, seed)
+        returns, cap = evaluation.returns, time_limit(envs)
         envs.close()
         gif = video_return = None
         if args.video:
             try:
-                env = make_env(dataclasses.replace(cfg.env, kwargs={**cfg.env.kwargs,
-                                                                    "render_mode": "rgb_array"}))
+                env = make_env(dataclasses.replace(cfg.env, kwargs={
+                    **cfg.env.kwargs, "render_mode": "rgb_array"}), max_episode_steps=cap)
                 gif = run_dir / "eval.gif"
                 video_return = record_episode(agent, env, seed, gif)
             except (gym.error.Error, ImportError, ConfigError, TypeError) as e:
@@ -115,9 +133,10 @@ def main(argv: list[str] | None = None) -> None:
 
     result = {"episodes": len(returns), "seed": seed, "return_mean": float(returns.mean()),
               "return_std": float(returns.std()), "returns": returns.tolist(),
+              "truncated": int(evaluation.truncated.sum()),
               "video": None if gif is None else gif.name, "video_return": video_return}
     text = json.dumps(result, indent=2) + "\n"
-    atomic_write(run_dir / "eval.json", lambda tmp: tmp.write_text(text))
+    rundir.atomic_write(run_dir / rundir.EVAL_JSON, lambda tmp: tmp.write_text(text))
     print(f"{run_dir}: eval return {returns.mean():.2f} +- {returns.std():.2f} over "
           f"{len(returns)} greedy episodes (seed {seed})" + (f"; video: {gif}" if gif else ""))
 

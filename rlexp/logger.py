@@ -3,8 +3,10 @@
 Scalar names are stable and grouped, and the x-axis is always env steps. Every ``log.every_steps``:
 ``train/loss`` and ``train/q_mean`` (means over the updates since the last point),
 ``train/episode_return`` and ``train/episode_length`` (means over the episodes that ended since
-the last point; none when no episode ended), ``train/epsilon`` and ``time/sps``. At every
-evaluation: ``eval/return_mean`` and ``eval/return_std`` over the greedy episodes.
+the last point; none when no episode ended), ``train/epsilon`` and ``time/sps``; and at the end of
+every run the same for the last, partial interval. At every evaluation: ``eval/return_mean`` and
+``eval/return_std`` over the greedy episodes, and ``eval/truncated``, the fraction of them cut by
+a time limit.
 """
 
 from __future__ import annotations
@@ -44,9 +46,15 @@ class TensorBoardLogger:
         # purge_step: points at or after it, logged by an earlier process in this run dir
         # (one that was resumed from a checkpoint), are hidden from TensorBoard.
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
+        #: The step of the latest point written, and every scalar written at that step.
+        self.latest_step: int | None = None
+        self.latest_points: dict[str, float] = {}
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
+        if step != self.latest_step:
+            self.latest_step, self.latest_points = step, {}
+        self.latest_points[tag] = value
 
     def config(self, yaml_text: str, flat_config: dict[str, Any]) -> None:
         """The resolved config as text, and the hparams session for the HParams tab.

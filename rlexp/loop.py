@@ -19,7 +19,7 @@ import torch
 
 from rlexp.agents import Agent, Transition
 from rlexp.envs import snapshot
-from rlexp.evaluate import EVAL_SEED_OFFSET, evaluate
+from rlexp.evaluate import EVAL_SEED_OFFSET, Evaluation, evaluate
 from rlexp.logger import Progress, TensorBoardLogger, log
 from rlexp.stop import StopSignals
 
@@ -33,6 +33,9 @@ class LoopSettings:
     checkpoint_every: int = 0  # 0: only at the end
     stop_on_return: float | None = None  # end once a greedy evaluation's mean reaches this
     max_abs_q: float | None = None  # diverged when a log interval's mean Q-value exceeds this
+    #: The step limit rlexp put on evaluation episodes where the env has none of its own (or a
+    #: lower one): episodes it cuts are reported in the log. None: the env's own limit.
+    eval_cap: int | None = None
 
 
 @dataclass
@@ -58,6 +61,10 @@ class LoopState:
     #: (None: the envs' state cannot be saved, see rlexp.envs.snapshot; episodes restart).
     env_state: dict | None = None
     obs: torch.Tensor | None = None
+    #: Set in the checkpoint of a stopped run that then logged its partial interval at ``step``:
+    #: everything logged at ``step`` before that. The resumed run hides the whole step and
+    #: writes these again, so its curves are those of a run never stopped.
+    logged_before_partial: dict[str, float] | None = None
 
     @classmethod
     def start(cls, settings: LoopSettings) -> LoopState:
@@ -72,12 +79,18 @@ class LoopState:
     def from_state_dict(cls, state: dict) -> LoopState:
         return cls(**state)
 
+    @property
+    def purge_step(self) -> int:
+        """For a run resumed from this state: the first step whose logged points, written by
+        the process that stopped, are hidden from TensorBoard."""
+        return self.step if self.logged_before_partial is not None else self.step + 1
+
 
 @dataclass
 class LoopResult:
     state: LoopState
-    #: The final evaluation's returns (None unless the outcome is "completed").
-    eval_returns: np.ndarray | None
+    #: The final evaluation (None unless the outcome is "completed").
+    evaluation: Evaluation | None
     #: completed, interrupted (a stop signal) or diverged (a non-finite loss or Q-value).
     outcome: str = "completed"
     #: What went wrong, for the other outcomes.
@@ -90,26 +103,60 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
           stop: StopSignals | None = None) -> LoopResult:
     """Train until ``total_steps`` (or ``stop_on_return``); a given ``state`` resumes a run.
 
-    Training also ends after the env step in which ``stop`` receives a signal (outcome
-    "interrupted"), or in which the agent reports a non-finite loss or Q-value ("diverged"); the
-    caller saves (or, after a divergence, keeps) the checkpoint. A resumed run continues the
-    episodes in progress at its checkpoint when their state could be saved, and otherwise
-    starts new ones (its envs reset with a seed derived from the step).
+    Training also ends after the env step in which ``stop`` receives a signal, or within the
+    step of an evaluation episode (outcome "interrupted"; an evaluation cut short is run again
+    on resume), or in which the agent reports a non-finite loss or Q-value ("diverged"). The
+    checkpoint is then saved (after a divergence, the last good one is kept), and the partial
+    log interval is written. A resumed run continues the episodes in progress at its
+    checkpoint when their state could be saved, and otherwise starts new ones (its envs reset
+    with a seed derived from the step).
     """
     n = envs.num_envs
     state = state or LoopState.start(settings)
+    if state.logged_before_partial is not None:  # hidden with the partial point: write again
+        for tag, value in state.logged_before_partial.items():
+            tb.scalar(tag, value, state.step)
+        state.logged_before_partial = None
     started = time.perf_counter() - state.wall_seconds
     progress = Progress(settings.total_steps, start_step=state.step)
-    last_log_step, last_log_time = state.step, time.perf_counter()
-    eval_returns, eval_step = None, -1
+    last_log = [state.step, time.perf_counter()]  # step and time of the last log point
+    final: Evaluation | None = None
+    eval_step = -1
+    stopping = (lambda: stop.received is not None) if stop is not None else None
 
-    def run_eval(step: int) -> np.ndarray:
+    def scheduled_eval(step: int) -> str | None:
+        """Run the evaluation due at ``step``, if one is; returns "interrupted" or "solved" when
+        training must end, else None."""
+        nonlocal final, eval_step
+        if not state.next_eval <= step < settings.total_steps:  # the final one: after the loop
+            return None
+        result = run_eval(step)
+        if result is None:
+            return "interrupted"
+        final, eval_step = result, step
+        state.next_eval += settings.eval_every
+        target = settings.stop_on_return
+        if target is not None and result.returns.mean() >= target:
+            log.info("stopping at step %d: greedy eval return %.2f >= %g "
+                     "(train.stop_on_return)", step, result.returns.mean(), target)
+            state.stopped_early = True
+            return "solved"
+        return None
+
+    def run_eval(step: int) -> Evaluation | None:
         t = time.perf_counter()
-        returns = evaluate(agent, eval_envs, settings.seed + EVAL_SEED_OFFSET)
-        tb.scalar("eval/return_mean", float(returns.mean()), step)
-        tb.scalar("eval/return_std", float(returns.std()), step)
+        result = evaluate(agent, eval_envs, settings.seed + EVAL_SEED_OFFSET, stopping)
         state.eval_seconds += time.perf_counter() - t
-        return returns
+        if result is None:
+            return None
+        tb.scalar("eval/return_mean", float(result.returns.mean()), step)
+        tb.scalar("eval/return_std", float(result.returns.std()), step)
+        tb.scalar("eval/truncated", float(result.truncated.mean()), step)
+        if settings.eval_cap is not None and result.truncated.any():
+            log.warning("evaluation at step %d: %d of %d episodes reached "
+                        "eval.max_episode_steps=%d and were cut (counted as truncated)", step,
+                        result.truncated.sum(), len(result.truncated), settings.eval_cap)
+        return result
 
     def checkpoint(obs: np.ndarray) -> None:
         state.wall_seconds = time.perf_counter() - started
@@ -126,7 +173,9 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         obs = envs.reset(seed=settings.seed + state.step)[0].copy()
     outcome, error = "completed", None
     try:
-        while state.step < settings.total_steps:
+        # An evaluation that a stop cut short before the checkpoint: run it first.
+        ended = scheduled_eval(state.step) if state.step else None
+        while ended is None and state.step < settings.total_steps:
             action = agent.act(obs)
             next_obs, reward, terminated, truncated, info = envs.step(action)
             state.step += n
@@ -157,9 +206,7 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
 
             step = state.step
             if step >= state.next_log:
-                now = time.perf_counter()
-                means = _log_point(state, agent, tb, (step - last_log_step) / (now - last_log_time))
-                last_log_step, last_log_time = step, now
+                means = _log_point(state, agent, tb, last_log)
                 state.next_log += settings.log_every
                 q_mean, limit = means.get("q_mean", 0.0), settings.max_abs_q
                 if limit is not None and abs(q_mean) > limit:
@@ -167,39 +214,53 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                     error = (f"train/q_mean is {q_mean:.3g} at step {step}, beyond "
                              f"train.max_abs_q={limit:g}")
                     break
-            if step >= state.next_eval and step < settings.total_steps:  # final one below
-                eval_returns, eval_step = run_eval(step), step
-                state.next_eval += settings.eval_every
-                target = settings.stop_on_return
-                if target is not None and eval_returns.mean() >= target:
-                    log.info("stopping at step %d: greedy eval return %.2f >= %g "
-                             "(train.stop_on_return)", step, eval_returns.mean(), target)
-                    state.stopped_early = True
-                    break
-            if step >= state.next_checkpoint and step < settings.total_steps:  # final: below
-                state.next_checkpoint += settings.checkpoint_every
+            ended = scheduled_eval(step)
+            if ended is None and step >= state.next_checkpoint and step < settings.total_steps:
+                state.next_checkpoint += settings.checkpoint_every  # the final one: below
                 checkpoint(obs)
-            if stop is not None and stop.received:
-                outcome = "interrupted"
-                error = f"interrupted by {stop.name} at step {step}"
-                break
-        if outcome == "completed" and eval_step != state.step:  # unless one just ran here
-            eval_returns = run_eval(state.step)
+            if ended is None and stop is not None and stop.received:
+                ended = "interrupted"
+        if ended == "interrupted":
+            outcome, error = "interrupted", f"interrupted by {stop.name} at step {state.step}"
+        elif outcome == "completed":
+            if _pending(state):  # the last, partial interval, logged before the final eval
+                _log_point(state, agent, tb, last_log)
+            if eval_step != state.step:  # unless one just ran here
+                final = run_eval(state.step)
+                if final is None:
+                    outcome = "interrupted"
+                    error = f"interrupted by {stop.name} in the final evaluation"
     finally:
         progress.close()
     if outcome == "diverged":  # the last good checkpoint stays as it is
         state.wall_seconds = time.perf_counter() - started
+    elif outcome == "interrupted" and _pending(state):
+        # The checkpoint keeps the interval's sums, so a resumed run logs the point a run never
+        # stopped would; this run's curves still end where it stopped.
+        if tb.latest_step == state.step:
+            state.logged_before_partial = dict(tb.latest_points)
+        else:
+            state.logged_before_partial = {}
+        checkpoint(obs)
+        state.logged_before_partial = None
     else:
         checkpoint(obs)
-    return LoopResult(state=state, eval_returns=eval_returns if outcome == "completed" else None,
+    if outcome != "completed" and _pending(state):
+        _log_point(state, agent, tb, last_log)
+    return LoopResult(state=state, evaluation=final if outcome == "completed" else None,
                       outcome=outcome, error=error)
 
 
-def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, sps: float
+def _pending(state: LoopState) -> bool:
+    """Whether anything was reported since the last log point."""
+    return bool(state.updates or state.ended_returns)
+
+
+def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, last: list
                ) -> dict[str, float]:
-    """Write the train/ and time/ scalars; returns the agent's metrics averaged since the last
-    point."""
-    step = state.step
+    """Write the train/ and time/ scalars at the current step; returns the agent's metrics
+    averaged since the last point. ``last``: the step and time of the last point (updated)."""
+    step, now = state.step, time.perf_counter()
     means = {key: float(total) / state.updates for key, total in state.sums.items()}
     for key, mean in means.items():
         tb.scalar(f"train/{key}", mean, step)
@@ -209,5 +270,6 @@ def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, sps: float
         tb.scalar("train/episode_length", float(np.mean(state.ended_lengths)), step)
         state.ended_returns, state.ended_lengths = [], []
     tb.scalar("train/epsilon", agent.epsilon, step)
-    tb.scalar("time/sps", sps, step)
+    tb.scalar("time/sps", (step - last[0]) / max(now - last[1], 1e-9), step)
+    last[:] = [step, now]
     return means

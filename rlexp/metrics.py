@@ -12,10 +12,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlexp.checkpoint import atomic_write
+from rlexp.rundir import METRICS as FILENAME
+from rlexp.rundir import atomic_write
 
 SCHEMA_VERSION = 1
-FILENAME = "metrics.json"
 
 
 #: What ``status`` can be, and what it means (README, "Failure modes").
@@ -40,6 +40,8 @@ class RunMetrics:
     eval_return_std: float | None = None
     #: Episodes in the final evaluation.
     eval_episodes: int | None = None
+    #: How many of them were cut by a time limit (the env's, or eval.max_episode_steps).
+    eval_truncated: int | None = None
     #: Env steps trained for (summed over a vector env's sub-envs).
     env_steps: int | None = None
     #: Training episodes that ended.
@@ -71,14 +73,6 @@ def write_metrics(run_dir: Path, metrics: RunMetrics) -> Path:
 
 def read_metrics(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / FILENAME).read_text())
-
-
-def run_status(run_dir: Path) -> str | None:
-    """The status in a run dir's metrics.json; None when it has none (yet) or it is unreadable."""
-    try:
-        return read_metrics(run_dir).get("status")
-    except (OSError, ValueError):
-        return None
 
 
 def read_run_metrics(run_dir: Path) -> RunMetrics:

@@ -27,6 +27,8 @@ import csv
 import io
 import logging
 import math
+import shlex
+import signal
 import sys
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,10 +40,11 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from rlexp.checkpoint import atomic_write
+from rlexp import rundir
 from rlexp.config import safe_dirname
-from rlexp.metrics import FILENAME as METRICS_FILE
 from rlexp.metrics import read_metrics
+from rlexp.rundir import atomic_write
+from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
 
 BOOTSTRAP_SAMPLES = 10_000
 EVAL_TAG = "eval/return_mean"
@@ -130,19 +133,19 @@ def load_runs(sweep_dir: Path, target: float | None = None) -> list[Run]:
     """Every run of a sweep: the directories Hydra made for its jobs (with ``.hydra/``), or the
     ``seed<N>/`` directories of a job that trained several seeds."""
     runs = []
-    for hydra_dir in sorted(Path(sweep_dir).rglob(".hydra")):
+    for hydra_dir in sorted(Path(sweep_dir).rglob(rundir.HYDRA)):
         job_dir = hydra_dir.parent
-        if job_dir == Path(sweep_dir):
+        if job_dir == Path(sweep_dir) or rundir.ATTEMPTS in job_dir.parts:
             continue
-        overrides = yaml.safe_load((hydra_dir / "overrides.yaml").read_text()) or []
+        overrides = rundir.launch_overrides(job_dir)
         for run_dir in _job_runs(job_dir):
             runs.append(_load_run(run_dir, overrides, target))
     return runs
 
 
 def _load_run(run_dir: Path, overrides: list[str], target: float | None) -> Run:
-    metrics = read_metrics(run_dir) if (run_dir / METRICS_FILE).exists() else {}
-    config_file = run_dir / "config.yaml"
+    metrics = read_metrics(run_dir) if (run_dir / rundir.METRICS).exists() else {}
+    config_file = run_dir / rundir.CONFIG
     if target is None and config_file.exists():
         target = (yaml.safe_load(config_file.read_text()).get("env") or {}).get("solved_return")
     return Run(dir=run_dir, overrides=list(overrides),
@@ -376,18 +379,44 @@ def build_report(sweep_dir: Path, target: float | None = None) -> Report:
 
 class SweepReport(Callback):
     """Hydra callback (``hydra.callbacks`` in conf/hydra/rlexp.yaml): at the end of a multirun,
-    write and print the report, and exit non-zero when some run did not complete."""
+    write and print the report, and exit non-zero when some run did not complete, the report
+    itself failed, or the sweep was stopped by a signal (then saying how to resume it)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        clear_sweep_stop(sweep_dir)  # left by an earlier, interrupted launch of this sweep
+        SweepSignals.sweep_dir = sweep_dir
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
-        report = build_report(sweep_dir)
-        if not report.runs:
-            return
-        report.write()
-        print(report.text(), flush=True)
-        print(f"report: {sweep_dir / SUMMARY_MD}", flush=True)
+        signum = sweep_stop_requested(sweep_dir)
+        clear_sweep_stop(sweep_dir)
+        try:
+            report = build_report(sweep_dir)
+            if report.runs:
+                report.write()
+                print(report.text(), flush=True)
+                print(f"report: {sweep_dir / SUMMARY_MD}", flush=True)
+        except Exception as e:  # noqa: BLE001 - one line, and the sweep still says it failed
+            print(f"rlexp: error: the sweep report failed: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
+            sys.exit(1)
+        if signum is not None:
+            print(f"the sweep was stopped by {signal.Signals(signum).name}; continue it with:\n"
+                  f"  {resume_command(sweep_dir)}", flush=True)
+            sys.exit(exit_status(signum))
         if report.problems:
             sys.exit(1)
+
+
+def resume_command(sweep_dir: Path, argv: list[str] | None = None) -> str:
+    """The command that continues the sweep in ``sweep_dir``: this process's command line with
+    its sweep directory and ``resume=true``."""
+    args = [a for a in (sys.argv[1:] if argv is None else argv)
+            if a not in ("-m", "--multirun") and not a.startswith(
+                ("hydra.sweep.dir=", "resume=", "retry_failed="))]
+    return " ".join(["python -m rlexp.train -m", *map(shlex.quote, args),
+                     f"hydra.sweep.dir={shlex.quote(str(sweep_dir))}", "resume=true"])
 
 
 def main(argv: list[str] | None = None) -> int:

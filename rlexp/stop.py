@@ -1,8 +1,15 @@
-"""Stopping a run cleanly on Ctrl-C, SIGTERM or a cluster's pre-timeout signal.
+"""Stopping a run, or a whole sweep, cleanly on Ctrl-C, SIGTERM or a cluster's pre-timeout signal.
 
 While a run trains, these signals only set :attr:`StopSignals.received`; the loop checks it after
-every env step, then the run saves its checkpoint, flushes TensorBoard, writes ``metrics.json``
-with ``status: interrupted`` and exits non-zero. A second Ctrl-C stops at once.
+every env step and every evaluation episode step, then the run saves its checkpoint, flushes
+TensorBoard, writes ``metrics.json`` with ``status: interrupted`` and exits non-zero. The same
+signal a second time (Ctrl-C twice, SIGTERM twice) stops at once: :class:`StopNow` is raised
+wherever the run is, and the last checkpoint written stays as it was.
+
+In a sweep, an interrupted job leaves a marker in the sweep directory (:func:`request_sweep_stop`)
+so that the jobs after it do not start; the sweep's parent process records the signal the same
+way (:class:`SweepSignals`) instead of raising in the middle of its launcher, and the sweep ends
+with its report and one line per unfinished run.
 
 Under submitit (the ``submitit_*`` launchers) the pre-timeout signal (SIGUSR2) is submitit's: after
 the checkpoint is saved, :meth:`StopSignals.forward` hands the signal to submitit's own handler,
@@ -13,7 +20,21 @@ from __future__ import annotations
 
 import signal
 import threading
+from pathlib import Path
 from types import FrameType
+
+from rlexp.rundir import SWEEP_STOP, atomic_write
+
+
+class StopNow(KeyboardInterrupt):
+    """The same stop signal a second time: the user does not want to wait for a checkpoint."""
+
+    def __init__(self, signum: int, message: str | None = None):
+        super().__init__(message or f"stopped at once by a second {signal.Signals(signum).name}")
+        self.signum = signum
+
+    def __str__(self) -> str:
+        return str(self.args[0])
 
 
 def exit_status(signum: int) -> int:
@@ -46,9 +67,10 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: the user does not want to wait
-        self.received = signum
+        if self.received == signum and signum != signal.SIGUSR2:
+            raise StopNow(signum)  # asked twice: the user does not want to wait
+        if self.received is None:
+            self.received = signum
 
     @property
     def name(self) -> str:
@@ -60,3 +82,35 @@ class StopSignals:
         previous = self._previous.get(self.received)
         if self.received == signal.SIGUSR2 and callable(previous):
             previous(self.received, None)
+
+
+class SweepSignals(StopSignals):
+    """The sweep's parent process: the first SIGINT or SIGTERM marks the sweep as stopping
+    (:func:`request_sweep_stop`) instead of raising inside the launcher; the jobs running then
+    stop themselves (a Ctrl-C reaches every process of the terminal's group) and save their
+    checkpoints, the others do not start, and the sweep ends with its report."""
+
+    #: Set by the report callback when the multirun starts.
+    sweep_dir: Path | None = None
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        super()._handle(signum, frame)
+        if SweepSignals.sweep_dir is not None:
+            request_sweep_stop(SweepSignals.sweep_dir, signum)
+
+
+def request_sweep_stop(sweep_dir: Path, signum: int) -> None:
+    """Mark the sweep in ``sweep_dir`` as stopping: jobs that have not started do not start."""
+    atomic_write(Path(sweep_dir) / SWEEP_STOP, lambda tmp: tmp.write_text(f"{int(signum)}\n"))
+
+
+def sweep_stop_requested(sweep_dir: Path) -> int | None:
+    """The signal that stopped the sweep in ``sweep_dir``, or None."""
+    try:
+        return int((Path(sweep_dir) / SWEEP_STOP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def clear_sweep_stop(sweep_dir: Path) -> None:
+    (Path(sweep_dir) / SWEEP_STOP).unlink(missing_ok=True)

@@ -20,7 +20,6 @@ import contextlib
 import dataclasses
 import logging
 import os
-import shutil
 import signal
 import sys
 from pathlib import Path
@@ -34,14 +33,21 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from rlexp import build, checkpoint
+from rlexp import build, checkpoint, rundir
 from rlexp.checkpoint import CheckpointError
-from rlexp.config import CONFIG_DIR, Config, ConfigError, validate
+from rlexp.config import CONFIG_DIR, Config, ConfigError, resumes_latest, validate
 from rlexp.logger import TensorBoardLogger, flatten
 from rlexp.loop import LoopSettings, LoopState, train
-from rlexp.metrics import FILENAME as METRICS_FILE
-from rlexp.metrics import RunMetrics, read_run_metrics, run_status, write_metrics
-from rlexp.stop import StopSignals, exit_status
+from rlexp.metrics import RunMetrics, read_run_metrics, write_metrics
+from rlexp.rundir import RunDirError
+from rlexp.stop import (
+    StopNow,
+    StopSignals,
+    SweepSignals,
+    exit_status,
+    request_sweep_stop,
+    sweep_stop_requested,
+)
 
 log = logging.getLogger("rlexp")
 
@@ -55,27 +61,31 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
     """
     resolved = OmegaConf.structured(cfg)
     flat_config = flatten(OmegaConf.to_container(resolved))
-    resumed = _check_run_dir(cfg, flat_config, run_dir)
+    last = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
+    resumed = None if last is None else checkpoint.load_training_state(last)
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
-    eval_envs = build.make_vector_env(cfg.env, cfg.eval.episodes)
+    if build.time_limit(envs) is None:
+        log.info("%s has no time limit: training episodes last until the env ends them (set "
+                 "env.max_steps to cut them)", cfg.env.id)
+    eval_envs, capped_by_rlexp = build.make_eval_envs(cfg.env, cfg.eval)
     agent = build.build_agent(cfg, envs, device)
     loop_state = None
     if resumed is not None:
         try:
             agent.load_state_dict(resumed["agent"])
         except (KeyError, RuntimeError, ValueError) as e:  # e.g. other network shapes
-            raise CheckpointError(f"{run_dir / checkpoint.LAST} does not fit this config's "
+            raise CheckpointError(f"{last} does not fit this config's "
                                   f"agent: {_first_line(str(e))}") from e
         checkpoint.restore_rng(resumed)
         loop_state = LoopState.from_state_dict(resumed["loop"])
 
     yaml_text = OmegaConf.to_yaml(resolved)
     # Written before training: an unwritable or full output dir fails here, not at the end.
-    checkpoint.atomic_write(run_dir / build.CONFIG_FILE, lambda tmp: tmp.write_text(yaml_text))
+    rundir.atomic_write(run_dir / rundir.CONFIG, lambda tmp: tmp.write_text(yaml_text))
     # A resumed run hides the points its previous process logged after the checkpoint.
-    tb = TensorBoardLogger(run_dir, purge_step=loop_state.step + 1 if loop_state else None)
+    tb = TensorBoardLogger(run_dir, purge_step=loop_state.purge_step if loop_state else None)
     if loop_state is None:  # a resumed run has its config and hparams logged already
         tb.config(yaml_text, flat_config)
     start = f"resuming at step {loop_state.step}" if loop_state else "starting"
@@ -83,28 +93,30 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
              cfg.agent.name, cfg.env.id, cfg.total_steps, device, start, run_dir)
 
     def save_last(state: LoopState) -> None:
-        checkpoint.save_checkpoint(run_dir / checkpoint.LAST, checkpoint.training_state(
+        checkpoint.save_checkpoint(run_dir / rundir.LAST, checkpoint.training_state(
             agent.state_dict(), state.state_dict(), include_replay=cfg.checkpoint.replay))
 
     try:
         settings = LoopSettings(
             total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
             eval_every=cfg.eval.every_steps, checkpoint_every=cfg.checkpoint.every_steps,
-            stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q)
+            stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q,
+            eval_cap=build.time_limit(eval_envs) if capped_by_rlexp else None)
         result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state, stop)
     finally:
         tb.close()
         envs.close()
         eval_envs.close()
 
-    state, returns = result.state, result.eval_returns
+    state, final = result.state, result.evaluation
+    returns = None if final is None else final.returns
     if result.outcome == "completed":
-        checkpoint.save_checkpoint(run_dir / checkpoint.FINAL, checkpoint.training_state(
+        checkpoint.save_checkpoint(run_dir / rundir.FINAL, checkpoint.training_state(
             agent.state_dict(), state.state_dict(), include_replay=False))
     error = result.error
     if result.outcome == "diverged":
-        kept = (f"{checkpoint.LAST} is the last good checkpoint"
-                if (run_dir / checkpoint.LAST).exists() else "no checkpoint had been written")
+        kept = (f"{rundir.LAST} is the last good checkpoint"
+                if (run_dir / rundir.LAST).exists() else "no checkpoint had been written")
         error += f"; likely cause: {_divergence_hint(cfg)}; {kept}"
     metrics = RunMetrics(
         status=result.outcome,
@@ -112,6 +124,7 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
         eval_return_mean=None if returns is None else float(returns.mean()),
         eval_return_std=None if returns is None else float(returns.std()),
         eval_episodes=None if returns is None else len(returns),
+        eval_truncated=None if final is None else int(final.truncated.sum()),
         env_steps=state.step,
         episodes=state.episodes,
         stopped_early=state.stopped_early,
@@ -139,69 +152,42 @@ def _divergence_hint(cfg: Config) -> str:
     return hint
 
 
-def _check_run_dir(cfg: Config, flat_config: dict, run_dir: Path) -> dict | None:
-    """Refuse to overwrite a finished run; for ``resume=``, the checkpoint to continue from
-    (``flat_config``: this run's resolved config, flattened, to compare with the saved one)."""
-    if run_status(run_dir) == "completed":
-        raise ConfigError(f"{run_dir} already holds a finished run; choose another hydra.run.dir")
-    if cfg.resume is None:
-        if (run_dir / checkpoint.LAST).exists():
-            raise ConfigError(f"{run_dir} holds an unfinished run; continue it with "
-                              f"resume={run_dir} or choose another hydra.run.dir")
-        return None
-    saved_config = run_dir / build.CONFIG_FILE
-    if not (run_dir / checkpoint.LAST).is_file() or not saved_config.is_file():
-        raise ConfigError(f"resume={cfg.resume}: {run_dir} is not an unfinished rlexp run "
-                          f"(no {checkpoint.LAST} or {build.CONFIG_FILE})")
-    saved = flatten(OmegaConf.to_container(OmegaConf.load(saved_config)))
-    differ = sorted(k for k in saved.keys() | flat_config.keys()
-                    if k not in ("resume", "run_name") and saved.get(k) != flat_config.get(k))
-    if differ:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (now {flat_config.get(k)!r})"
-                          for k in differ[:4])
-        raise ConfigError(f"resume={cfg.resume}: the run was started with a different config: "
-                          f"{shown}; resume with the same overrides")
-    checkpoint.remove_partial_writes((run_dir / checkpoint.LAST).parent)
-    return checkpoint.load_training_state(run_dir / checkpoint.LAST)
-
-
-def _discard_unused_run_dir(run_dir: Path) -> None:
-    """Remove a run dir that holds nothing but what Hydra wrote before the config was refused,
-    so no directory is left looking like a run. Anything else in it is left alone."""
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        with contextlib.suppress(OSError):  # the day's folder, if this was its only run
-            run_dir.parent.rmdir()
-
-
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
     """One job: a run, or ``seeds`` runs one after another; returns the mean of their final
     eval returns, which a sweeper (e.g. Optuna) maximises.
 
-    A single run exits non-zero unless it completed. In a sweep, a run that fails or diverges
-    is recorded in its metrics.json and the job returns None (the sweep goes on; the report at
-    its end lists the run and the sweep exits non-zero), and a job that finds an unfinished run
-    in its own directory (a requeued cluster job) resumes it.
+    A single run exits non-zero unless it completed. In a sweep, a run that fails, diverges or
+    is interrupted is recorded in its metrics.json and the job returns None (the report at the
+    sweep's end lists the run and the sweep exits non-zero); a job that finds a run in its own
+    directory (a requeued cluster job, a resumed sweep) continues it (see :func:`_prepare`).
     """
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
+    if sweeping and sweep_stop_requested(Path(hydra_cfg.sweep.dir)):
+        log.info("the sweep was asked to stop: %s does not start", job_dir.name)
+        rundir.unlock(job_dir)
+        return None
     try:
         typed = validate(cfg)
+        if sweeping and typed.resume is not None and not resumes_latest(typed.resume):
+            raise ConfigError(f"resume={typed.resume}: a sweep resumes with resume=true and "
+                              "its hydra.sweep.dir, not a run directory")
         if typed.seeds == 1:
-            runs = [(_resumable(typed, job_dir, sweeping), job_dir)]
+            runs = [(typed, job_dir)]
         else:  # seed, seed + 1, ... each in a directory of its own
-            runs = [(_resumable(dataclasses.replace(typed, seed=seed, seeds=1), sub), sub)
-                    for seed in range(typed.seed, typed.seed + typed.seeds)
-                    for sub in [job_dir / f"seed{seed}"]]
+            runs = [(dataclasses.replace(typed, seed=seed, seeds=1), job_dir / f"seed{seed}")
+                    for seed in range(typed.seed, typed.seed + typed.seeds)]
         results = []
         with StopSignals() as stop:
             for run_cfg, run_dir in runs:
-                if run_dir != job_dir and run_status(run_dir) == "completed":
-                    results.append(read_run_metrics(run_dir))  # done before a requeue
-                    continue
-                results.append(_run_recorded(run_cfg, run_dir, stop, sweeping))
+                auto = sweeping or run_dir != job_dir  # the job decides what to do with it
+                run_cfg = _prepare(run_cfg, run_dir) if auto else run_cfg
+                if run_cfg is None:  # done before: completed, or failed and not retried
+                    results.append(read_run_metrics(run_dir))
+                else:
+                    results.append(_run_recorded(run_cfg, run_dir, stop, sweeping))
                 if results[-1].status != "completed":
                     break
     except INPUT_ERRORS as e:  # refused before training; in a sweep, _run_recorded saw it
@@ -209,32 +195,45 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             _record_failure(job_dir, describe_error(e), cfg.get("seed"))
             log.error("run failed: %s", describe_error(e))
             return None
-        _discard_unused_run_dir(job_dir)
+        rundir.discard_if_unused(job_dir)
         _exit_with_one_line(e)  # raising would make Hydra print a second line
+    finally:
+        rundir.unlock(job_dir)
     last = results[-1]
     if last.status == "completed":
         return sum(m.eval_return_mean for m in results) / len(results)
-    if last.status == "interrupted":
+    if last.status == "interrupted" and stop.received is not None:
         if stop.received == signal.SIGUSR2:
             log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
             stop.forward()  # submitit's handler requeues the job and exits
+        if sweeping:  # the other jobs do not start; the sweep's end says how to resume
+            request_sweep_stop(Path(hydra_cfg.sweep.dir), stop.received)
+            return None
         again = f"resume={job_dir}" if typed.seeds == 1 else f"hydra.run.dir={job_dir}"
         log.info("continue it with: python -m rlexp.train %s %s",
                  " ".join(hydra_cfg.overrides.task), again)
-        sys.exit(exit_status(stop.received))  # also ends a sweep: the user asked to stop
+        sys.exit(exit_status(stop.received))
     if not sweeping:
         sys.exit(1)
     return None
 
 
-def _resumable(cfg: Config, run_dir: Path, auto: bool = True) -> Config:
-    """``cfg``, set to resume the unfinished run in ``run_dir`` if there is one and ``auto``
-    (a requeued sweep job, or a seed of a several-seed job)."""
-    if auto and cfg.resume is None and (run_dir / checkpoint.LAST).exists() and \
-            run_status(run_dir) not in ("completed", "failed", "diverged"):
+def _prepare(cfg: Config, run_dir: Path) -> Config | None:
+    """What a job does with the run in ``run_dir`` (a sweep's job directory, or a ``seed<N>/``
+    directory of a several-seed job): None to keep it as it is (it completed; or it failed or
+    diverged and ``retry_failed`` is off), else the config to run, set to resume an unfinished
+    run. A run to start from scratch over an earlier attempt's files first moves them aside."""
+    state = rundir.status(run_dir)
+    failed = state in ("failed", "diverged")
+    if state == "completed" or (failed and not cfg.retry_failed):
+        log.info("%s: %s before, kept as it is", run_dir, state)
+        return None
+    if not failed and rundir.resumable(run_dir):
         log.info("resuming the unfinished run in %s", run_dir)
         return dataclasses.replace(cfg, resume=str(run_dir))
-    return cfg
+    if run_dir.is_dir() and (moved := rundir.set_aside(run_dir)) is not None:
+        log.info("starting %s again; the earlier attempt's files are in %s", run_dir, moved)
+    return dataclasses.replace(cfg, resume=None)
 
 
 def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool) -> RunMetrics:
@@ -242,6 +241,11 @@ def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool)
     Outside a sweep, input errors propagate, to be reported in one line."""
     try:
         metrics = run(cfg, run_dir, stop)
+    except StopNow as e:  # no checkpoint now: say which one is left, then stop
+        last = rundir.LAST if (run_dir / rundir.LAST).is_file() else None
+        message = f"{e}; " + (f"{last} is the last checkpoint" if last else "no checkpoint")
+        write_metrics(run_dir, RunMetrics(status="interrupted", error=message, seed=cfg.seed))
+        raise StopNow(e.signum, message) from None
     except Exception as e:
         if isinstance(e, INPUT_ERRORS) and not sweeping:
             raise
@@ -261,12 +265,12 @@ def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool)
 def _record_failure(run_dir: Path, message: str, seed: int | None) -> None:
     """metrics.json with status failed (kept beside the traceback in train.log), unless the run
     dir is gone or already records a completed run."""
-    if not run_dir.is_dir() or run_status(run_dir) == "completed":
+    if not run_dir.is_dir() or rundir.status(run_dir) == "completed":
         return
     try:
         write_metrics(run_dir, RunMetrics(status="failed", error=message, seed=seed))
     except OSError as e:  # e.g. the disk that made the run fail is still full
-        log.error("could not write %s: %s", run_dir / METRICS_FILE, e)
+        log.error("could not write %s: %s", run_dir / rundir.METRICS, e)
 
 
 #: Hydra plugin configs rlexp's presets use, and the extra that installs each plugin.
@@ -286,7 +290,7 @@ def describe_error(e: BaseException) -> str:
     """One line for a config or input error: the bad key or value, and what is allowed."""
     cause = e
     while cause is not None:  # e.g. our own error, raised in a resolver while Hydra composed
-        if isinstance(cause, ConfigError | CheckpointError):
+        if isinstance(cause, ConfigError | CheckpointError | RunDirError):
             return _first_line(str(cause))
         cause = cause.__cause__ or cause.__context__
     if isinstance(e, OverrideParseException):
@@ -314,7 +318,8 @@ def describe_error(e: BaseException) -> str:
 
 
 #: Errors that mean "bad input": reported as one line, exit status 2, no traceback.
-INPUT_ERRORS = (ConfigError, CheckpointError, HydraException, OmegaConfBaseException)
+INPUT_ERRORS = (ConfigError, CheckpointError, RunDirError, HydraException,
+                OmegaConfBaseException)
 _SHOW_TRACEBACK = os.environ.get("HYDRA_FULL_ERROR") == "1"
 
 
@@ -335,8 +340,19 @@ def main() -> None:
         print(f"rlexp: error: unknown option {unknown[0]}; see python -m rlexp.train --help",
               file=sys.stderr)
         sys.exit(2)
+    args = sys.argv[1:]
+    sweeping = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in args)
+    if sweeping and any(a.lower() == "resume=true" for a in args) and not any(
+            a.startswith("hydra.sweep.dir=") for a in args):
+        print("rlexp: error: resume=true in a sweep continues an earlier sweep: name its "
+              "directory with hydra.sweep.dir=outputs/multirun/DATE/TIME", file=sys.stderr)
+        sys.exit(2)
     try:
-        _hydra_main()
+        with SweepSignals() if sweeping else contextlib.nullcontext():
+            _hydra_main()
+    except StopNow as e:
+        print(f"rlexp: {e}", file=sys.stderr)
+        sys.exit(exit_status(e.signum))
     except INPUT_ERRORS as e:
         _exit_with_one_line(e)
     except OSError as e:  # Hydra could not create the run or sweep directory

@@ -1,7 +1,9 @@
-"""An env that crashes on purpose, to check that one failing run does not stop a sweep.
+"""Envs that misbehave on purpose.
 
 ``env=gym env.id=tests.faulty_env:Faulty-v0``: two states, a reward of 1 per step; when reset
-with one of ``crash_seeds`` it raises after ``crash_after`` steps.
+with one of ``crash_seeds`` it raises after ``crash_after`` steps (one failing run must not stop
+a sweep). ``tests.faulty_env:Endless-v0``: no time limit, and no episode ever ends (an
+evaluation must end all the same).
 """
 
 import gymnasium as gym
@@ -29,3 +31,21 @@ class FaultyEnv(gym.Env):
 
 
 gym.register("Faulty-v0", entry_point=FaultyEnv, max_episode_steps=20)
+
+
+class EndlessEnv(gym.Env):
+    """Two states, reward 1 per step; episodes never terminate, and no time limit is set."""
+
+    def __init__(self):
+        self.observation_space = spaces.Discrete(2)
+        self.action_space = spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        return 0, {}
+
+    def step(self, action):
+        return int(action), 1.0, False, False, {}
+
+
+gym.register("Endless-v0", entry_point=EndlessEnv)

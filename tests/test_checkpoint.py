@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp import checkpoint
+from rlexp import checkpoint, rundir
 from rlexp.checkpoint import CheckpointError, load_checkpoint, load_training_state
 from rlexp.metrics import read_metrics
+from rlexp.rundir import RunDirError
 from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_in_process
 
 
@@ -60,7 +61,7 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        checkpoint.atomic_write(path, failing_write)
+        rundir.atomic_write(path, failing_write)
     assert load_checkpoint(path)["step"].item() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
 
@@ -72,13 +73,13 @@ def test_round_trip_restores_networks_optimizer_replay_and_rngs(tmp_path):
     envs = make_vector_env(cfg.env, 1)
     agent = build_agent(cfg, envs, torch.device("cpu"))
     run_in_process(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN], tmp_path / "r")
-    state = load_training_state(tmp_path / "r" / checkpoint.LAST)
+    state = load_training_state(tmp_path / "r" / rundir.LAST)
     agent.load_state_dict(state["agent"])
     assert agent.env_steps == 600 and len(agent.replay) == 600
     assert state["loop"]["step"] == 600
     # Restored twice, the agents act and sample identically (RNGs included).
     twin = build_agent(cfg, envs, torch.device("cpu"))
-    twin.load_state_dict(load_training_state(tmp_path / "r" / checkpoint.LAST)["agent"])
+    twin.load_state_dict(load_training_state(tmp_path / "r" / rundir.LAST)["agent"])
     obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
     np.testing.assert_array_equal(agent.act(obs), twin.act(obs))
     torch.testing.assert_close(agent.replay.sample(32).obs, twin.replay.sample(32).obs)
@@ -106,7 +107,7 @@ def test_resume_continues_the_step_count_and_the_curves(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run_in_process(RESUMABLE, run_dir)
     monkeypatch.setattr(DQNAgent, "learn", learn)
-    assert load_training_state(run_dir / checkpoint.LAST)["loop"]["step"] == 800
+    assert load_training_state(run_dir / rundir.LAST)["loop"]["step"] == 800
     assert not (run_dir / "metrics.json").exists()
     # Points up to step 1000 were logged before the crash; 900 and 1000 are after the checkpoint.
     assert read_scalars(run_dir)["train/epsilon"][-1][0] == 1000
@@ -127,15 +128,13 @@ def test_resume_continues_the_step_count_and_the_curves(tmp_path, monkeypatch):
 
 
 def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):
-    from rlexp.config import ConfigError
-
     run_dir = tmp_path / "run"
     run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100"], run_dir)
     (run_dir / "metrics.json").unlink()  # as if it had been killed at the end
-    with pytest.raises(ConfigError, match=r"different config: optimizer.lr=0.004 \(now 0.5\)"):
+    with pytest.raises(RunDirError, match=r"different config: optimizer.lr=0.004 \(now 0.5\)"):
         run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100",
                         "optimizer.lr=0.5", f"resume={run_dir}"], run_dir)
-    with pytest.raises(ConfigError, match="is not an unfinished rlexp run"):
+    with pytest.raises(RunDirError, match="is not an unfinished rlexp run"):
         run_in_process(["agent=qnet", "env=toy", *TINY, f"resume={tmp_path}"], tmp_path)
 
 
@@ -145,7 +144,7 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
-    while not list(tmp_path.glob(f"outputs/runs/*/*/{checkpoint.LAST}")):
+    while not list(tmp_path.glob(f"outputs/runs/*/*/{rundir.LAST}")):
         assert time.time() < deadline and proc.poll() is None
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)

@@ -1,0 +1,274 @@
+"""The run directory: its layout, atomic writes, a run's status, claiming and locking a
+directory, finding unfinished runs and the checks before (re)starting one.
+
+Nothing else builds run-dir paths by hand. A run directory holds::
+
+    .hydra/                 Hydra's record of the launch (.hydra/resume_<time>/ for each resume)
+    config.yaml             the resolved config the run used
+    events.out.tfevents.*   TensorBoard
+    train.log               the console log
+    checkpoints/last.pt     the latest training state, to resume from
+    checkpoints/final.pt    the trained agent
+    metrics.json            the outcome (rlexp.metrics)
+    .lock                   held by the process training in it
+
+Two processes never train in one directory: a new run claims a directory no other process has
+(``claim_new``), and every run holds an exclusive lock on its directory (``lock``) from before
+Hydra writes into it until it ends, so a second process aimed at the same directory (an explicit
+``hydra.run.dir``, ``resume=``, a sweep resumed while it still runs) refuses to start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+CONFIG = "config.yaml"
+METRICS = "metrics.json"
+LAST = "checkpoints/last.pt"  # written every checkpoint.every_steps and at the end
+FINAL = "checkpoints/final.pt"  # the trained agent, written once at the end
+HYDRA = ".hydra"
+OVERRIDES = "overrides.yaml"  # in HYDRA: the command-line overrides of the launch
+TRAIN_LOG = "train.log"
+EVAL_JSON = "eval.json"  # written by python -m rlexp.evaluate
+LOCK = ".lock"
+#: In a sweep directory: the sweep was asked to stop (holds the signal's number).
+SWEEP_STOP = ".stop-requested"
+#: Where a run that is started again from scratch (a failed sweep run, ``retry_failed=true``)
+#: keeps its earlier attempts: ``.attempts/<n>/``.
+ATTEMPTS = ".attempts"
+
+
+class RunDirError(ValueError):
+    """A run directory that cannot be used as asked (in use, finished, not a run)."""
+
+
+# ----------------------------------------------------------------------------- atomic writes
+
+
+def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """Call ``write(tmp_path)``, then rename over ``path``: readers see the old file or the new
+    one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def remove_partial_writes(directory: Path) -> None:
+    """Delete the temporary files a process killed inside :func:`atomic_write` left behind."""
+    for tmp in Path(directory).glob(".*.tmp[0-9]*"):
+        tmp.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------ status
+
+
+def status(run_dir: Path) -> str | None:
+    """The status in a run dir's metrics.json; None when it has none (yet) or it is unreadable."""
+    try:
+        return json.loads((Path(run_dir) / METRICS).read_text()).get("status")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def is_run(run_dir: Path) -> bool:
+    """Whether Hydra launched a job in ``run_dir`` (it has a ``.hydra/`` record)."""
+    return (Path(run_dir) / HYDRA).is_dir()
+
+
+def has_checkpoint(run_dir: Path) -> bool:
+    return (Path(run_dir) / LAST).is_file() and (Path(run_dir) / CONFIG).is_file()
+
+
+def launch_overrides(run_dir: Path) -> list[str]:
+    """The command-line overrides the run was first launched with (``.hydra/overrides.yaml``;
+    for a directory that only has a resume's record, that record's)."""
+    records = [Path(run_dir) / HYDRA / OVERRIDES,
+               *sorted((Path(run_dir) / HYDRA).glob(f"resume_*/{OVERRIDES}"))]
+    for record in records:
+        if record.is_file():
+            return [o for o in yaml.safe_load(record.read_text()) or []
+                    if not is_launch_only(o)]
+    return []
+
+
+#: Overrides that say how to launch, not what to train: left out of run comparisons and of
+#: sweep job directory names (conf/hydra/rlexp.yaml lists the same keys).
+LAUNCH_KEYS = ("resume", "retry_failed")
+
+
+def is_launch_only(override: str) -> bool:
+    key = override.lstrip("+~").split("=", 1)[0]
+    return key in LAUNCH_KEYS or key.startswith("hydra.") or key.startswith("hydra/")
+
+
+# ------------------------------------------------------------------------- claiming, locking
+
+_claimed: dict[str, str] = {}
+_locks: dict[Path, int] = {}
+
+
+def claim_new(path: str) -> str:
+    """``path``, or ``path-2``, ``path-3``, ... : the first that this process could create
+    itself, so runs started in the same second (in one shell or several) never share a
+    directory. The same answer for the same ``path`` within a process (Hydra may resolve its
+    config more than once)."""
+    if path in _claimed:
+        return _claimed[path]
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    for n in range(1, 10_000):
+        candidate = path if n == 1 else f"{path}-{n}"
+        try:
+            os.mkdir(candidate)
+        except FileExistsError:
+            continue
+        _claimed[path] = candidate
+        return candidate
+    raise RunDirError(f"cannot claim a new directory for {path}: 10,000 exist already")
+
+
+def lock(run_dir: Path) -> None:
+    """Hold an exclusive lock on ``run_dir`` for this process (released by :func:`unlock` or
+    when the process ends, however it ends). Raises :class:`RunDirError` when another process
+    holds it."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _locks:
+        return
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise RunDirError(f"{run_dir} is in use by {holder}: wait for it to end, or choose "
+                          "another directory") from e
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"process {os.getpid()}\n".encode(), 0)
+    _locks[run_dir] = fd
+
+
+def unlock(run_dir: Path) -> None:
+    fd = _locks.pop(Path(run_dir).resolve(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def in_use(run_dir: Path) -> bool:
+    """Whether another process holds ``run_dir``'s lock."""
+    run_dir = Path(run_dir).resolve()
+    if run_dir in _locks or not (run_dir / LOCK).is_file():
+        return False
+    fd = os.open(run_dir / LOCK, os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+# ------------------------------------------------------------------- starting and resuming
+
+
+def find_unfinished_run(runs_root: Path, overrides: list[str]) -> Path:
+    """The latest run under ``runs_root`` (``<date>/<run>/``) launched with the same
+    command-line overrides (launch options aside) that has a checkpoint, did not complete and
+    is not running now."""
+    wanted = [o for o in overrides if not is_launch_only(o)]
+    candidates = []
+    for last in Path(runs_root).glob(f"*/*/{LAST}"):
+        run_dir = last.parent.parent
+        if status(run_dir) == "completed" or in_use(run_dir):
+            continue
+        if is_run(run_dir) and launch_overrides(run_dir) == wanted:
+            candidates.append((last.stat().st_mtime, str(run_dir)))
+    if not candidates:
+        raise RunDirError(
+            f"resume=true: no unfinished run under {runs_root} was started with the overrides "
+            f"{wanted}; pass resume=RUN_DIR to name one")
+    return Path(max(candidates)[1])
+
+
+def check_resumable(run_dir: Path, resume: str) -> None:
+    """Refuse ``resume=`` of a directory that is not an unfinished rlexp run."""
+    if not has_checkpoint(run_dir):
+        raise RunDirError(f"resume={resume}: {run_dir} is not an unfinished rlexp run "
+                          f"(no {LAST} or {CONFIG})")
+
+
+def checkpoint_to_resume(run_dir: Path, resume: str | None,
+                         config_now: dict[str, object]) -> Path | None:
+    """Before a run starts in ``run_dir``: the checkpoint to continue from (``resume=``), or
+    None for a new run. Refuses a finished run, an unfinished one not named by ``resume=``, and
+    a resume whose config differs from the saved one (``config_now``: flattened)."""
+    if status(run_dir) == "completed":
+        raise RunDirError(f"{run_dir} already holds a finished run; choose another "
+                          "hydra.run.dir")
+    if resume is None:
+        if (Path(run_dir) / LAST).exists():
+            raise RunDirError(f"{run_dir} holds an unfinished run; continue it with "
+                              f"resume={run_dir} or choose another hydra.run.dir")
+        return None
+    check_resumable(run_dir, resume)
+    from rlexp.logger import flatten  # the same flattening as config_now's
+
+    saved = flatten(yaml.safe_load((Path(run_dir) / CONFIG).read_text()))
+    differ = sorted(k for k in saved.keys() | config_now.keys()
+                    if k not in (*LAUNCH_KEYS, "run_name") and saved.get(k) != config_now.get(k))
+    if differ:
+        shown = ", ".join(f"{k}={saved.get(k)!r} (now {config_now.get(k)!r})"
+                          for k in differ[:4])
+        raise RunDirError(f"resume={resume}: the run was started with a different config: "
+                          f"{shown}; resume with the same overrides")
+    remove_partial_writes((Path(run_dir) / LAST).parent)
+    return Path(run_dir) / LAST
+
+
+def resumable(run_dir: Path, retry_failed: bool = False) -> bool:
+    """Whether a job finding ``run_dir`` (its own directory, in a sweep or a requeued cluster
+    job) should continue the run there: it has a checkpoint and did not complete, fail or
+    diverge (or it did, and ``retry_failed`` asks to start those again)."""
+    return has_checkpoint(run_dir) and status(run_dir) not in (
+        "completed", *(() if retry_failed else ("failed", "diverged")))
+
+
+def set_aside(run_dir: Path) -> Path | None:
+    """Move a failed or diverged run's files (all but Hydra's record and the lock) into
+    ``.attempts/<n>/``, so the run can start again from scratch and nothing is lost."""
+    run_dir = Path(run_dir)
+    keep = {HYDRA, LOCK, ATTEMPTS, TRAIN_LOG}
+    movable = [p for p in run_dir.iterdir() if p.name not in keep]
+    if not movable:
+        return None
+    attempts = run_dir / ATTEMPTS
+    n = 1 + sum(1 for _ in attempts.glob("*")) if attempts.is_dir() else 1
+    target = attempts / str(n)
+    target.mkdir(parents=True)
+    for p in movable:
+        shutil.move(str(p), target / p.name)
+    return target
+
+
+def discard_if_unused(run_dir: Path) -> None:
+    """Remove a run dir that holds nothing but what Hydra wrote before the config was refused,
+    so no directory is left looking like a run. Anything else in it is left alone."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {HYDRA, TRAIN_LOG, LOCK}:
+        unlock(run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+        with contextlib.suppress(OSError):  # the day's folder, if this was its only run
+            run_dir.parent.rmdir()
