@@ -37,8 +37,8 @@ sweep: $(STAMP)  ## Parallel sweep, one job per core: make sweep ARGS='seed=0,1,
 report: $(STAMP)  ## Re-make a sweep's report: make report ARGS=outputs/multirun/DATE/TIME
 	$(BIN)/python -m rlexp.report $(ARGS)
 
-test: $(STAMP)  ## Run the default test suite (a few minutes)
-	$(BIN)/python -m pytest $(ARGS)
+test: $(STAMP)  ## Run the default test suite (a few minutes; one worker per core)
+	$(BIN)/python -m pytest -n auto $(ARGS)
 
 test-slow: $(STAMP)  ## Run the slow learning checks
 	$(BIN)/python -m pytest -m slow $(ARGS)

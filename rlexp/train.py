@@ -296,6 +296,11 @@ def describe_error(e: BaseException) -> str:
     if isinstance(e, OverrideParseException):
         return (f"cannot parse the override {e.override!r}: write key=value, and quote a value "
                 "with spaces or special characters (key='a b'); keys are ASCII names")
+    if isinstance(e, MissingConfigException) and e.missing_cfg_file in PLUGIN_EXTRAS and \
+            e.options is None:  # a preset (e.g. hydra/launcher=parallel) needs the plugin
+        group, _, option = e.missing_cfg_file.rpartition("/")
+        return (f"{group}={option} is not installed: it comes with a Hydra plugin: "
+                f"pip install -e '.[{PLUGIN_EXTRAS[e.missing_cfg_file]}]'")
     if isinstance(e, MissingConfigException) and e.options is not None:
         # e.g. agent=foo: missing_cfg_file is "agent/foo", options are the group's configs
         group, _, option = (e.missing_cfg_file or "").rpartition("/")

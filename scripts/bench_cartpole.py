@@ -32,13 +32,13 @@ ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_st
            policy_kwargs=dict(net_arch=[256, 256]))
 
 
-def rlexp_time_to_solve(seed: int, eval_every: int) -> dict:
+def rlexp_time_to_solve(seed: int, eval_every: int, budget: int = BUDGET) -> dict:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
         subprocess.run([sys.executable, "-m", "rlexp.train", "agent=dqn", "env=cartpole",
-                        "device=cpu", f"seed={seed}", f"total_steps={BUDGET}",
+                        "device=cpu", f"seed={seed}", f"total_steps={budget}",
                         f"train.stop_on_return={TARGET}", f"eval.every_steps={eval_every}",
                         "eval.episodes=20", f"hydra.run.dir={tmp}/run"],
                        cwd=REPO, check=True, capture_output=True)
@@ -50,7 +50,7 @@ def rlexp_time_to_solve(seed: int, eval_every: int) -> dict:
     return {"solved": False, "steps": None, "seconds": None}
 
 
-def sb3_worker(seed: int, eval_every: int) -> None:
+def sb3_worker(seed: int, eval_every: int, budget: int) -> None:
     """Runs in its own process: SB3 DQN with the zoo hyperparameters until solved."""
     import torch
     from stable_baselines3 import DQN
@@ -63,15 +63,16 @@ def sb3_worker(seed: int, eval_every: int) -> None:
                               n_eval_episodes=20, eval_freq=eval_every, deterministic=True,
                               callback_on_new_best=stop, verbose=0)
     model = DQN("MlpPolicy", "CartPole-v1", seed=seed, device="cpu", verbose=0, **ZOO)
-    model.learn(total_timesteps=BUDGET, callback=evaluation)
+    model.learn(total_timesteps=budget, callback=evaluation)
     solved = evaluation.best_mean_reward >= TARGET
     print(json.dumps({"solved": solved, "steps": model.num_timesteps if solved else None,
                       "end": time.time()}))
 
 
-def sb3_time_to_solve(seed: int, eval_every: int) -> dict:
+def sb3_time_to_solve(seed: int, eval_every: int, budget: int = BUDGET) -> dict:
     start = time.time()
-    out = subprocess.run([sys.executable, __file__, "--sb3-worker", str(seed), str(eval_every)],
+    out = subprocess.run([sys.executable, __file__, "--sb3-worker", str(seed), str(eval_every),
+                          str(budget)],
                          check=True, capture_output=True, text=True).stdout
     result = json.loads(out.strip().splitlines()[-1])
     return {"solved": result["solved"], "steps": result["steps"],
@@ -170,7 +171,8 @@ def rlexp_train_sps(steps: int, seed: int = 0) -> float:
         subprocess.run([sys.executable, "-m", "rlexp.train", "agent=dqn", "env=cartpole",
                         "device=cpu", f"seed={seed}", f"total_steps={steps}",
                         "eval.every_steps=0", "checkpoint.every_steps=0",
-                        f"agent.epsilon.fraction={0.16 * BUDGET / steps}",
+                        # (capped at 1: a smoke-test budget under 8,000 steps)
+                        f"agent.epsilon.fraction={min(1.0, 0.16 * BUDGET / steps)}",
                         f"hydra.run.dir={tmp}/run"], cwd=REPO, check=True, capture_output=True)
         m = json.loads((Path(tmp) / "run" / "metrics.json").read_text())
     return m["env_steps"] / (m["wall_seconds"] - m["eval_seconds"])
@@ -195,19 +197,22 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--overhead-steps", type=int, default=20_000)
     parser.add_argument("--overhead-rounds", type=int, default=3)
+    parser.add_argument("--budget", type=int, default=BUDGET,
+                        help="env steps each time-to-solve run may take (a small one only "
+                             "checks that the benchmark runs)")
     parser.add_argument("--skip-sb3", action="store_true")
-    parser.add_argument("--sb3-worker", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sb3-worker", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_worker:
         sb3_worker(*args.sb3_worker)
         return
 
     print(f"CartPole-v1, time to first greedy eval >= {TARGET:g} (20 episodes, every "
-          f"{args.eval_every} steps, budget {BUDGET} steps), seeds 0..{args.seeds - 1}")
-    rlexp = [rlexp_time_to_solve(s, args.eval_every) for s in range(args.seeds)]
+          f"{args.eval_every} steps, budget {args.budget} steps), seeds 0..{args.seeds - 1}")
+    rlexp = [rlexp_time_to_solve(s, args.eval_every, args.budget) for s in range(args.seeds)]
     rlexp_median, rlexp_rate = summarize("rlexp", rlexp)
     if not args.skip_sb3:
-        sb3 = [sb3_time_to_solve(s, args.eval_every) for s in range(args.seeds)]
+        sb3 = [sb3_time_to_solve(s, args.eval_every, args.budget) for s in range(args.seeds)]
         sb3_median, sb3_rate = summarize("SB3", sb3)
         if rlexp_median and sb3_median:
             print(f"ratio rlexp / SB3 median time to solve: {rlexp_median / sb3_median:.2f} "

@@ -67,25 +67,34 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
 
 
 def test_round_trip_restores_networks_optimizer_replay_and_rngs(tmp_path):
+    from rlexp.agents import Transition
     from rlexp.build import build_agent, make_vector_env
+    from rlexp.checkpoint import save_checkpoint, training_state
 
     cfg = compose_config(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN])
     envs = make_vector_env(cfg.env, 1)
     agent = build_agent(cfg, envs, torch.device("cpu"))
-    run_in_process(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN], tmp_path / "r")
-    state = load_training_state(tmp_path / "r" / rundir.LAST)
-    agent.load_state_dict(state["agent"])
-    assert agent.env_steps == 600 and len(agent.replay) == 600
-    assert state["loop"]["step"] == 600
-    # Restored twice, the agents act and sample identically (RNGs included).
-    twin = build_agent(cfg, envs, torch.device("cpu"))
-    twin.load_state_dict(load_training_state(tmp_path / "r" / rundir.LAST)["agent"])
-    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
-    np.testing.assert_array_equal(agent.act(obs), twin.act(obs))
-    torch.testing.assert_close(agent.replay.sample(32).obs, twin.replay.sample(32).obs)
+    rng = np.random.default_rng(0)
+    for _ in range(300):  # train it: replay, optimizer state, counters and RNGs all move
+        obs = rng.normal(size=(1, 4)).astype(np.float32)
+        agent.learn(Transition(obs, agent.act(obs), np.ones(1), obs + 0.1,
+                               np.zeros(1, bool), np.zeros(1, bool)))
+    save_checkpoint(tmp_path / "last.pt", training_state(agent.state_dict(), {"step": 300}))
+    restored = build_agent(cfg, envs, torch.device("cpu"))
+    restored.load_state_dict(load_training_state(tmp_path / "last.pt")["agent"])
+    assert restored.env_steps == agent.env_steps == 300 and len(restored.replay) == 300
+    for name in ("q_net", "target_net"):
+        for (key, a), b in zip(getattr(agent, name).state_dict().items(),
+                               getattr(restored, name).state_dict().values(), strict=True):
+            assert torch.equal(a, b), (name, key)
     assert agent.optimizer.state_dict()["state"][0]["step"] > 0
-    torch.testing.assert_close(agent.optimizer.state_dict()["state"][0]["exp_avg"],
-                               twin.optimizer.state_dict()["state"][0]["exp_avg"])
+    for a, b in zip(agent.optimizer.state_dict()["state"].values(),
+                    restored.optimizer.state_dict()["state"].values(), strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # The restored agent goes on exactly as the original: same actions, same samples.
+    obs = rng.normal(size=(64, 4)).astype(np.float32)
+    np.testing.assert_array_equal(agent.act(obs), restored.act(obs))
+    assert torch.equal(agent.replay.sample(32).obs, restored.replay.sample(32).obs)
 
 
 RESUMABLE = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
@@ -119,12 +128,14 @@ def test_resume_continues_the_step_count_and_the_curves(tmp_path, monkeypatch):
     steps = [s for s, _ in scalars["train/epsilon"]]
     assert steps == list(range(100, 1300, 100))  # no step repeated, none missing
     uninterrupted = run_in_process(RESUMABLE, tmp_path / "straight")
-    assert uninterrupted.env_steps == 1200
-    assert scalars["train/epsilon"] == read_scalars(tmp_path / "straight")["train/epsilon"]
-    # Before the checkpoint both runs are the same run: identical losses.
-    straight_loss = dict(read_scalars(tmp_path / "straight")["train/loss"])
-    resumed_loss = dict(scalars["train/loss"])
-    assert all(resumed_loss[s] == straight_loss[s] for s in range(200, 900, 100))
+    assert uninterrupted.env_steps == 1200 and metrics.eval_return_mean == \
+        uninterrupted.eval_return_mean
+    # Every series, after the resume too, is the uninterrupted run's (points the dead process
+    # logged after its checkpoint are hidden).
+    straight = read_scalars(tmp_path / "straight")
+    for tag, points in scalars.items():
+        if not tag.startswith("time/"):
+            assert sorted(points) == sorted(straight[tag]), tag
 
 
 def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):

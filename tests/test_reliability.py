@@ -372,8 +372,8 @@ def interrupt_group_at_20_percent(args: list[str], cwd: Path) -> tuple[int, str]
 @pytest.mark.parametrize("launcher", ["basic", "parallel"])
 def test_ctrl_c_on_a_sweep_ends_with_how_to_resume_it_and_resuming_finishes_it(tmp_path,
                                                                              launcher):
-    args = ["-m", "agent=qnet", "env=toy", "seed=0,1,2", "total_steps=3000",
-            "log.every_steps=300", "eval.every_steps=0", "eval.episodes=2"]
+    args = ["-m", "agent=qnet", "env=toy", "seed=0,1,2", "total_steps=1500",
+            "log.every_steps=150", "eval.every_steps=0", "eval.episodes=2"]
     if launcher == "parallel":
         args += ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
     returncode, out = interrupt_group_at_20_percent(args, tmp_path)

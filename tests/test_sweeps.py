@@ -9,12 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hydra.errors import MissingConfigException
 from torch.utils.tensorboard import SummaryWriter
 
 from rlexp import report
 from rlexp.metrics import read_metrics
-from rlexp.train import describe_error
 from tests.conftest import REPO, read_scalars, run_cli
 
 SHORT = ["env=toy", "total_steps=300", "log.every_steps=100", "eval.every_steps=150",
@@ -113,18 +111,26 @@ def test_parallel_launcher_runs_jobs_in_processes_with_one_torch_thread(tmp_path
     assert result.returncode == 0, result.stderr[-3000:]
     runs = run_dirs(sweep_dir(tmp_path))
     assert len(runs) == 2
+    pids = set()
     for run in runs.values():
         metrics = read_metrics(run)
         assert metrics["status"] == "completed" and metrics["torch_threads"] == 1
         assert "done qnet-toy" in (run / "train.log").read_text()  # its own log file
+        pids.add((run / ".lock").read_text().strip())  # "process PID": who trained it
+    assert len(pids) == 2  # two worker processes (the launcher's own pid is never a job's)
 
 
-def test_a_missing_launcher_plugin_says_what_to_install():
-    e = MissingConfigException("not found", missing_cfg_file="hydra/launcher/joblib",
-                               options=["basic"])
-    assert describe_error(e) == (
-        "hydra/launcher=joblib is not an option of hydra/launcher; choose one of: basic "
-        "(joblib comes with a Hydra plugin: pip install -e '.[launchers]')")
+def test_a_missing_launcher_plugin_says_what_to_install(tmp_path):
+    # A regular hydra_plugins package first on the path hides the installed plugins, as if the
+    # launchers extra were not installed.
+    (tmp_path / "hydra_plugins").mkdir()
+    (tmp_path / "hydra_plugins" / "__init__.py").write_text("")
+    result = run_cli(["-m", "hydra/launcher=parallel", "seed=0,1", *SHORT], cwd=tmp_path,
+                     env={"PYTHONPATH": f"{tmp_path}:{REPO}"})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0] == ("rlexp: error: hydra/launcher=joblib is not installed: it comes with a "
+                        "Hydra plugin: pip install -e '.[launchers]'")
 
 
 # ------------------------------------------------------------------- the report's statistics
