@@ -38,7 +38,7 @@ report: $(STAMP)  ## Re-make a sweep's report: make report ARGS=outputs/multirun
 	$(BIN)/python -m rlexp.report $(ARGS)
 
 test: $(STAMP)  ## Run the default test suite (a few minutes; one worker per core)
-	$(BIN)/python -m pytest -n auto $(ARGS)
+	$(BIN)/python -m pytest -n auto --dist worksteal $(ARGS)
 
 test-slow: $(STAMP)  ## Run the slow learning checks
 	$(BIN)/python -m pytest -m slow $(ARGS)

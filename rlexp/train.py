@@ -207,7 +207,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
             stop.forward()  # submitit's handler requeues the job and exits
         if sweeping:  # the other jobs do not start; the sweep's end says how to resume
-            request_sweep_stop(Path(hydra_cfg.sweep.dir), stop.received)
+            if stop.received != signal.SIGUSR2:  # one job's time limit does not stop the sweep
+                request_sweep_stop(Path(hydra_cfg.sweep.dir), stop.received)
             return None
         again = f"resume={job_dir}" if typed.seeds == 1 else f"hydra.run.dir={job_dir}"
         log.info("continue it with: python -m rlexp.train %s %s",

@@ -34,10 +34,11 @@ TINY_DQN = [
 ]
 
 
-def run_in_process(overrides: list[str], run_dir: Path):
-    """Train in this process (no Hydra startup); returns the run's metrics."""
+def run_in_process(overrides: list[str], run_dir: Path, stop=None):
+    """Train in this process (no Hydra startup); returns the run's metrics. ``stop``: a
+    StopSignals that signals sent to this process stop the run through."""
     run_dir.mkdir(parents=True, exist_ok=True)
-    return run(compose_config(overrides), run_dir)
+    return run(compose_config(overrides), run_dir, stop)
 
 
 def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None,

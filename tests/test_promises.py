@@ -21,16 +21,19 @@ from rlexp.config import CONFIG_DIR, safe_dirname
 from rlexp.metrics import read_metrics
 from rlexp.nets import ACTIVATIONS, functional_forward, q_network
 from rlexp.stop import StopSignals
-from tests.conftest import REPO, TINY, TINY_DQN, compose_config, read_scalars
+from tests.conftest import (
+    REPO,
+    TINY,
+    TINY_DQN,
+    compose_config,
+    read_scalars,
+    run_in_process,
+)
 from tests.test_faults import curves
 
 DQN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
        "eval.every_steps=300", "checkpoint.every_steps=300"]
 
-
-def run_here(overrides: list[str], run_dir: Path, stop: StopSignals | None = None):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return train.run(compose_config(overrides), run_dir, stop)
 
 
 def interrupted_at(step: int, overrides: list[str], run_dir: Path, monkeypatch):
@@ -47,7 +50,7 @@ def interrupted_at(step: int, overrides: list[str], run_dir: Path, monkeypatch):
 
     monkeypatch.setattr(agent_cls, "learn", hook)
     with StopSignals() as stop:
-        metrics = run_here(overrides, run_dir, stop)
+        metrics = run_in_process(overrides, run_dir, stop)
     monkeypatch.undo()
     assert metrics.status == "interrupted" and metrics.env_steps == step
     return metrics
@@ -58,7 +61,7 @@ def interrupted_at(step: int, overrides: list[str], run_dir: Path, monkeypatch):
 
 def test_a_q_value_beyond_max_abs_q_counts_as_divergence_with_the_value_named(tmp_path):
     # Finite all along (so only the |Q| limit can catch it): CartPole's returns pass 5 quickly.
-    metrics = run_here([*DQN, "train.max_abs_q=5", "train.stop_on_return=null"],
+    metrics = run_in_process([*DQN, "train.max_abs_q=5", "train.stop_on_return=null"],
                        tmp_path / "run")
     assert metrics.status == "diverged"
     assert "train/q_mean is " in metrics.error and "beyond train.max_abs_q=5;" in metrics.error
@@ -77,10 +80,10 @@ def test_a_q_value_beyond_max_abs_q_counts_as_divergence_with_the_value_named(tm
     [*DQN, "env.num_envs=4"],
 ], ids=["toy", "four-envs"])
 def test_resume_is_exact_for_the_toy_env_and_for_several_envs(tmp_path, monkeypatch, overrides):
-    straight = run_here(overrides, tmp_path / "straight")
+    straight = run_in_process(overrides, tmp_path / "straight")
     interrupted_at(500 if "env=toy" in overrides else 504, overrides, tmp_path / "run",
                    monkeypatch)
-    resumed = run_here([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
+    resumed = run_in_process([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
     assert resumed.status == "completed"
     assert curves(tmp_path / "run") == curves(tmp_path / "straight")
     assert resumed.eval_return_mean == straight.eval_return_mean
@@ -101,7 +104,7 @@ def test_resume_without_the_replay_buffer_refills_it_before_training(tmp_path, m
         return update(self)
 
     monkeypatch.setattr(DQNAgent, "_gradient_update", record)
-    resumed = run_here([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
+    resumed = run_in_process([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
     assert resumed.status == "completed"
     # learning_starts=100 transitions are collected again before the first update.
     assert min(updates_at) >= 600 + 100
@@ -124,7 +127,7 @@ def test_an_env_whose_state_cannot_be_saved_resumes_with_new_episodes(tmp_path, 
     interrupted_at(450, overrides, tmp_path / "run", monkeypatch)
     assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["env_state"] is None
     caplog.set_level("INFO", logger="rlexp")
-    resumed = run_here([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
+    resumed = run_in_process([*overrides, f"resume={tmp_path / 'run'}"], tmp_path / "run")
     assert resumed.status == "completed" and resumed.env_steps == 1200
     assert "the envs' state was not saved: resuming with new episodes" in caplog.text
 
@@ -145,7 +148,7 @@ def test_a_failed_run_can_be_resumed_from_its_last_checkpoint(tmp_path, monkeypa
     failed = train._run_recorded(compose_config(DQN), run_dir, StopSignals(), sweeping=True)
     monkeypatch.undo()
     assert failed.status == "failed" and read_metrics(run_dir)["status"] == "failed"
-    resumed = run_here([*DQN, f"resume={run_dir}"], run_dir)
+    resumed = run_in_process([*DQN, f"resume={run_dir}"], run_dir)
     assert resumed.status == "completed" and resumed.resumed_from_step == 600
 
 
@@ -227,7 +230,7 @@ def test_the_functional_acting_forward_equals_the_module_forward(activation):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("finished") / "run"
-    run_here(["agent=qnet", "env=toy", *TINY, "env.variant=random"], run_dir)
+    run_in_process(["agent=qnet", "env=toy", *TINY, "env.variant=random"], run_dir)
     return run_dir
 
 
@@ -245,7 +248,7 @@ def test_evaluate_with_a_seed_plays_episodes_from_that_seed(finished_run, capsys
 
 def test_video_without_a_renderer_says_which_extra_to_install(tmp_path, monkeypatch, capsys):
     run_dir = tmp_path / "run"
-    run_here(["agent=qnet", "env=cartpole", *TINY], run_dir)
+    run_in_process(["agent=qnet", "env=cartpole", *TINY], run_dir)
     monkeypatch.setitem(sys.modules, "pygame", None)  # as if the video extra were missing
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main([f"run_dir={run_dir}", "episodes=1", "video=true"])

@@ -20,16 +20,19 @@ from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
 from rlexp.rundir import RunDirError
 from rlexp.stop import StopNow, StopSignals
-from tests.conftest import REPO, TINY, TINY_DQN, compose_config, read_scalars, run_cli
+from tests.conftest import (
+    REPO,
+    TINY,
+    TINY_DQN,
+    compose_config,
+    read_scalars,
+    run_cli,
+    run_in_process,
+)
 from tests.test_faults import curves, start_cli
 
 ENDLESS = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Endless-v0", "device=cpu",
            "log.every_steps=100", "eval.episodes=2"]
-
-
-def run_here(overrides: list[str], run_dir: Path, stop: StopSignals | None = None):
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return train.run(compose_config(overrides), run_dir, stop)
 
 
 # ------------------------------------------------------------------ evaluations always end
@@ -37,7 +40,8 @@ def run_here(overrides: list[str], run_dir: Path, stop: StopSignals | None = Non
 
 def test_an_evaluation_of_a_policy_that_never_ends_is_cut_and_reported(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="rlexp")
-    metrics = run_here([*ENDLESS, "total_steps=200", "eval.every_steps=100"], tmp_path / "run")
+    metrics = run_in_process([*ENDLESS, "total_steps=200", "eval.every_steps=100"],
+                             tmp_path / "run")
     cap = 27_000  # no time limit of its own: rlexp's documented default cap
     assert metrics.status == "completed"
     assert metrics.eval_truncated == 2 and metrics.eval_return_mean == cap  # reward 1 a step
@@ -50,11 +54,11 @@ def test_an_evaluation_of_a_policy_that_never_ends_is_cut_and_reported(tmp_path,
 
 
 def test_eval_max_episode_steps_caps_evaluations_and_the_env_limit_is_the_default(tmp_path):
-    capped = run_here([*ENDLESS, "total_steps=100", "eval.every_steps=0",
+    capped = run_in_process([*ENDLESS, "total_steps=100", "eval.every_steps=0",
                        "eval.max_episode_steps=37"], tmp_path / "capped")
     assert capped.eval_return_mean == 37 and capped.eval_truncated == 2
     # The toy env's own limit (env.max_steps=50): an episode cut there is truncated too.
-    toy = run_here(["agent=qnet", "env=toy", *TINY, "env.max_steps=3",
+    toy = run_in_process(["agent=qnet", "env=toy", *TINY, "env.max_steps=3",
                     "env.variant=random"], tmp_path / "toy")
     evaluations = read_scalars(tmp_path / "toy")["eval/truncated"]
     assert all(0.0 <= v <= 1.0 for _, v in evaluations)
@@ -121,7 +125,7 @@ DQN_RUN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_s
 @pytest.fixture(scope="module")
 def uninterrupted(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("straight") / "run"
-    run_here(DQN_RUN, run_dir)
+    run_in_process(DQN_RUN, run_dir)
     return run_dir
 
 
@@ -167,13 +171,13 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_curves(tmp_path, monkeypat
 
     run_dir = tmp_path / "run"
     with StopSignals() as stop:
-        stopped = run_here(DQN_RUN, run_dir, stop)
+        stopped = run_in_process(DQN_RUN, run_dir, stop)
     monkeypatch.undo()
     assert stopped.status == "interrupted" and stopped.env_steps == step
     # The stopped run's own curves reach the step it stopped at (the partial interval).
     assert read_scalars(run_dir)["train/epsilon"][-1][0] == step
 
-    resumed = run_here([*DQN_RUN, f"resume={run_dir}"], run_dir)
+    resumed = run_in_process([*DQN_RUN, f"resume={run_dir}"], run_dir)
     assert resumed.status == "completed" and resumed.resumed_from_step == step
     assert curves(run_dir) == curves(uninterrupted)
     final = load_training_state(run_dir / rundir.FINAL)["agent"]["q_net"]
@@ -183,7 +187,7 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_curves(tmp_path, monkeypat
 
 
 def test_a_run_shorter_than_a_log_interval_has_its_training_curves(tmp_path):
-    run_here(["agent=qnet", "env=toy", "total_steps=600", "log.every_steps=1000",
+    run_in_process(["agent=qnet", "env=toy", "total_steps=600", "log.every_steps=1000",
               "eval.every_steps=0", "eval.episodes=2"], tmp_path / "run")
     scalars = read_scalars(tmp_path / "run")
     for tag in ("train/loss", "train/q_mean", "train/epsilon", "train/episode_return"):
