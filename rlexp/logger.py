@@ -56,6 +56,10 @@ class TensorBoardLogger:
             self.latest_step, self.latest_points = step, {}
         self.latest_points[tag] = value
 
+    def flush(self) -> None:
+        """Put every point written so far on disk (SummaryWriter buffers them for minutes)."""
+        self.writer.flush()
+
     def config(self, yaml_text: str, flat_config: dict[str, Any]) -> None:
         """The resolved config as text, and the hparams session for the HParams tab.
 

@@ -103,13 +103,14 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
           stop: StopSignals | None = None) -> LoopResult:
     """Train until ``total_steps`` (or ``stop_on_return``); a given ``state`` resumes a run.
 
-    Training also ends after the env step in which ``stop`` receives a signal, or within the
-    step of an evaluation episode (outcome "interrupted"; an evaluation cut short is run again
-    on resume), or in which the agent reports a non-finite loss or Q-value ("diverged"). The
-    checkpoint is then saved (after a divergence, the last good one is kept), and the partial
-    log interval is written. A resumed run continues the episodes in progress at its
-    checkpoint when their state could be saved, and otherwise starts new ones (its envs reset
-    with a seed derived from the step).
+    Training also ends when ``stop`` receives a signal (outcome "interrupted"): after the
+    current env step, between the gradient steps of an update, or after the current step of an
+    evaluation's episodes; what was cut short is finished when the run resumes, so its curves
+    are those of a run never stopped. It ends too when the agent reports a non-finite loss or
+    Q-value ("diverged"). The checkpoint is then saved (after a divergence, the last good one is
+    kept), and the partial log interval is written. A resumed run continues the episodes in
+    progress at its checkpoint when their state could be saved, and otherwise starts new ones
+    (its envs reset with a seed derived from the step).
     """
     n = envs.num_envs
     state = state or LoopState.start(settings)
@@ -171,10 +172,46 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         if state.step:
             log.info("the envs' state was not saved: resuming with new episodes")
         obs = envs.reset(seed=settings.seed + state.step)[0].copy()
+    def record(metrics: dict[str, torch.Tensor] | None) -> str | None:
+        """Add an update's metrics to the interval's sums; the error if one is not finite."""
+        if metrics is None:
+            return None
+        # One sync per update: a NaN or inf in any metric makes the sum non-finite.
+        if not math.isfinite(float(sum(metrics.values()))):
+            bad = next(k for k, v in metrics.items() if not torch.isfinite(v).all())
+            return f"train/{bad} is {float(metrics[bad])} at step {state.step}"
+        for key, value in metrics.items():
+            state.sums[key] = state.sums[key] + value if key in state.sums else value
+        state.updates += 1
+        return None
+
+    def post_step(step: int) -> str | None:
+        """What follows an env step and its update: the log point, evaluation and checkpoint
+        due at ``step``. Each is done once (the counters say so), so a resumed run can call it
+        for the step it stopped at. Returns the outcome when training must end."""
+        nonlocal error
+        if step >= state.next_log:
+            means = _log_point(state, agent, tb, last_log)
+            state.next_log += settings.log_every
+            q_mean, limit = means.get("q_mean", 0.0), settings.max_abs_q
+            if limit is not None and abs(q_mean) > limit:
+                error = (f"train/q_mean is {q_mean:.3g} at step {step}, beyond "
+                         f"train.max_abs_q={limit:g}")
+                return "diverged"
+        ended = scheduled_eval(step)
+        if ended is None and step >= state.next_checkpoint and step < settings.total_steps:
+            state.next_checkpoint += settings.checkpoint_every  # the final one: after the loop
+            checkpoint(obs)
+        return ended
+
     outcome, error = "completed", None
     try:
-        # An evaluation that a stop cut short before the checkpoint: run it first.
-        ended = scheduled_eval(state.step) if state.step else None
+        # Resumed: first what a stop cut short at the checkpoint's step (the rest of an update,
+        # a log point, an evaluation); all of it is done already after any other checkpoint.
+        ended = None
+        if state.step:
+            error = record(agent.finish_pending())
+            ended = "diverged" if error else post_step(state.step)
         while ended is None and state.step < settings.total_steps:
             action = agent.act(obs)
             next_obs, reward, terminated, truncated, info = envs.step(action)
@@ -190,39 +227,24 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                     state.ended_lengths.append(int(info["episode"]["l"][i]))
                     state.episodes += 1
             metrics = agent.learn(Transition(obs, action, reward, real_next_obs, terminated,
-                                             truncated))
+                                             truncated), stopping)
             obs = next_obs.copy()  # the env's buffer: the next step overwrites it
-            if metrics is not None:
-                # One sync per update: a NaN or inf in any metric makes the sum non-finite.
-                if not math.isfinite(float(sum(metrics.values()))):
-                    bad = next(k for k, v in metrics.items() if not torch.isfinite(v).all())
-                    outcome = "diverged"
-                    error = f"train/{bad} is {float(metrics[bad])} at step {state.step}"
-                    break
-                for key, value in metrics.items():
-                    state.sums[key] = state.sums[key] + value if key in state.sums else value
-                state.updates += 1
+            error = record(metrics)
+            if error:
+                ended = "diverged"
+                break
             progress.update(state.step, last_return)
-
-            step = state.step
-            if step >= state.next_log:
-                means = _log_point(state, agent, tb, last_log)
-                state.next_log += settings.log_every
-                q_mean, limit = means.get("q_mean", 0.0), settings.max_abs_q
-                if limit is not None and abs(q_mean) > limit:
-                    outcome = "diverged"
-                    error = (f"train/q_mean is {q_mean:.3g} at step {step}, beyond "
-                             f"train.max_abs_q={limit:g}")
-                    break
-            ended = scheduled_eval(step)
-            if ended is None and step >= state.next_checkpoint and step < settings.total_steps:
-                state.next_checkpoint += settings.checkpoint_every  # the final one: below
-                checkpoint(obs)
+            if stop is not None and stop.received:  # post_step(step) runs after the resume
+                ended = "interrupted"
+                break
+            ended = post_step(state.step)
             if ended is None and stop is not None and stop.received:
                 ended = "interrupted"
-        if ended == "interrupted":
-            outcome, error = "interrupted", f"interrupted by {stop.name} at step {state.step}"
-        elif outcome == "completed":
+        if ended in ("interrupted", "diverged"):
+            outcome = ended
+            if ended == "interrupted":
+                error = f"interrupted by {stop.name} at step {state.step}"
+        else:
             if _pending(state):  # the last, partial interval, logged before the final eval
                 _log_point(state, agent, tb, last_log)
             if eval_step != state.step:  # unless one just ran here

@@ -93,6 +93,9 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
              cfg.agent.name, cfg.env.id, cfg.total_steps, device, start, run_dir)
 
     def save_last(state: LoopState) -> None:
+        # The curves up to the checkpoint go to disk first: a run killed after it (SIGKILL)
+        # and resumed from it hides only points from after it, so none may be still buffered.
+        tb.flush()
         checkpoint.save_checkpoint(run_dir / rundir.LAST, checkpoint.training_state(
             agent.state_dict(), state.state_dict(), include_replay=cfg.checkpoint.replay))
 

@@ -107,10 +107,10 @@ def test_resume_continues_the_step_count_and_the_curves(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     learn = DQNAgent.learn
 
-    def crash_at_step_1000(self, batch):
+    def crash_at_step_1000(self, batch, should_stop=None):
         if self.env_steps >= 1000:
             raise KeyboardInterrupt  # as if the process died here
-        return learn(self, batch)
+        return learn(self, batch, should_stop)
 
     monkeypatch.setattr(DQNAgent, "learn", crash_at_step_1000)
     with pytest.raises(KeyboardInterrupt):

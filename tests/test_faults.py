@@ -107,10 +107,10 @@ def test_resume_after_a_signal_at_a_random_step_reproduces_the_uninterrupted_cur
         run_dir = tmp_path / f"stopped_at_{step}"
         run_dir.mkdir()
 
-        def interrupt_at(self, batch, step=step):
+        def interrupt_at(self, batch, should_stop=None, step=step):
             if self.env_steps == step - 1:
                 os.kill(os.getpid(), signal.SIGINT)  # a real signal, handled by StopSignals
-            return learn(self, batch)
+            return learn(self, batch, should_stop)
 
         monkeypatch.setattr(DQNAgent, "learn", interrupt_at)
         with StopSignals() as stop:

@@ -43,10 +43,10 @@ def interrupted_at(step: int, overrides: list[str], run_dir: Path, monkeypatch):
     agent_cls = AGENTS[compose_config(overrides).agent.name]
     learn = agent_cls.learn
 
-    def hook(self, batch):
+    def hook(self, batch, should_stop=None):
         if step - len(batch.obs) <= self.env_steps < step:
             os.kill(os.getpid(), signal.SIGINT)
-        return learn(self, batch)
+        return learn(self, batch, should_stop)
 
     monkeypatch.setattr(agent_cls, "learn", hook)
     with StopSignals() as stop:
@@ -137,10 +137,10 @@ def test_a_failed_run_can_be_resumed_from_its_last_checkpoint(tmp_path, monkeypa
 
     learn = DQNAgent.learn
 
-    def crash(self, batch):
+    def crash(self, batch, should_stop=None):
         if self.env_steps == 700:
             raise RuntimeError("a bug that was fixed afterwards")
-        return learn(self, batch)
+        return learn(self, batch, should_stop)
 
     monkeypatch.setattr(DQNAgent, "learn", crash)
     run_dir = tmp_path / "run"

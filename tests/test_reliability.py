@@ -97,11 +97,11 @@ def test_the_same_signal_twice_stops_at_once(tmp_path, monkeypatch):
 
     learn = QNetAgent.learn
 
-    def signalled_twice(self, batch):
+    def signalled_twice(self, batch, should_stop=None):
         if self.env_steps == 150:
             os.kill(os.getpid(), signal.SIGTERM)
             os.kill(os.getpid(), signal.SIGTERM)  # raises StopNow here, mid-step
-        return learn(self, batch)
+        return learn(self, batch, should_stop)
 
     monkeypatch.setattr(QNetAgent, "learn", signalled_twice)
     run_dir = tmp_path / "run"
@@ -134,6 +134,7 @@ def uninterrupted(tmp_path_factory) -> Path:
     ("evaluation", 500),    # in the evaluation at 500, after the log point at 500
     ("evaluation", 750),    # in the evaluation at 750, mid log interval
     ("checkpoint", 250),    # while writing the checkpoint at 250, after the evaluation at 250
+    ("update", 600),        # between the two gradient steps of the update at 600
 ])
 def test_a_stop_anywhere_resumes_to_the_uninterrupted_curves(tmp_path, monkeypatch,
                                                              uninterrupted, where, step):
@@ -147,10 +148,10 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_curves(tmp_path, monkeypat
     sent = []
     act, learn, save = DQNAgent.act, DQNAgent.learn, checkpoint.save_checkpoint
     if where == "training":
-        def hook(self, batch):
+        def hook(self, batch, should_stop=None):
             if self.env_steps == step - 1:
                 signal_once()
-            return learn(self, batch)
+            return learn(self, batch, should_stop)
         monkeypatch.setattr(DQNAgent, "learn", hook)
     elif where == "evaluation":
         calls = []
@@ -162,6 +163,14 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_curves(tmp_path, monkeypat
                     signal_once()
             return act(self, obs, explore)
         monkeypatch.setattr(DQNAgent, "act", hook)
+    elif where == "update":
+        update = DQNAgent._gradient_update
+
+        def hook(self):
+            if self.env_steps == step:
+                signal_once()
+            return update(self)
+        monkeypatch.setattr(DQNAgent, "_gradient_update", hook)
     else:
         def hook(path, state):
             if state["loop"]["step"] == step:
@@ -184,6 +193,72 @@ def test_a_stop_anywhere_resumes_to_the_uninterrupted_curves(tmp_path, monkeypat
     for name, weights in load_training_state(uninterrupted / rundir.FINAL)["agent"][
             "q_net"].items():
         assert torch.equal(final[name], weights)
+
+
+def test_a_stop_in_an_update_of_a_million_gradient_steps_comes_after_the_current_one(tmp_path,
+                                                                                   monkeypatch):
+    from rlexp.agents.dqn import DQNAgent
+
+    update, calls = DQNAgent._gradient_update, []
+
+    def counted(self):
+        calls.append(self.env_steps)
+        if len(calls) == 10:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return update(self)
+
+    monkeypatch.setattr(DQNAgent, "_gradient_update", counted)
+    with StopSignals() as stop:
+        metrics = run_in_process([*DQN_RUN, "agent.gradient_steps=1000000"], tmp_path / "run",
+                                 stop)
+    assert metrics.status == "interrupted" and metrics.env_steps == 100  # the first update
+    assert len(calls) == 10  # not a million: the stop came after the current gradient step
+    agent = load_training_state(tmp_path / "run" / rundir.LAST)["agent"]
+    assert agent["steps_left"] == 1_000_000 - 10 and len(agent["burst"]) == 10
+
+
+KILLED_AFTER_FIRST_CHECKPOINT = """
+import os, signal, sys
+import torch
+save = torch.save
+
+def save_then_die(obj, path, *args, **kwargs):
+    save(obj, path, *args, **kwargs)
+    if str(path).endswith(".tmp%d" % os.getpid()):  # last.pt is complete once renamed
+        replace = os.replace
+        def replace_then_die(src, dst):
+            replace(src, dst)
+            os.kill(os.getpid(), signal.SIGKILL)
+        os.replace = replace_then_die
+
+torch.save = save_then_die
+# A slow disk: the event writer's background thread takes a while for each record.
+import time
+from tensorboard.summary.writer import event_file_writer
+write = event_file_writer.RecordWriter.write
+def slow_write(self, data):
+    time.sleep(0.05)
+    write(self, data)
+event_file_writer.RecordWriter.write = slow_write
+from rlexp.train import main
+sys.argv = ["rlexp.train", *sys.argv[1:]]
+main()
+"""
+
+
+def test_a_run_killed_right_after_a_checkpoint_resumes_with_every_point_before_it(tmp_path):
+    # SummaryWriter buffers points for minutes: unless they are flushed with the checkpoint,
+    # a SIGKILL loses points the resumed run will not log again.
+    args = ["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=200", "hydra.run.dir=run"]
+    killed = subprocess.run([sys.executable, "-c", KILLED_AFTER_FIRST_CHECKPOINT, *args],
+                            cwd=tmp_path, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"] == 200
+    resumed = run_cli([*args, "resume=run"], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    steps = sorted(s for s, _ in read_scalars(tmp_path / "run")["train/epsilon"])
+    assert steps == list(range(100, 601, 100))
 
 
 def test_a_run_shorter_than_a_log_interval_has_its_training_curves(tmp_path):

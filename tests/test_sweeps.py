@@ -59,7 +59,16 @@ def test_a_grid_sweep_writes_one_readable_dir_per_run_and_a_report(tmp_path):
         assert len(finals) == 3 and row["completed"] == "3"
         assert float(row["return_mean"]) == pytest.approx(np.mean(finals))
     assert (sweep / "summary.md").read_text().count("| agent=") == 4
-    assert (sweep / "curves.png").stat().st_size > 1000
+    # The figure, looked at: 800x500 pixels, and each group's line (matplotlib's first four
+    # colours) drawn in it, at least in the legend.
+    from PIL import Image
+
+    image = np.asarray(Image.open(sweep / "curves.png").convert("RGB")).astype(int)
+    assert image.shape == (500, 800, 3)
+    for colour in ("1f77b4", "ff7f0e", "2ca02c", "d62728"):
+        rgb = np.array([int(colour[i:i + 2], 16) for i in (0, 2, 4)])
+        assert (np.abs(image - rgb).sum(axis=2) < 40).sum() > 20, colour
+    assert (image.sum(axis=2) < 600).mean() > 0.02  # not a blank canvas
     assert len(list((sweep / "curves").glob("*.png"))) == 4
     assert "rlexp sweep report" in result.stdout
 

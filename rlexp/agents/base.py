@@ -4,9 +4,13 @@ An agent sees the env only through this interface:
 
 - ``act(obs, explore)``: actions for a batch of observations (one per env), epsilon-greedy when
   ``explore`` is true, greedy otherwise.
-- ``learn(batch)``: called once after every vector-env step with the transitions it produced;
-  the agent decides whether to update (and how often). Returns the scalars to log, as tensors,
-  when it updated, else ``None``.
+- ``learn(batch, should_stop)``: called once after every vector-env step with the transitions
+  it produced; the agent decides whether to update (and how often). Returns the scalars to log,
+  as tensors, when it updated, else ``None``. An agent whose update takes several gradient steps
+  asks ``should_stop()`` before each; when it says yes, the agent returns ``None`` at once and
+  keeps the rest of the update pending (in its state dict).
+- ``finish_pending()``: the rest of an update a stop cut short, when a run resumes, before it
+  acts again; returns what ``learn`` would have returned (``None`` when nothing was pending).
 - ``q_values(obs)``: the Q-values ``[batch, n_actions]`` for a batch of observations.
 - ``state_dict()`` / ``load_state_dict()``: everything needed to continue training.
 
@@ -184,8 +188,13 @@ class Agent(ABC):
         return np.where(explore_mask, self.rng.integers(self.n_actions, size=n), greedy)
 
     @abstractmethod
-    def learn(self, batch: Transition) -> dict[str, torch.Tensor] | None:
+    def learn(self, batch: Transition, should_stop: Callable[[], bool] | None = None
+              ) -> dict[str, torch.Tensor] | None:
         """Learn from one vector-env step; return scalars to log when an update happened."""
+
+    def finish_pending(self) -> dict[str, torch.Tensor] | None:
+        """Finish an update that ``should_stop`` cut short (none, for one-step updates)."""
+        return None
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)

@@ -67,26 +67,50 @@ class DQNAgent(Agent):
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, device, seed=seed)
         self.vector_steps = 0  # calls to learn(); train_freq counts these
+        self.num_envs = 1  # envs per learn() call (the target update interval counts env steps)
+        #: Gradient steps of this vector step's update still to take, and the losses and
+        #: Q-values of those taken: non-zero only after a stop cut the update short.
+        self.steps_left = 0
+        self.burst: list[tuple[torch.Tensor, torch.Tensor]] = []
         # Counted on the buffer, not on env steps, so that an agent restored without its replay
         # buffer refills it before training again.
         self.min_replay = max(min(cfg.learning_starts, cfg.buffer_size), 1)
 
-    def learn(self, batch: Transition) -> dict[str, torch.Tensor] | None:
-        cfg = self.cfg
+    def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor] | None:
         n = len(batch.obs)
         self.env_steps += n
         self.vector_steps += 1
+        self.num_envs = n
         self.replay.add(batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated,
                         batch.truncated)
         if len(self.replay) < self.min_replay:
             return None
+        if self.vector_steps % self.cfg.train_freq == 0:
+            self.steps_left = self.cfg.gradient_steps
+        return self._update(should_stop)
+
+    def finish_pending(self) -> dict[str, torch.Tensor] | None:
+        if not self.steps_left:
+            return None
+        if len(self.replay) < self.min_replay:  # resumed without its replay buffer: dropped
+            self.steps_left, self.burst = 0, []
+            return None
+        return self._update(None)
+
+    def _update(self, should_stop) -> dict[str, torch.Tensor] | None:
+        """This vector step's gradient steps (those left of them), then the target update."""
         metrics = None
-        if self.vector_steps % cfg.train_freq == 0:
+        if self.steps_left:
+            while self.steps_left:
+                if should_stop is not None and should_stop():
+                    return None  # the rest stays pending: finish_pending() takes it up
+                self.burst.append(self._gradient_update())
+                self.steps_left -= 1
             # Kept as tensors and reduced once per burst: no extra ops per gradient step.
-            losses, qs = zip(*(self._gradient_update() for _ in range(cfg.gradient_steps)),
-                             strict=True)
+            losses, qs = zip(*self.burst, strict=True)
             metrics = {"loss": torch.stack(losses).mean(), "q_mean": torch.cat(qs).mean()}
-        if self.vector_steps % max(cfg.target_update_interval // n, 1) == 0:
+            self.burst = []
+        if self.vector_steps % max(self.cfg.target_update_interval // self.num_envs, 1) == 0:
             self._update_target()
         return metrics
 
@@ -123,11 +147,16 @@ class DQNAgent(Agent):
     def state_dict(self):
         """Includes the replay buffer under ``"replay"`` (drop it to save space)."""
         return {**super().state_dict(), "target_net": self.target_net.state_dict(),
-                "vector_steps": self.vector_steps, "replay": self.replay.state_dict()}
+                "vector_steps": self.vector_steps, "num_envs": self.num_envs,
+                "steps_left": self.steps_left, "burst": [list(b) for b in self.burst],
+                "replay": self.replay.state_dict()}
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
         self.target_net.load_state_dict(state["target_net"])
         self.vector_steps = int(state["vector_steps"])
+        self.num_envs = int(state.get("num_envs", 1))
+        self.steps_left = int(state.get("steps_left", 0))
+        self.burst = [tuple(b) for b in state.get("burst", [])]
         if "replay" in state:  # else the buffer starts empty and refills before training
             self.replay.load_state_dict(state["replay"])

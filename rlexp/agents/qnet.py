@@ -28,7 +28,7 @@ class QNetConfig(AgentConfig):
 class QNetAgent(Agent):
     Config = QNetConfig
 
-    def learn(self, batch: Transition) -> dict[str, torch.Tensor]:
+    def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor]:
         n = len(batch.obs)
         self.env_steps += n
         device = self.device
