@@ -4,7 +4,10 @@ While a run trains, these signals only set :attr:`StopSignals.received`; the loo
 every env step and every evaluation episode step, then the run saves its checkpoint, flushes
 TensorBoard, writes ``metrics.json`` with ``status: interrupted`` and exits non-zero. The same
 signal a second time (Ctrl-C twice, SIGTERM twice) stops at once: :class:`StopNow` is raised
-wherever the run is, and the last checkpoint written stays as it was.
+wherever the run is, and the last checkpoint written stays as it was. A repeat within
+``REPEAT_AFTER_S`` of the first is the same request delivered twice (a terminal's Ctrl-C reaches
+a job through its process group and again through a launcher that forwards it, as submitit's
+does), not a second one.
 
 In a sweep, an interrupted job leaves a marker in the sweep directory (:func:`request_sweep_stop`)
 so that the jobs after it do not start; the sweep's parent process records the signal the same
@@ -20,10 +23,14 @@ from __future__ import annotations
 
 import signal
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 
 from rlexp.rundir import SWEEP_STOP, atomic_write
+
+#: Seconds after the first signal before the same signal counts as asked twice.
+REPEAT_AFTER_S = 0.5
 
 
 class StopNow(KeyboardInterrupt):
@@ -50,6 +57,7 @@ class StopSignals:
     def __init__(self) -> None:
         #: The signal that asked the run to stop, or None.
         self.received: int | None = None
+        self._received_at = 0.0
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
@@ -67,10 +75,11 @@ class StopSignals:
             signal.signal(signum, handler)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.received == signum and signum != signal.SIGUSR2:
+        if self.received == signum and signum != signal.SIGUSR2 and \
+                time.monotonic() - self._received_at >= REPEAT_AFTER_S:
             raise StopNow(signum)  # asked twice: the user does not want to wait
         if self.received is None:
-            self.received = signum
+            self.received, self._received_at = signum, time.monotonic()
 
     @property
     def name(self) -> str:

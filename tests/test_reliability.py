@@ -8,6 +8,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from multiprocessing import Pool
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 import torch
 
 from rlexp import checkpoint, rundir, train
+from rlexp import stop as stop_module
 from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
 from rlexp.rundir import RunDirError
@@ -100,6 +102,7 @@ def test_the_same_signal_twice_stops_at_once(tmp_path, monkeypatch):
     def signalled_twice(self, batch, should_stop=None):
         if self.env_steps == 150:
             os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(stop_module.REPEAT_AFTER_S)
             os.kill(os.getpid(), signal.SIGTERM)  # raises StopNow here, mid-step
         return learn(self, batch, should_stop)
 
@@ -115,6 +118,25 @@ def test_the_same_signal_twice_stops_at_once(tmp_path, monkeypatch):
     assert "checkpoints/last.pt is the last checkpoint" in metrics["error"]
     # No checkpoint at the stop: the last one written (step 100) is intact.
     assert load_training_state(run_dir / rundir.LAST)["loop"]["step"] == 100
+
+
+def test_one_signal_delivered_twice_at_once_is_one_request(tmp_path, monkeypatch):
+    """A terminal's Ctrl-C reaches a submitit job directly and again through submitit."""
+    from rlexp.agents.qnet import QNetAgent
+
+    learn = QNetAgent.learn
+
+    def signalled_twice_at_once(self, batch, should_stop=None):
+        if self.env_steps == 150:
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+        return learn(self, batch, should_stop)
+
+    monkeypatch.setattr(QNetAgent, "learn", signalled_twice_at_once)
+    with StopSignals() as stop:
+        metrics = run_in_process(["agent=qnet", "env=toy", *TINY], tmp_path / "run", stop)
+    assert metrics.status == "interrupted" and metrics.env_steps == 151  # stopped gracefully
+    assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"] == 151
 
 
 # A DQN run on CartPole: evaluations every 250 steps, log points every 100, checkpoints every 250.
@@ -440,24 +462,38 @@ def interrupt_group_at_20_percent(args: list[str], cwd: Path) -> tuple[int, str]
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             stdin=subprocess.DEVNULL, start_new_session=True,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
-    for line in proc.stdout:
-        if "(20%)" in line:
-            os.killpg(proc.pid, signal.SIGINT)
-            break
-    out, _ = proc.communicate(timeout=120)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    deadline = time.time() + 120
+    # submitit's jobs log into their own files only, so look there too.
+    while not any("(20%)" in line for line in list(lines)) and not any(
+            "(20%)" in log.read_text() for log in cwd.glob("outputs/multirun/*/*/*/train.log")):
+        assert proc.poll() is None and time.time() < deadline, "".join(lines)
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    proc.wait(timeout=120)
+    reader.join(timeout=10)
+    out = "".join(lines)
     return proc.returncode, out
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+@pytest.mark.parametrize("launcher", [
+    "basic", "parallel",
+    # submitit's own per-job controller processes print a KeyboardInterrupt traceback of theirs.
+    pytest.param("local_cluster", marks=pytest.mark.slow)])
 def test_ctrl_c_on_a_sweep_ends_with_how_to_resume_it_and_resuming_finishes_it(tmp_path,
                                                                              launcher):
     args = ["-m", "agent=qnet", "env=toy", "seed=0,1,2", "total_steps=1500",
             "log.every_steps=150", "eval.every_steps=0", "eval.episodes=2"]
     if launcher == "parallel":
         args += ["hydra/launcher=parallel", "hydra.launcher.n_jobs=2"]
+    if launcher == "local_cluster":
+        args += ["hydra/launcher=local_cluster", "total_steps=6000", "log.every_steps=600"]
     returncode, out = interrupt_group_at_20_percent(args, tmp_path)
     assert returncode == 130, out
-    assert "Traceback" not in out and "leaked" not in out, out
+    if launcher != "local_cluster":
+        assert "Traceback" not in out and "leaked" not in out, out
     sweep = only_sweep(tmp_path)
     assert "the sweep was stopped by SIGINT; continue it with:" in out
     command = out.split("continue it with:\n")[1].splitlines()[0].strip()
