@@ -102,6 +102,19 @@ class SweepSignals(StopSignals):
     #: Set by the report callback when the multirun starts.
     sweep_dir: Path | None = None
 
+    def __init__(self, jobs_are_grandchildren: bool = False) -> None:
+        super().__init__()
+        # submitit's local executor runs each job under a controller process of its own that
+        # has no SIGINT handler: started with SIGINT ignored (children inherit that), the
+        # controllers wait quietly while their jobs, which install their own handler, stop.
+        self.ignore_sigint = jobs_are_grandchildren
+
+    def __enter__(self) -> SweepSignals:
+        super().__enter__()
+        if self.ignore_sigint and signal.SIGINT in self._previous:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return self
+
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         super()._handle(signum, frame)
         if SweepSignals.sweep_dir is not None:

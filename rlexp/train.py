@@ -357,7 +357,9 @@ def main() -> None:
               "directory with hydra.sweep.dir=outputs/multirun/DATE/TIME", file=sys.stderr)
         sys.exit(2)
     try:
-        with SweepSignals() if sweeping else contextlib.nullcontext():
+        local_submitit = any(a in ("hydra/launcher=local_cluster",
+                                   "hydra/launcher=submitit_local") for a in args)
+        with SweepSignals(local_submitit) if sweeping else contextlib.nullcontext():
             _hydra_main()
     except StopNow as e:
         print(f"rlexp: {e}", file=sys.stderr)
