@@ -258,11 +258,9 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         state.wall_seconds = time.perf_counter() - started
     elif outcome == "interrupted" and _pending(state):
         # The checkpoint keeps the interval's sums, so a resumed run logs the point a run never
-        # stopped would; this run's curves still end where it stopped.
-        if tb.latest_step == state.step:
-            state.logged_before_partial = dict(tb.latest_points)
-        else:
-            state.logged_before_partial = {}
+        # stopped would; this run's curves still end where it stopped (the partial point).
+        state.logged_before_partial = (dict(tb.latest_points) if tb.latest_step == state.step
+                                       else {})
         checkpoint(obs)
         state.logged_before_partial = None
     else:
