@@ -93,14 +93,24 @@ def time_limit(envs: gym.vector.VectorEnv) -> int | None:
     return envs.unwrapped.envs[0].spec.max_episode_steps
 
 
-def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig) -> tuple[gym.vector.VectorEnv, bool]:
+def episode_limit(cfg: EnvConfig) -> int | None:
+    """The episode step limit of the env ``cfg`` makes (one instance is made to read it)."""
+    env = make_env(cfg)
+    try:
+        return env.spec.max_episode_steps
+    finally:
+        env.close()
+
+
+def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None
+                   ) -> tuple[gym.vector.VectorEnv, int | None]:
     """The greedy-evaluation envs, one per episode, whose episodes always end (see
-    ``eval.max_episode_steps``); and whether that cap is rlexp's rather than the env's own."""
-    envs = make_vector_env(cfg, eval_cfg.episodes, eval_cfg.max_episode_steps)
-    if time_limit(envs) is not None:
-        return envs, eval_cfg.max_episode_steps is not None
-    envs.close()  # no limit of its own: rlexp's default cap
-    return make_vector_env(cfg, eval_cfg.episodes, EVAL_MAX_EPISODE_STEPS), True
+    ``eval.max_episode_steps``; ``env_limit``: the env's own limit); and the cap on their
+    episodes when it is rlexp's rather than the env's own (None then)."""
+    if eval_cfg.max_episode_steps is None and env_limit is not None:
+        return make_vector_env(cfg, eval_cfg.episodes, env_limit), None
+    cap = eval_cfg.max_episode_steps or EVAL_MAX_EPISODE_STEPS
+    return make_vector_env(cfg, eval_cfg.episodes, cap), cap
 
 
 def build_optimizer(cfg: OptimizerConfig) -> partial:

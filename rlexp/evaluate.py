@@ -24,7 +24,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp import rundir
 from rlexp.agents import Agent
-from rlexp.build import load_run, make_env, make_eval_envs, time_limit
+from rlexp.build import episode_limit, load_run, make_env, make_eval_envs, time_limit
 from rlexp.checkpoint import CheckpointError
 from rlexp.config import ConfigError
 
@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = Path(args.run_dir)
         cfg, agent = load_run(run_dir, args.device)
         seed = cfg.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
-        envs, _ = make_eval_envs(cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes))
+        envs, _ = make_eval_envs(cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes),
+                                 episode_limit(cfg.env))
         evaluation = evaluate(agent, envs, seed)
         returns, cap = evaluation.returns, time_limit(envs)
         envs.close()

@@ -159,19 +159,6 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                         result.truncated.sum(), len(result.truncated), settings.eval_cap)
         return result
 
-    def checkpoint(obs: np.ndarray) -> None:
-        state.wall_seconds = time.perf_counter() - started
-        state.env_state = snapshot.capture(envs)
-        state.obs = torch.from_numpy(obs.copy())
-        save_checkpoint(state)
-
-    if state.env_state is not None:
-        snapshot.restore(envs, state.env_state)
-        obs = state.obs.numpy().copy()
-    else:
-        if state.step:
-            log.info("the envs' state was not saved: resuming with new episodes")
-        obs = envs.reset(seed=settings.seed + state.step)[0].copy()
     def record(metrics: dict[str, torch.Tensor] | None) -> str | None:
         """Add an update's metrics to the interval's sums; the error if one is not finite."""
         if metrics is None:
@@ -203,6 +190,20 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
             state.next_checkpoint += settings.checkpoint_every  # the final one: after the loop
             checkpoint(obs)
         return ended
+
+    def checkpoint(obs: np.ndarray) -> None:
+        state.wall_seconds = time.perf_counter() - started
+        state.env_state = snapshot.capture(envs)
+        state.obs = torch.from_numpy(obs.copy())
+        save_checkpoint(state)
+
+    if state.env_state is not None:
+        snapshot.restore(envs, state.env_state)
+        obs = state.obs.numpy().copy()
+    else:
+        if state.step:
+            log.info("the envs' state was not saved: resuming with new episodes")
+        obs = envs.reset(seed=settings.seed + state.step)[0].copy()
 
     outcome, error = "completed", None
     try:

@@ -158,7 +158,7 @@ def _load_run(run_dir: Path, overrides: list[str], target: float | None) -> Run:
 
 
 def _is_seed(override: str) -> bool:
-    return override.lstrip("+~").split("=", 1)[0] in ("seed", "seeds")
+    return rundir.override_key(override) in ("seed", "seeds")
 
 
 @dataclass
@@ -413,8 +413,8 @@ def resume_command(sweep_dir: Path, argv: list[str] | None = None) -> str:
     """The command that continues the sweep in ``sweep_dir``: this process's command line with
     its sweep directory and ``resume=true``."""
     args = [a for a in (sys.argv[1:] if argv is None else argv)
-            if a not in ("-m", "--multirun") and not a.startswith(
-                ("hydra.sweep.dir=", "resume=", "retry_failed="))]
+            if a not in ("-m", "--multirun")
+            and rundir.override_key(a) not in (*rundir.LAUNCH_KEYS, "hydra.sweep.dir")]
     return " ".join(["python -m rlexp.train -m", *map(shlex.quote, args),
                      f"hydra.sweep.dir={shlex.quote(str(sweep_dir))}", "resume=true"])
 

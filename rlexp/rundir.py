@@ -109,8 +109,13 @@ def launch_overrides(run_dir: Path) -> list[str]:
 LAUNCH_KEYS = ("resume", "retry_failed")
 
 
+def override_key(override: str) -> str:
+    """The key a command-line override sets: ``+a.b=1`` -> ``a.b``."""
+    return override.lstrip("+~").split("=", 1)[0]
+
+
 def is_launch_only(override: str) -> bool:
-    key = override.lstrip("+~").split("=", 1)[0]
+    key = override_key(override)
     return key in LAUNCH_KEYS or key.startswith("hydra.") or key.startswith("hydra/")
 
 
@@ -238,12 +243,11 @@ def checkpoint_to_resume(run_dir: Path, resume: str | None,
     return Path(run_dir) / LAST
 
 
-def resumable(run_dir: Path, retry_failed: bool = False) -> bool:
+def resumable(run_dir: Path) -> bool:
     """Whether a job finding ``run_dir`` (its own directory, in a sweep or a requeued cluster
     job) should continue the run there: it has a checkpoint and did not complete, fail or
-    diverge (or it did, and ``retry_failed`` asks to start those again)."""
-    return has_checkpoint(run_dir) and status(run_dir) not in (
-        "completed", *(() if retry_failed else ("failed", "diverged")))
+    diverge."""
+    return has_checkpoint(run_dir) and status(run_dir) not in ("completed", "failed", "diverged")
 
 
 def set_aside(run_dir: Path) -> Path | None:

@@ -66,10 +66,11 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
-    if build.time_limit(envs) is None:
+    env_limit = build.time_limit(envs)
+    if env_limit is None:
         log.info("%s has no time limit: training episodes last until the env ends them (set "
                  "env.max_steps to cut them)", cfg.env.id)
-    eval_envs, capped_by_rlexp = build.make_eval_envs(cfg.env, cfg.eval)
+    eval_envs, eval_cap = build.make_eval_envs(cfg.env, cfg.eval, env_limit)
     agent = build.build_agent(cfg, envs, device)
     loop_state = None
     if resumed is not None:
@@ -104,7 +105,7 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
             total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
             eval_every=cfg.eval.every_steps, checkpoint_every=cfg.checkpoint.every_steps,
             stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q,
-            eval_cap=build.time_limit(eval_envs) if capped_by_rlexp else None)
+            eval_cap=eval_cap)
         result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state, stop)
     finally:
         tb.close()
@@ -168,11 +169,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
-    if sweeping and sweep_stop_requested(Path(hydra_cfg.sweep.dir)):
-        log.info("the sweep was asked to stop: %s does not start", job_dir.name)
-        rundir.unlock(job_dir)
-        return None
     try:
+        if sweeping and sweep_stop_requested(Path(hydra_cfg.sweep.dir)):
+            log.info("the sweep was asked to stop: %s does not start", job_dir.name)
+            return None
         typed = validate(cfg)
         if sweeping and typed.resume is not None and not resumes_latest(typed.resume):
             raise ConfigError(f"resume={typed.resume}: a sweep resumes with resume=true and "
@@ -232,7 +232,7 @@ def _prepare(cfg: Config, run_dir: Path) -> Config | None:
     if state == "completed" or (failed and not cfg.retry_failed):
         log.info("%s: %s before, kept as it is", run_dir, state)
         return None
-    if not failed and rundir.resumable(run_dir):
+    if rundir.resumable(run_dir):
         log.info("resuming the unfinished run in %s", run_dir)
         return dataclasses.replace(cfg, resume=str(run_dir))
     if run_dir.is_dir() and (moved := rundir.set_aside(run_dir)) is not None:

@@ -100,12 +100,12 @@ class DQNAgent(Agent):
     def _update(self, should_stop) -> dict[str, torch.Tensor] | None:
         """This vector step's gradient steps (those left of them), then the target update."""
         metrics = None
-        if self.steps_left:
-            while self.steps_left:
-                if should_stop is not None and should_stop():
-                    return None  # the rest stays pending: finish_pending() takes it up
-                self.burst.append(self._gradient_update())
-                self.steps_left -= 1
+        while self.steps_left:
+            if should_stop is not None and should_stop():
+                return None  # the rest stays pending: finish_pending() takes it up
+            self.burst.append(self._gradient_update())
+            self.steps_left -= 1
+        if self.burst:
             # Kept as tensors and reduced once per burst: no extra ops per gradient step.
             losses, qs = zip(*self.burst, strict=True)
             metrics = {"loss": torch.stack(losses).mean(), "q_mean": torch.cat(qs).mean()}
