@@ -8,6 +8,7 @@ VENV   ?= .venv
 # override it, e.g. `make install TORCH='torch==2.13.0 --index-url https://…/cu128'`.
 TORCH  ?= torch==2.13.0
 ARGS   ?=
+ATARI_ARGS ?=
 PORT   ?= 6006
 
 BIN   := $(VENV)/bin
@@ -54,6 +55,7 @@ clean:  ## Remove .venv, caches and all run outputs (keeps outputs/.gitkeep)
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-bench: $(STAMP)  ## CartPole benchmark: rlexp vs Stable-Baselines3 (installs the bench extra)
+bench: $(STAMP)  ## CartPole and Atari benchmarks: rlexp vs Stable-Baselines3 (installs the bench extra)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python scripts/bench_cartpole.py $(ARGS)
+	$(BIN)/python scripts/bench_atari.py $(ATARI_ARGS)

@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
-from gymnasium.wrappers.vector import RecordEpisodeStatistics
+from gymnasium.wrappers import RecordEpisodeStatistics
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -56,36 +56,46 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_env(cfg: EnvConfig, max_episode_steps: int | None = None) -> gym.Env:
+def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: bool = False,
+             **extra) -> gym.Env:
     """One env instance, with a clear error for an unknown id or bad kwargs.
-    ``max_episode_steps`` replaces the env's time limit (gymnasium's TimeLimit)."""
-    kwargs = cfg.make_kwargs()
+    ``max_episode_steps`` replaces the env's time limit (gymnasium's TimeLimit); ``evaluation``
+    makes the greedy-evaluation variant; ``extra``: more ``gymnasium.make`` arguments.
+
+    Each finished episode's return and length are in its step's ``info["episode"]``
+    (gymnasium's RecordEpisodeStatistics, outermost unless the env records its own, as Atari
+    records full games' raw scores)."""
+    kwargs = {**cfg.make_kwargs(evaluation), **extra}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
     try:
-        env = gym.make(cfg.id, **kwargs)
+        env = gym.make(cfg.make_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError, ValueError) as e:
         raise ConfigError(f"env.id={cfg.id!r} could not be made: {e}") from e
     if not isinstance(env.action_space, gym.spaces.Discrete):
         raise ConfigError(
             f"env.id={cfg.id!r} has action space {env.action_space}; rlexp's agents need Discrete"
         )
-    return env
+    layer = env
+    while isinstance(layer, gym.Wrapper) and not isinstance(layer, RecordEpisodeStatistics):
+        layer = layer.env
+    return env if isinstance(layer, RecordEpisodeStatistics) else RecordEpisodeStatistics(env)
 
 
-def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None = None
-                    ) -> gym.vector.VectorEnv:
+def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None = None,
+                    evaluation: bool = False) -> gym.vector.VectorEnv:
     """``num_envs`` copies stepped together. Sub-envs reset in the same step they end, and the
     observation they ended on is in ``info["final_obs"]``, so a reset observation is never
-    mistaken for a next state. Finished episodes' return and length are in ``info["episode"]``.
+    mistaken for a next state. Finished episodes' return and length are in
+    ``info["final_info"]["episode"]`` (see :func:`make_env`).
 
     The observations returned are the vector env's own buffer (``copy=False`` saves a deepcopy
     per step): the next ``step`` overwrites them, so copy what must outlive it.
     """
-    first = make_env(cfg, max_episode_steps)  # fails early and clearly; reused as sub-env 0
-    fns = [lambda: first] + [partial(make_env, cfg, max_episode_steps)] * (num_envs - 1)
-    envs = SyncVectorEnv(fns, copy=False, autoreset_mode=AutoresetMode.SAME_STEP)
-    return RecordEpisodeStatistics(envs)
+    make = partial(make_env, cfg, max_episode_steps, evaluation)
+    first = make()  # fails early and clearly; reused as sub-env 0
+    return SyncVectorEnv([lambda: first] + [make] * (num_envs - 1), copy=False,
+                         autoreset_mode=AutoresetMode.SAME_STEP)
 
 
 def time_limit(envs: gym.vector.VectorEnv) -> int | None:
@@ -108,9 +118,9 @@ def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None
     ``eval.max_episode_steps``; ``env_limit``: the env's own limit); and the cap on their
     episodes when it is rlexp's rather than the env's own (None then)."""
     if eval_cfg.max_episode_steps is None and env_limit is not None:
-        return make_vector_env(cfg, eval_cfg.episodes, env_limit), None
+        return make_vector_env(cfg, eval_cfg.episodes, env_limit, evaluation=True), None
     cap = eval_cfg.max_episode_steps or EVAL_MAX_EPISODE_STEPS
-    return make_vector_env(cfg, eval_cfg.episodes, cap), cap
+    return make_vector_env(cfg, eval_cfg.episodes, cap, evaluation=True), cap
 
 
 def build_optimizer(cfg: OptimizerConfig) -> partial:
@@ -139,7 +149,10 @@ def build_agent(cfg: Config, envs: gym.vector.VectorEnv, device: torch.device) -
             device=device,
             total_steps=cfg.total_steps,
             seed=cfg.seed,
+            frame_stack=cfg.env.frame_stack,
         )
+    except ValueError as e:  # a network that does not fit the observations
+        raise ConfigError(str(e)) from e
     except (RuntimeError, MemoryError) as e:  # e.g. a replay buffer larger than the memory
         if "alloc" not in str(e).lower() and not isinstance(e, MemoryError):
             raise
@@ -174,6 +187,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[C
         device=torch.device(device),
         total_steps=cfg.total_steps,
         seed=cfg.seed,
+        frame_stack=cfg.env.frame_stack,
     )
     env.close()
     agent.load_state_dict(load_training_state(run_dir / rundir.FINAL, device)["agent"])

@@ -41,20 +41,25 @@ class Evaluation:
 
 
 def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int,
-             should_stop: Callable[[], bool] | None = None) -> Evaluation | None:
-    """One greedy episode per sub-env of ``envs``, reset with seeds seed, seed+1, ...; None if
+             should_stop: Callable[[], bool] | None = None, epsilon: float = 0.0
+             ) -> Evaluation | None:
+    """One episode per sub-env of ``envs``, reset with seeds seed, seed+1, ...; None if
     ``should_stop()`` became true before they all ended (it is asked after every step).
 
-    The same seeds at every evaluation of a run make its evaluations comparable over time.
-    The envs' time limit (:func:`rlexp.build.make_eval_envs`) makes every episode end.
+    Actions are greedy, or with probability ``epsilon`` uniformly random (``eval.epsilon``,
+    as the Atari literature evaluates), drawn from a generator seeded with ``seed``: the same
+    seeds at every evaluation of a run make its evaluations comparable over time, and training
+    draws nothing for them. The envs' time limit (:func:`rlexp.build.make_eval_envs`) makes
+    every episode end.
     """
     obs, _ = envs.reset(seed=seed)
     n = envs.num_envs
+    explore = _Exploration(epsilon, envs.single_action_space.n, seed)
     returns = np.zeros(n)
     cut = np.zeros(n, dtype=bool)
     running = np.ones(n, dtype=bool)
     while running.any():
-        obs, reward, terminated, truncated, _ = envs.step(agent.act(obs, explore=False))
+        obs, reward, terminated, truncated, _ = envs.step(explore(agent.act(obs, explore=False)))
         returns += np.where(running, reward, 0.0)
         cut |= running & truncated & ~terminated
         # Sub-envs reset themselves when done; their later episodes are not counted.
@@ -64,20 +69,42 @@ def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int,
     return Evaluation(returns, cut)
 
 
-def record_episode(agent: Agent, env: gym.Env, seed: int, path: Path, scale: int = 2) -> float:
-    """Play one greedy episode in ``env`` (render_mode="rgb_array"), save it as a GIF."""
+class _Exploration:
+    """Greedy actions -> epsilon-greedy ones, from the evaluation's own generator."""
+
+    def __init__(self, epsilon: float, n_actions: int, seed: int):
+        self.epsilon, self.n_actions = epsilon, int(n_actions)
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, greedy: np.ndarray) -> np.ndarray:
+        if self.epsilon == 0.0:
+            return greedy
+        random = self.rng.random(len(greedy)) < self.epsilon
+        return np.where(random, self.rng.integers(self.n_actions, size=len(greedy)), greedy)
+
+
+#: Rendered frames are shrunk to at most this many pixels on their longer side.
+VIDEO_MAX_SIZE = 400
+
+
+def record_episode(agent: Agent, env: gym.Env, seed: int, path: Path, epsilon: float = 0.0
+                   ) -> float:
+    """Play one evaluation episode in ``env`` (render_mode="rgb_array"), save it as a GIF."""
     from PIL import Image  # tensorboard's dependency; only needed here
 
+    explore = _Exploration(epsilon, env.action_space.n, seed)
     obs, _ = env.reset(seed=seed)
     frames, total, done = [], 0.0, False
     while not done:
         frames.append(env.render())
-        obs, reward, terminated, truncated, _ = env.step(int(agent.act(np.asarray([obs]),
-                                                                       explore=False)[0]))
+        action = explore(agent.act(np.asarray(obs)[None], explore=False))[0]
+        obs, reward, terminated, truncated, _ = env.step(int(action))
         total += float(reward)
         done = terminated or truncated
     frames.append(env.render())
-    images = [Image.fromarray(f).reduce(scale) for f in frames]
+    images = [Image.fromarray(f) for f in frames]
+    shrink = max(1, -(-max(images[0].size) // VIDEO_MAX_SIZE))
+    images = [image.reduce(shrink) for image in images]
     fps = env.metadata.get("render_fps") or 30
     images[0].save(path, save_all=True, append_images=images[1:], duration=1000 / fps, loop=0)
     return total
@@ -109,16 +136,15 @@ def main(argv: list[str] | None = None) -> None:
         seed = cfg.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
         envs, _ = make_eval_envs(cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes),
                                  episode_limit(cfg.env))
-        evaluation = evaluate(agent, envs, seed)
+        evaluation = evaluate(agent, envs, seed, epsilon=cfg.eval.epsilon)
         returns, cap = evaluation.returns, time_limit(envs)
         envs.close()
         gif = video_return = None
         if args.video:
             try:
-                env = make_env(dataclasses.replace(cfg.env, kwargs={
-                    **cfg.env.kwargs, "render_mode": "rgb_array"}), max_episode_steps=cap)
+                env = make_env(cfg.env, cap, evaluation=True, render_mode="rgb_array")
                 gif = run_dir / "eval.gif"
-                video_return = record_episode(agent, env, seed, gif)
+                video_return = record_episode(agent, env, seed, gif, cfg.eval.epsilon)
             except (gym.error.Error, ImportError, ConfigError, TypeError) as e:
                 raise ConfigError(f"video=true: {cfg.env.id} cannot render rgb_array frames "
                                   f"({e}); for CartPole install the video extra: "

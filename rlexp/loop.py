@@ -36,6 +36,8 @@ class LoopSettings:
     #: The step limit rlexp put on evaluation episodes where the env has none of its own (or a
     #: lower one): episodes it cuts are reported in the log. None: the env's own limit.
     eval_cap: int | None = None
+    #: Probability of a random action in evaluations (``eval.epsilon``).
+    eval_epsilon: float = 0.0
 
 
 @dataclass
@@ -146,7 +148,8 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
 
     def run_eval(step: int) -> Evaluation | None:
         t = time.perf_counter()
-        result = evaluate(agent, eval_envs, settings.seed + EVAL_SEED_OFFSET, stopping)
+        result = evaluate(agent, eval_envs, settings.seed + EVAL_SEED_OFFSET, stopping,
+                          settings.eval_epsilon)
         state.eval_seconds += time.perf_counter() - t
         if result is None:
             return None
@@ -219,13 +222,17 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
             state.step += n
             last_return = None
             real_next_obs = next_obs
-            if "episode" in info:  # some sub-env finished an episode and was reset
+            if "final_obs" in info:  # some sub-env's episode ended and it was reset
                 real_next_obs = next_obs.copy()
-                for i in np.flatnonzero(info["_episode"]):
+                for i in np.flatnonzero(info["_final_obs"]):
                     real_next_obs[i] = info["final_obs"][i]
-                    last_return = float(info["episode"]["r"][i])
+                stats = info["final_info"]
+                # Not every end is a finished episode: an Atari life lost ends the learner's
+                # episode, while "episode" reports whole games.
+                for i in np.flatnonzero(stats.get("_episode", ())):
+                    last_return = float(stats["episode"]["r"][i])
                     state.ended_returns.append(last_return)
-                    state.ended_lengths.append(int(info["episode"]["l"][i]))
+                    state.ended_lengths.append(int(stats["episode"]["l"][i]))
                     state.episodes += 1
             metrics = agent.learn(Transition(obs, action, reward, real_next_obs, terminated,
                                              truncated), stopping)

@@ -1,4 +1,10 @@
-"""Q-networks: an MLP over the observation, one-hot encoded when the observation is discrete."""
+"""Q-networks: an MLP over vector (or one-hot encoded discrete) observations, and the
+convolutional networks of the pixel benchmarks: the Nature DQN network (Mnih et al. 2015) for
+Atari frame stacks and the MinAtar network (Young & Tian 2019).
+
+Pixel observations reach the network in their own dtype (uint8 frames, bool planes) and are
+converted to floats inside it, on its device: they travel and are stored at 1 byte per value.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,10 @@ from gymnasium import spaces
 from torch import nn
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
+#: Network kinds (``agent.network.kind``); ``auto`` picks one from the observation space.
+KINDS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
+#: The smallest frames the Nature network's three convolutions accept.
+NATURE_MIN_SIZE = 36
 
 
 class OneHot(nn.Module):
@@ -32,20 +42,93 @@ def obs_size(space: spaces.Space) -> int:
     raise ValueError(f"observation space {space} is not supported (Discrete or Box only)")
 
 
+class PixelInput(nn.Module):
+    """uint8 pixels -> floats in [0, 1], bool planes -> 0/1 floats; ``channels_last`` inputs
+    ``[batch, H, W, C]`` (as MinAtar gives them) are moved to ``[batch, C, H, W]``."""
+
+    def __init__(self, scale: float, channels_last: bool):
+        super().__init__()
+        self.scale, self.channels_last = scale, channels_last
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.scale != 1.0:
+            x = x * self.scale
+        return x.permute(0, 3, 1, 2) if self.channels_last else x
+
+
+def network_kind(kind: str, observation_space: spaces.Space) -> str:
+    """The network kind ``auto`` stands for: 3-D observations are images, channels first
+    ``[C, H, W]`` when large enough for the Nature network (Atari stacks), else channels last
+    ``[H, W, C]`` (MinAtar); anything else gets an MLP."""
+    if kind != "auto":
+        return kind
+    shape = getattr(observation_space, "shape", None) or ()
+    if len(shape) != 3:
+        return "mlp"
+    return "nature_cnn" if min(shape[1:]) >= NATURE_MIN_SIZE else "minatar_cnn"
+
+
+def _pixel_scale(space: spaces.Space) -> float:
+    return 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
+
+
+def _conv_q_network(space: spaces.Box, convs: list[nn.Module], dense: int, n_actions: int,
+                    channels_last: bool) -> nn.Sequential:
+    torso = nn.Sequential(PixelInput(_pixel_scale(space), channels_last), *convs, nn.Flatten())
+    with torch.no_grad():
+        width = torso(torch.zeros((1, *space.shape), dtype=torch.float32)).shape[1]
+    return nn.Sequential(*torso, nn.Linear(width, dense), nn.ReLU(), nn.Linear(dense, n_actions))
+
+
+def nature_cnn(space: spaces.Box, n_actions: int) -> nn.Sequential:
+    """Mnih et al. (2015): conv 32 8x8/4, conv 64 4x4/2, conv 64 3x3/1, dense 512, on
+    channels-first frame stacks ``[stack, H, W]``."""
+    channels = space.shape[0]
+    convs = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
+             nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()]
+    return _conv_q_network(space, convs, 512, n_actions, channels_last=False)
+
+
+def minatar_cnn(space: spaces.Box, n_actions: int) -> nn.Sequential:
+    """Young & Tian (2019): conv 16 3x3/1, dense 128, on channels-last planes ``[H, W, C]``."""
+    convs = [nn.Conv2d(space.shape[-1], 16, 3, stride=1), nn.ReLU()]
+    return _conv_q_network(space, convs, 128, n_actions, channels_last=True)
+
+
 def q_network(
     observation_space: spaces.Space,
     n_actions: int,
     hidden: Sequence[int],
     activation: str = "relu",
     bias: bool = True,
+    kind: str = "auto",
 ) -> nn.Sequential:
-    """An MLP from observations to one Q-value per action.
+    """The Q-network ``kind`` names (see :func:`network_kind`): one Q-value per action.
+
+    The convolutional kinds are their papers' networks; ``hidden``, ``activation`` and
+    ``bias`` shape the MLP.
 
     With no hidden layers the network is a single linear map, initialised to zero: on one-hot
     inputs and without bias it *is* a Q-table (``weight[a, s] = Q(s, a)``), and SGD with learning
     rate alpha on the loss 0.5 * td_error**2 is exactly tabular Q-learning with step size alpha.
     """
+    kind = network_kind(kind, observation_space)
+    pixels = isinstance(observation_space, spaces.Box) and observation_space.dtype in (np.uint8,
+                                                                                       np.bool_)
+    if kind != "mlp":
+        shape = getattr(observation_space, "shape", None) or ()
+        if len(shape) != 3 or not pixels:
+            raise ValueError(f"agent.network.kind={kind} needs image observations (3-D, uint8 "
+                             f"or bool), not {observation_space}")
+        if kind == "nature_cnn" and min(shape[1:]) < NATURE_MIN_SIZE:
+            raise ValueError(f"agent.network.kind=nature_cnn needs [C, H, W] frames of at least "
+                             f"{NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}, not {shape}")
+        return {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[kind](
+            observation_space, n_actions)
     layers: list[nn.Module] = []
+    if pixels:
+        layers.append(PixelInput(_pixel_scale(observation_space), channels_last=False))
     if isinstance(observation_space, spaces.Discrete):
         layers.append(OneHot(int(observation_space.n)))
     elif len(observation_space.shape) > 1:  # 1-D observations need no (costly) no-op module
@@ -61,6 +144,7 @@ def q_network(
             nn.init.zeros_(head.bias)
     layers.append(head)
     return nn.Sequential(*layers)
+
 
 
 def functional_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:

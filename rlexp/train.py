@@ -105,7 +105,7 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
             total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
             eval_every=cfg.eval.every_steps, checkpoint_every=cfg.checkpoint.every_steps,
             stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q,
-            eval_cap=eval_cap)
+            eval_cap=eval_cap, eval_epsilon=cfg.eval.epsilon)
         result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state, stop)
     finally:
         tb.close()

@@ -2,17 +2,22 @@
 value checks refuse what is out of range."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from rlexp.agents.dqn import DQNConfig
-from rlexp.agents.qnet import QNetConfig
-from rlexp.config import AdamConfig, ConfigError, SGDConfig, ToyEnvConfig, config_from_dict
+from rlexp.config import CONFIG_DIR, SCHEMAS, AdamConfig, ConfigError, config_from_dict
 from tests.conftest import compose_config
 
-AGENTS, ENVS, OPTIMIZERS, DEVICES = ["qnet", "dqn"], ["toy", "cartpole", "gym"], ["sgd", "adam"], [
-    "cpu", "cuda", "auto"]
+
+def options(group: str) -> list[str]:
+    """The options of a config group: its YAML files."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+
+
+AGENTS, ENVS, OPTIMIZERS, DEVICES = (options(g) for g in ("agent", "env", "optimizer", "device"))
 
 
 def test_defaults_are_dqn_on_cartpole_with_adam():
@@ -32,9 +37,10 @@ def test_every_combination_composes_to_its_schema(agent, env, optimizer, device)
     extra = ["env.id=FrozenLake-v1"] if env == "gym" else []
     cfg = compose_config([f"agent={agent}", f"env={env}", f"optimizer={optimizer}",
                           f"device={device}", *extra])
-    assert type(cfg.agent) is {"qnet": QNetConfig, "dqn": DQNConfig}[agent]
-    assert type(cfg.optimizer) is {"sgd": SGDConfig, "adam": AdamConfig}[optimizer]
-    assert isinstance(cfg.env, ToyEnvConfig) == (env == "toy")
+    assert type(cfg.agent) is SCHEMAS["agent"][agent]
+    assert type(cfg.optimizer) is SCHEMAS["optimizer"][optimizer]
+    # An env option is a schema of its own (toy, atari, ...) or a gymnasium id (cartpole).
+    assert type(cfg.env) is SCHEMAS["env"].get(env, SCHEMAS["env"]["gym"])
     assert cfg.device.type == device
 
 

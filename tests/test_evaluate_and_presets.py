@@ -80,6 +80,22 @@ PRESETS = {
                          "agent.train_freq": 256, "agent.gradient_steps": 128,
                          "agent.epsilon.fraction": 0.16, "agent.epsilon.end": 0.04,
                          "agent.network.hidden": [256, 256]},
+    "cleanrl_dqn_atari": {"agent": DQNConfig, "total_steps": 10_000_000, "optimizer.lr": 1e-4,
+                          "agent.buffer_size": 1_000_000, "agent.batch_size": 32,
+                          "agent.learning_starts": 80_000, "agent.train_freq": 4,
+                          "agent.target_update_interval": 1000, "agent.epsilon.end": 0.01,
+                          "agent.loss": "mse", "eval.epsilon": 0.05, "env.sticky_actions": 0.0,
+                          "agent.network.kind": "nature_cnn"},
+    "zoo_dqn_atari": {"agent": DQNConfig, "total_steps": 10_000_000, "optimizer.lr": 1e-4,
+                      "agent.buffer_size": 10_000, "agent.learning_starts": 100_000,
+                      "agent.target_update_interval": 1000, "agent.max_grad_norm": 10.0,
+                      "agent.loss": "huber", "eval.epsilon": 0.0, "env.frame_stack": 4},
+    "minatar_dqn": {"agent": DQNConfig, "total_steps": 5_000_000, "optimizer.lr": 0.00025,
+                    "optimizer.alpha": 0.95, "optimizer.eps": 0.01, "optimizer.centered": True,
+                    "agent.buffer_size": 100_000, "agent.batch_size": 32,
+                    "agent.learning_starts": 5000, "agent.train_freq": 1,
+                    "agent.epsilon.end": 0.1, "env.sticky_action_prob": 0.1,
+                    "agent.network.kind": "minatar_cnn"},
 }
 
 
@@ -97,9 +113,11 @@ def test_every_preset_composes_with_its_reference_values_and_runs(name, run_dir)
     for key, value in expected.items():
         if key != "agent":
             assert lookup(cfg, key) == value, key
-    shrink = ["total_steps=300", "eval.episodes=2", "eval.every_steps=0"]
+    shrink = ["total_steps=300", "eval.episodes=2", "eval.every_steps=0",
+              "eval.max_episode_steps=100"]
     if expected["agent"] is DQNConfig:
-        shrink += ["agent.learning_starts=100", "agent.train_freq=10", "agent.gradient_steps=1"]
+        shrink += ["agent.learning_starts=100", "agent.train_freq=10", "agent.gradient_steps=1",
+                   "agent.buffer_size=1000"]
     metrics = run_in_process([f"experiment={name}", "device=cpu", *shrink], run_dir)
     assert metrics.status == "completed" and metrics.env_steps == 300
 

@@ -358,7 +358,7 @@ BAD_COMMAND_LINES = [
     # (arguments, a fragment the one error line must contain)
     (["agent=foo"], "agent=foo is not an option of agent; choose one of: dqn, qnet"),
     (["env=nope"], "env=nope is not an option of env"),
-    (["optimizer=rmsprop"], "optimizer=rmsprop is not an option of optimizer"),
+    (["optimizer=rmsdrop"], "optimizer=rmsdrop is not an option of optimizer"),
     (["device=tpu"], "device=tpu is not an option of device"),
     (["experiment=nope"], "experiment=nope is not an option of experiment"),
     (["hparams_search=nope"], "hparams_search=nope is not an option of hparams_search"),

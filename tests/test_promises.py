@@ -271,3 +271,16 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_budget():
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("training loop"))
     ratios = [float(part.split(" ")[0]) for part in line.split("ratio ")[1:]]
     assert len(ratios) == 2 and all(np.isfinite(r) and r > 0 for r in ratios)
+
+
+def test_the_atari_benchmark_runs_end_to_end_on_a_tiny_budget():
+    result = subprocess.run(
+        [sys.executable, "scripts/bench_atari.py", "--learning-starts", "100", "--steps", "100",
+         "--vector-steps", "200", "--skip-sb3", "--only-default-threads"], cwd=REPO, capture_output=True, text=True,
+        timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    ratio = float(result.stdout.split("x the raw bytes")[0].split(", ")[-1])
+    assert ratio <= 1.1
+    sps = [float(line.split(": ")[1].split(" ")[0]) for line in result.stdout.splitlines()
+           if line.strip().startswith("rlexp")]
+    assert len(sps) == 1 and sps[0] > 0

@@ -78,9 +78,10 @@ def test_range_and_glob_sweeps(tmp_path):
                      cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     names = sorted(run_dirs(sweep_dir(tmp_path)))
-    assert len(names) == 4
+    optimizers = [p.stem for p in (REPO / "conf" / "optimizer").glob("*.yaml")]
+    assert len(names) == 2 * len(optimizers)
     assert {(n.split("optimizer=")[1].split(",")[0], n.split("seed=")[1].split(",")[0])
-            for n in names} == {("adam", "0"), ("adam", "1"), ("sgd", "0"), ("sgd", "1")}
+            for n in names} == {(o, s) for o in optimizers for s in "01"}
 
 
 def test_failing_and_diverging_runs_do_not_stop_the_others(tmp_path):

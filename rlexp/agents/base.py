@@ -30,7 +30,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rlexp.nets import ACTIVATIONS, functional_forward, q_network
+from rlexp.nets import ACTIVATIONS, KINDS, functional_forward, q_network
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -52,9 +52,14 @@ class Transition:
 
 @dataclass
 class NetworkConfig:
-    """An MLP; with ``hidden=[]`` and ``bias=false`` on a discrete env, a Q-table."""
+    """The Q-network (:mod:`rlexp.nets`): an MLP (with ``hidden=[]`` and ``bias=false`` on a
+    discrete env, a Q-table) or a pixel benchmark's convolutional network."""
 
-    #: Hidden layer widths, e.g. [64, 64]; [] is a single linear layer (started at zero).
+    #: auto (picked from the observations: nature_cnn for Atari frame stacks, minatar_cnn for
+    #: MinAtar's planes, else mlp), mlp, nature_cnn (Mnih et al. 2015) or minatar_cnn (Young &
+    #: Tian 2019). The convolutional networks are their papers'; the fields below shape the MLP.
+    kind: str = "auto"
+    #: MLP hidden layer widths, e.g. [64, 64]; [] is a single linear layer (started at zero).
     hidden: list[int] = field(default_factory=lambda: [64, 64])
     #: Nonlinearity between layers: relu, tanh or elu.
     activation: str = "relu"
@@ -62,6 +67,8 @@ class NetworkConfig:
     bias: bool = True
 
     def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"agent.network.kind={self.kind!r} is not one of {', '.join(KINDS)}")
         if any(h <= 0 for h in self.hidden):
             raise ValueError(f"agent.network.hidden={list(self.hidden)}: widths must be positive")
         if self.activation not in ACTIVATIONS:
@@ -145,6 +152,7 @@ class Agent(ABC):
         device: torch.device,
         total_steps: int,
         seed: int,
+        frame_stack: int = 1,
     ):
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{cfg.name} needs a Discrete action space, got {action_space}")
@@ -153,6 +161,9 @@ class Agent(ABC):
         self.n_actions = int(action_space.n)
         self.device = device
         self.total_steps = total_steps
+        #: Observations stack this many frames along their first axis (the env's frame
+        #: stacking; 1: none): a replay memory stores each frame once.
+        self.frame_stack = frame_stack
         #: Env steps seen by ``learn`` so far (drives the epsilon schedule).
         self.env_steps = 0
         # Exploration draws come from numpy: when every env explores, no forward pass is needed.
@@ -160,7 +171,7 @@ class Agent(ABC):
         net = cfg.network
         #: The online Q-network and its optimizer.
         self.q_net = q_network(
-            observation_space, self.n_actions, net.hidden, net.activation, net.bias
+            observation_space, self.n_actions, net.hidden, net.activation, net.bias, net.kind
         ).to(device)
         self.optimizer = make_optimizer(self.q_net.parameters())
         self._act_forward = functional_forward(self.q_net)

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 import torch
 
 from rlexp.agents.base import Agent, AgentConfig, EpsilonConfig, NetworkConfig, Transition, td_loss
-from rlexp.replay import ReplayBuffer
+from rlexp.logger import log
+from rlexp.replay import FrameReplayBuffer, make_replay
 
 
 @dataclass
@@ -61,11 +62,19 @@ class DQNAgent(Agent):
     Config = DQNConfig
 
     def __init__(self, cfg: DQNConfig, observation_space, action_space, make_optimizer, device,
-                 total_steps, seed):
+                 total_steps, seed, frame_stack=1):
         super().__init__(cfg, observation_space, action_space, make_optimizer, device,
-                         total_steps, seed)
+                         total_steps, seed, frame_stack)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
-        self.replay = ReplayBuffer(cfg.buffer_size, observation_space.shape, device, seed=seed)
+        self.replay = make_replay(cfg.buffer_size, observation_space, frame_stack, device, seed)
+        memory = self.replay
+        if isinstance(memory, FrameReplayBuffer):
+            log.info("replay memory: %.3g GB for %d transitions, %.3fx their raw bytes "
+                     "(each frame stored once)", memory.nbytes / 1e9, memory.capacity,
+                     memory.nbytes / memory.capacity / memory.raw_bytes_per_transition)
+        else:
+            log.info("replay memory: %.3g GB for %d transitions", memory.nbytes / 1e9,
+                     memory.capacity)
         self.vector_steps = 0  # calls to learn(); train_freq counts these
         self.num_envs = 1  # envs per learn() call (the target update interval counts env steps)
         #: Gradient steps of this vector step's update still to take, and the losses and

@@ -2,66 +2,131 @@
 
 A checkpoint must load with ``torch.load(weights_only=True)``, so envs cannot be pickled. Instead
 every layer of each sub-env's wrapper chain (TimeLimit, ..., the env itself) is read attribute by
-attribute: numbers, strings, numpy arrays and generators, and lists, tuples and dicts of those.
-Static objects (spaces, specs, and the attributes an env names in ``snapshot_static``) are
-skipped. When a layer holds anything else (a physics engine, a
-renderer), :func:`capture` returns None and the resumed run starts new episodes instead.
-This covers gymnasium's classic-control envs and rlexp's toy env.
+attribute: numbers, strings, numpy arrays, numpy generators and RandomStates, lists, tuples,
+deques and dicts of those, and objects made of them (restored in place, into the objects the
+new env already has, so no class is ever constructed from a checkpoint). An emulator that can
+save itself as bytes (ale-py's ``cloneState``/``restoreState``) is saved that way. An object
+reached twice (a generator shared by two layers) is restored as one. Static objects (spaces,
+specs, functions, and the attributes an env names in ``snapshot_static``) are skipped. When a
+layer holds anything else (a physics engine, a renderer), :func:`capture` returns None and the
+resumed run starts new episodes instead. This covers gymnasium's classic-control envs, rlexp's
+toy env, Atari games and MinAtar.
 """
 
 from __future__ import annotations
 
+import types
+from collections import deque
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-# Unchanging objects every env carries; restoring them is not needed.
-_STATIC = (gym.Space, gym.envs.registration.EnvSpec)
+# Unchanging objects every env carries, and wrappers' functions: restoring them is not needed.
+_STATIC = (gym.Space, gym.envs.registration.EnvSpec, types.FunctionType,
+           types.BuiltinFunctionType, types.MethodType)
 _PLAIN = (bool, int, float, str, type(None))
-# The vector wrapper's running episode statistics (its deques of past episodes only feed
-# gymnasium's own summaries, and its start times are wall-clock).
-_EPISODE_STATS = ("episode_returns", "episode_lengths", "prev_dones")
 
 
 class _Uncapturable(Exception):
     pass
 
 
-def _encode(value: Any) -> list:
-    """``value`` as ``[kind, payload]`` with only what weights-only loading accepts."""
-    if isinstance(value, _PLAIN):
-        return ["plain", value]
-    if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-        return ["ndarray", torch.from_numpy(value.copy())]
-    if isinstance(value, np.generic) and value.dtype.kind in "biuf":
-        return ["npscalar", torch.from_numpy(np.asarray(value).copy())]
-    if isinstance(value, np.random.Generator):
-        return ["generator", value.bit_generator.state]  # a dict of ints and strings
-    if isinstance(value, list | tuple):
-        return [type(value).__name__, [_encode(v) for v in value]]
-    if isinstance(value, dict) and all(isinstance(k, _PLAIN) for k in value):
-        return ["dict", [[k, _encode(v)] for k, v in value.items()]]
-    raise _Uncapturable(type(value).__name__)
+class _Encoder:
+    """Encodes values as ``[kind, payload]`` lists that weights-only loading accepts; objects
+    seen before become ``["ref", n]``."""
+
+    def __init__(self):
+        self.seen: dict[int, int] = {}
+        self.keep: list[Any] = []  # keeps encoded objects alive, so their ids stay unique
+
+    def __call__(self, value: Any) -> list:
+        if isinstance(value, _PLAIN):
+            return ["plain", value]
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            return ["ndarray", torch.from_numpy(value.copy())]
+        if isinstance(value, np.generic) and value.dtype.kind in "biuf":
+            return ["npscalar", torch.from_numpy(np.asarray(value).copy())]
+        if isinstance(value, list | tuple):
+            return [type(value).__name__, [self(v) for v in value]]
+        if isinstance(value, dict) and all(isinstance(k, _PLAIN) for k in value):
+            return ["dict", [[k, self(v)] for k, v in value.items()]]
+        if id(value) in self.seen:
+            return ["ref", self.seen[id(value)]]
+        self.seen[id(value)] = len(self.seen)
+        self.keep.append(value)
+        if isinstance(value, np.random.Generator):
+            return ["generator", value.bit_generator.state]  # a dict of ints and strings
+        if isinstance(value, np.random.RandomState):
+            return ["randomstate", self(value.get_state(legacy=False))]
+        if isinstance(value, deque):
+            return ["deque", [[self(v) for v in value], value.maxlen]]
+        if hasattr(value, "cloneState") and hasattr(value, "restoreState"):  # ale-py
+            data = value.cloneState(include_rng=True).serialize()
+            return ["emulator", torch.frombuffer(bytearray(data), dtype=torch.uint8)]
+        if hasattr(value, "__dict__") and not isinstance(value, type | types.ModuleType):
+            return ["object", self.attributes(value)]
+        raise _Uncapturable(type(value).__name__)
+
+    def attributes(self, obj: Any) -> dict[str, list]:
+        # A wrapper's inner env is the next layer, captured on its own.
+        skip = (*getattr(obj, "snapshot_static", ()), *(("env",) if isinstance(obj, gym.Wrapper)
+                                                       else ()))
+        return {key: self(value) for key, value in vars(obj).items()
+                if key not in skip and not isinstance(value, _STATIC)}
 
 
-def _decode(item: list, current: Any = None) -> Any:
-    kind, payload = item
-    if kind == "plain":
-        return payload
-    if kind == "ndarray":
-        return payload.numpy().copy()
-    if kind == "npscalar":
-        return payload.numpy()[()]
-    if kind == "generator":  # restored in place: wrappers may share the env's generator
-        generator = current if isinstance(current, np.random.Generator) else np.random.default_rng()
-        generator.bit_generator.state = payload
-        return generator
-    if kind in ("list", "tuple"):
-        values = [_decode(v) for v in payload]
-        return values if kind == "list" else tuple(values)
-    return {k: _decode(v) for k, v in payload}
+class _Decoder:
+    """Decodes :class:`_Encoder`'s output, in place into ``current`` values where it can."""
+
+    def __init__(self):
+        self.objects: list[Any] = []
+
+    def __call__(self, item: list, current: Any = None) -> Any:
+        kind, payload = item
+        if kind == "plain":
+            return payload
+        if kind == "ndarray":
+            return payload.numpy().copy()
+        if kind == "npscalar":
+            return payload.numpy()[()]
+        if kind in ("list", "tuple"):
+            values = [self(v) for v in payload]
+            return values if kind == "list" else tuple(values)
+        if kind == "dict":
+            return {k: self(v) for k, v in payload}
+        if kind == "ref":
+            return self.objects[payload]
+        slot = len(self.objects)
+        self.objects.append(None)  # reserved: refs inside this object point at it
+        if kind == "generator":
+            value = current if isinstance(current, np.random.Generator) else np.random.default_rng()
+            value.bit_generator.state = payload
+        elif kind == "randomstate":
+            value = (current if isinstance(current, np.random.RandomState)
+                     else np.random.RandomState())
+            self.objects[slot] = value
+            value.set_state(self(payload))
+        elif kind == "deque":
+            items, maxlen = payload
+            value = deque([self(v) for v in items], maxlen)
+        elif kind == "emulator":
+            value = current
+            state_type = type(value.cloneState())
+            value.restoreState(state_type(payload.numpy().tobytes()))
+        else:  # an object: restored into the one the new env has
+            if current is None:
+                raise ValueError("the env's structure differs from the saved one")
+            value = current
+            self.objects[slot] = value
+            self.set_attributes(value, payload)
+        self.objects[slot] = value
+        return value
+
+    def set_attributes(self, obj: Any, attrs: dict[str, list]) -> None:
+        for key, item in attrs.items():
+            setattr(obj, key, self(item, getattr(obj, key, None)))
 
 
 def _layers(env: gym.Env) -> list[gym.Env]:
@@ -71,28 +136,20 @@ def _layers(env: gym.Env) -> list[gym.Env]:
     return layers
 
 
-def _capture_env(env: gym.Env) -> list[dict[str, list]]:
-    return [{key: _encode(value) for key, value in vars(layer).items()
-             if key != "env" and key not in getattr(layer, "snapshot_static", ())
-             and not isinstance(value, _STATIC)} for layer in _layers(env)]
-
-
 def capture(envs: gym.vector.VectorEnv) -> dict | None:
     """The state of a vector env made by :func:`rlexp.build.make_vector_env`, or None when
     some sub-env holds state that cannot be saved as plain data."""
+    encode = _Encoder()
     try:
-        subenvs = [_capture_env(env) for env in envs.unwrapped.envs]
+        return {"envs": [[encode.attributes(layer) for layer in _layers(env)]
+                         for env in envs.unwrapped.envs]}
     except _Uncapturable:
         return None
-    stats = {key: _encode(getattr(envs, key)) for key in _EPISODE_STATS if hasattr(envs, key)}
-    return {"envs": subenvs, "episode_stats": stats}
 
 
 def restore(envs: gym.vector.VectorEnv, state: dict) -> None:
     """Put ``envs`` (built from the same config) back into a state from :func:`capture`."""
+    decode = _Decoder()
     for env, layer_states in zip(envs.unwrapped.envs, state["envs"], strict=True):
         for layer, attrs in zip(_layers(env), layer_states, strict=True):
-            for key, item in attrs.items():
-                setattr(layer, key, _decode(item, getattr(layer, key, None)))
-    for key, item in state["episode_stats"].items():
-        setattr(envs, key, _decode(item))
+            decode.set_attributes(layer, attrs)
