@@ -46,14 +46,13 @@ class PixelInput(nn.Module):
     """uint8 pixels -> floats in [0, 1], bool planes -> 0/1 floats; ``channels_last`` inputs
     ``[batch, H, W, C]`` (as MinAtar gives them) are moved to ``[batch, C, H, W]``."""
 
-    def __init__(self, scale: float, channels_last: bool):
+    def __init__(self, channels_last: bool):
         super().__init__()
-        self.scale, self.channels_last = scale, channels_last
+        self.channels_last = channels_last
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.float()
-        if self.scale != 1.0:
-            x = x * self.scale
+        # Scaled in place: .float() made a new tensor.
+        x = x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
         return x.permute(0, 3, 1, 2) if self.channels_last else x
 
 
@@ -69,13 +68,9 @@ def network_kind(kind: str, observation_space: spaces.Space) -> str:
     return "nature_cnn" if min(shape[1:]) >= NATURE_MIN_SIZE else "minatar_cnn"
 
 
-def _pixel_scale(space: spaces.Space) -> float:
-    return 1.0 / 255.0 if space.dtype == np.uint8 else 1.0
-
-
 def _conv_q_network(space: spaces.Box, convs: list[nn.Module], dense: int, n_actions: int,
                     channels_last: bool) -> nn.Sequential:
-    torso = nn.Sequential(PixelInput(_pixel_scale(space), channels_last), *convs, nn.Flatten())
+    torso = nn.Sequential(PixelInput(channels_last), *convs, nn.Flatten())
     with torch.no_grad():
         width = torso(torch.zeros((1, *space.shape), dtype=torch.float32)).shape[1]
     return nn.Sequential(*torso, nn.Linear(width, dense), nn.ReLU(), nn.Linear(dense, n_actions))
@@ -128,7 +123,7 @@ def q_network(
             observation_space, n_actions)
     layers: list[nn.Module] = []
     if pixels:
-        layers.append(PixelInput(_pixel_scale(observation_space), channels_last=False))
+        layers.append(PixelInput(channels_last=False))
     if isinstance(observation_space, spaces.Discrete):
         layers.append(OneHot(int(observation_space.n)))
     elif len(observation_space.shape) > 1:  # 1-D observations need no (costly) no-op module

@@ -276,8 +276,8 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_budget():
 def test_the_atari_benchmark_runs_end_to_end_on_a_tiny_budget():
     result = subprocess.run(
         [sys.executable, "scripts/bench_atari.py", "--learning-starts", "100", "--steps", "100",
-         "--vector-steps", "200", "--skip-sb3", "--only-default-threads"], cwd=REPO, capture_output=True, text=True,
-        timeout=300)
+         "--vector-steps", "200", "--skip-sb3", "--only-default-threads"], cwd=REPO,
+        capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     ratio = float(result.stdout.split("x the raw bytes")[0].split(", ")[-1])
     assert ratio <= 1.1
