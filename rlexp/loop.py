@@ -200,12 +200,12 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         state.obs = torch.from_numpy(obs.copy())
         save_checkpoint(state)
 
-    if state.env_state is not None:
-        snapshot.restore(envs, state.env_state)
+    if state.env_state is not None and snapshot.restore(envs, state.env_state):
         obs = state.obs.numpy().copy()
     else:
         if state.step:
-            log.info("the envs' state was not saved: resuming with new episodes")
+            log.info("the envs' state was not saved or does not fit them: resuming with new "
+                     "episodes")
         obs = envs.reset(seed=settings.seed + state.step)[0].copy()
 
     outcome, error = "completed", None

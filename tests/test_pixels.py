@@ -247,7 +247,7 @@ def test_training_curves_report_raw_scores_of_full_games(run_dir):
 PIXEL_TINY = ["device=cpu", "total_steps=400", "agent.learning_starts=100",
               "agent.buffer_size=500", "agent.batch_size=8", "agent.train_freq=4",
               "agent.gradient_steps=1", "log.every_steps=100", "eval.every_steps=200",
-              "eval.episodes=2", "eval.max_episode_steps=100", "checkpoint.every_steps=200"]
+              "eval.episodes=1", "eval.max_episode_steps=50", "checkpoint.every_steps=200"]
 PIXEL_RUNS = {
     "atari": ["env=atari"],
     "atari-rmsprop-eval-epsilon": ["env=atari", "env.id=ALE/Pong-v5", "optimizer=rmsprop",
@@ -344,3 +344,13 @@ def test_a_pixel_run_plays_back_as_a_colour_animation(env, run_dir):
     colours = {c for frame in range(min(gif.n_frames, 20)) if not gif.seek(frame)
                for _, c in gif.convert("RGB").getcolors(1 << 16)}
     assert len(colours) >= 3 and any(len(set(c)) > 1 for c in colours)  # not grayscale
+
+
+def test_an_env_state_that_does_not_fit_the_envs_is_refused_not_half_applied():
+    from rlexp.envs import snapshot
+
+    cartpole = make_vector_env(compose_config([]).env, 1)
+    cartpole.reset(seed=0)
+    minatar = make_vector_env(compose_config(["env=minatar"]).env, 1)
+    assert snapshot.restore(cartpole, snapshot.capture(cartpole))
+    assert not snapshot.restore(minatar, snapshot.capture(cartpole))

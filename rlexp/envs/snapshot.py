@@ -142,14 +142,28 @@ def capture(envs: gym.vector.VectorEnv) -> dict | None:
     encode = _Encoder()
     try:
         return {"envs": [[encode.attributes(layer) for layer in _layers(env)]
-                         for env in envs.unwrapped.envs]}
+                         for env in envs.unwrapped.envs], "layers": _structure(envs)}
     except _Uncapturable:
         return None
 
 
-def restore(envs: gym.vector.VectorEnv, state: dict) -> None:
-    """Put ``envs`` (built from the same config) back into a state from :func:`capture`."""
+def _structure(envs: gym.vector.VectorEnv) -> list[list[str]]:
+    """Each sub-env's wrapper chain, by class: a saved state only fits the same chain."""
+    return [[f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in _layers(env)]
+            for env in envs.unwrapped.envs]
+
+
+def restore(envs: gym.vector.VectorEnv, state: dict) -> bool:
+    """Put ``envs`` (built from the same config) back into a state from :func:`capture`; False
+    when the state does not fit them (saved by another version of the envs or of rlexp): the
+    caller then resets them."""
+    if state.get("layers") != _structure(envs):
+        return False
     decode = _Decoder()
-    for env, layer_states in zip(envs.unwrapped.envs, state["envs"], strict=True):
-        for layer, attrs in zip(_layers(env), layer_states, strict=True):
-            decode.set_attributes(layer, attrs)
+    try:
+        for env, layer_states in zip(envs.unwrapped.envs, state["envs"], strict=True):
+            for layer, attrs in zip(_layers(env), layer_states, strict=True):
+                decode.set_attributes(layer, attrs)
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
+        return False
+    return True
