@@ -251,7 +251,8 @@ PIXEL_TINY = ["device=cpu", "total_steps=400", "agent.learning_starts=100",
 PIXEL_RUNS = {
     "atari": ["env=atari"],
     "atari-rmsprop-eval-epsilon": ["env=atari", "env.id=ALE/Pong-v5", "optimizer=rmsprop",
-                                   "eval.epsilon=0.05", "env.sticky_actions=0"],
+                                   "eval.epsilon=0.05", "env.sticky_actions=0",
+                                   "env.screen_size=42"],  # a quarter of the convolutions
     **{f"minatar-{game}": ["env=minatar", f"env.game={game}"] for game in GAMES},
     "minatar-mlp": ["env=minatar", "agent.network.kind=mlp", "agent.network.hidden=[32]"],
     "minatar-qnet": ["env=minatar", "agent=qnet"],
@@ -307,7 +308,7 @@ def test_a_pixel_run_stopped_mid_episode_resumes_exactly(env, tmp_path, monkeypa
     from rlexp.checkpoint import load_training_state
     from rlexp.stop import StopSignals
 
-    args = [*PIXEL_TINY, f"env={env}"]
+    args = [*PIXEL_TINY, f"env={env}", *(["env.screen_size=42"] if env == "atari" else [])]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_in_process(args, straight)
     learn = DQNAgent.learn
