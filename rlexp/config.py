@@ -74,12 +74,16 @@ class EnvConfig:
         return 1
 
     def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
-        """Keyword arguments for ``gymnasium.make(self.make_id, ...)``; ``evaluation``: for the
-        greedy-evaluation envs (which may differ, e.g. Atari's full games)."""
+        """Keyword arguments for ``gymnasium.make(self.make_id, ...)``: ``kwargs``, the time
+        limit, and every field an env's own schema adds (``env=toy``'s variant, ...), so that a
+        field declared there reaches the env. ``evaluation``: for the greedy-evaluation envs
+        (which may differ, e.g. Atari's full games)."""
         kwargs = dict(self.kwargs)
         if self.max_steps is not None:
             kwargs["max_episode_steps"] = self.max_steps
-        return kwargs
+        common = {f.name for f in dataclasses.fields(EnvConfig)}
+        return {**kwargs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                             if f.name not in common}}
 
 
 @dataclass
@@ -100,9 +104,6 @@ class ToyEnvConfig(EnvConfig):
             raise ConfigError(f"env.variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
         if self.n_states is not None and self.n_states < 2:
             raise ConfigError(f"env.n_states={self.n_states} must be at least 2")
-
-    def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
-        return {**super().make_kwargs(), "variant": self.variant, "n_states": self.n_states}
 
 
 @dataclass
@@ -158,11 +159,7 @@ class AtariEnvConfig(EnvConfig):
         return ATARI_ID
 
     def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
-        fields = ("noop_max", "frame_skip", "screen_size", "frame_stack", "sticky_actions",
-                  "full_action_space", "max_frames_per_episode", "fire_on_reset",
-                  "episodic_life", "clip_rewards")
-        return {**self.kwargs, "game": self.id, "evaluation": evaluation,
-                **{key: getattr(self, key) for key in fields}}
+        return {**super().make_kwargs(evaluation), "game": self.id, "evaluation": evaluation}
 
 
 @dataclass
@@ -193,12 +190,6 @@ class MinAtarEnvConfig(EnvConfig):
     @property
     def make_id(self) -> str:
         return MINATAR_ID
-
-    def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
-        return {**super().make_kwargs(), "game": self.game,
-                "sticky_action_prob": self.sticky_action_prob,
-                "difficulty_ramping": self.difficulty_ramping,
-                "minimal_action_set": self.minimal_action_set}
 
 
 ENVS: dict[str, type[EnvConfig]] = {"gym": EnvConfig, "toy": ToyEnvConfig,

@@ -61,6 +61,9 @@ class ReplayBuffer:
     def nbytes(self) -> int:
         return self.table.numel() * self.table.element_size()
 
+    def describe(self) -> str:
+        return f"{self.nbytes / 1e9:.3g} GB for {self.capacity} transitions"
+
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append a batch of transitions (numpy arrays, one row per env)."""
         n = len(obs)
@@ -180,6 +183,11 @@ class FrameReplayBuffer:
     @property
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for t in (self.frames, self.refs, self.scalars))
+
+    def describe(self) -> str:
+        ratio = self.nbytes / self.capacity / self.raw_bytes_per_transition
+        return (f"{self.nbytes / 1e9:.3g} GB for {self.capacity} transitions, {ratio:.3f}x "
+                "their raw bytes (each frame stored once)")
 
     @property
     def raw_bytes_per_transition(self) -> int:

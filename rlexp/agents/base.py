@@ -154,6 +154,8 @@ class Agent(ABC):
         seed: int,
         frame_stack: int = 1,
     ):
+        # frame_stack: observations stack this many frames along their first axis (the env's
+        # frame stacking; 1: none), for agents whose replay memory stores each frame once.
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{cfg.name} needs a Discrete action space, got {action_space}")
         self.cfg = cfg
@@ -161,9 +163,6 @@ class Agent(ABC):
         self.n_actions = int(action_space.n)
         self.device = device
         self.total_steps = total_steps
-        #: Observations stack this many frames along their first axis (the env's frame
-        #: stacking; 1: none): a replay memory stores each frame once.
-        self.frame_stack = frame_stack
         #: Env steps seen by ``learn`` so far (drives the epsilon schedule).
         self.env_steps = 0
         # Exploration draws come from numpy: when every env explores, no forward pass is needed.

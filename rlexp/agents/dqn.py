@@ -17,7 +17,7 @@ import torch
 
 from rlexp.agents.base import Agent, AgentConfig, EpsilonConfig, NetworkConfig, Transition, td_loss
 from rlexp.logger import log
-from rlexp.replay import FrameReplayBuffer, make_replay
+from rlexp.replay import make_replay
 
 
 @dataclass
@@ -67,14 +67,7 @@ class DQNAgent(Agent):
                          total_steps, seed, frame_stack)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.replay = make_replay(cfg.buffer_size, observation_space, frame_stack, device, seed)
-        memory = self.replay
-        if isinstance(memory, FrameReplayBuffer):
-            log.info("replay memory: %.3g GB for %d transitions, %.3fx their raw bytes "
-                     "(each frame stored once)", memory.nbytes / 1e9, memory.capacity,
-                     memory.nbytes / memory.capacity / memory.raw_bytes_per_transition)
-        else:
-            log.info("replay memory: %.3g GB for %d transitions", memory.nbytes / 1e9,
-                     memory.capacity)
+        log.info("replay memory: %s", self.replay.describe())
         self.vector_steps = 0  # calls to learn(); train_freq counts these
         self.num_envs = 1  # envs per learn() call (the target update interval counts env steps)
         #: Gradient steps of this vector step's update still to take, and the losses and
