@@ -138,13 +138,15 @@ def build_optimizer(cfg: OptimizerConfig) -> partial:
     return factory
 
 
-def build_agent(cfg: Config, envs: gym.vector.VectorEnv, device: torch.device) -> Agent:
-    agent_cls = AGENTS[cfg.agent.name]
+def make_agent(cfg: Config, observation_space: gym.Space, action_space: gym.Space,
+               device: torch.device) -> Agent:
+    """The agent ``cfg.agent`` names, for envs with these spaces: the one place agents are
+    constructed (for training and for :func:`load_run`)."""
     try:
-        return agent_cls(
+        return AGENTS[cfg.agent.name](
             cfg.agent,
-            observation_space=envs.single_observation_space,
-            action_space=envs.single_action_space,
+            observation_space=observation_space,
+            action_space=action_space,
             make_optimizer=build_optimizer(cfg.optimizer),
             device=device,
             total_steps=cfg.total_steps,
@@ -179,16 +181,7 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[C
         raise ConfigError(f"{run_dir} is not an rlexp run directory (no {rundir.CONFIG})")
     cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(config_path)))
     env = make_env(cfg.env)
-    agent = AGENTS[cfg.agent.name](
-        cfg.agent,
-        observation_space=env.observation_space,
-        action_space=env.action_space,
-        make_optimizer=build_optimizer(cfg.optimizer),
-        device=torch.device(device),
-        total_steps=cfg.total_steps,
-        seed=cfg.seed,
-        frame_stack=cfg.env.frame_stack,
-    )
+    agent = make_agent(cfg, env.observation_space, env.action_space, torch.device(device))
     env.close()
     agent.load_state_dict(load_training_state(run_dir / rundir.FINAL, device)["agent"])
     return cfg, agent

@@ -126,6 +126,8 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
     final: Evaluation | None = None
     eval_step = -1
     stopping = (lambda: stop.received is not None) if stop is not None else None
+    # The agent's metric that train.max_abs_q bounds (the agent contract's value_metric).
+    checked = agent.value_metric if settings.max_abs_q is not None else None
 
     def scheduled_eval(step: int) -> str | None:
         """Run the evaluation due at ``step``, if one is; returns "interrupted" or "solved" when
@@ -166,6 +168,10 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         """Add an update's metrics to the interval's sums; the error if one is not finite."""
         if metrics is None:
             return None
+        if checked is not None and checked not in metrics:  # else divergence goes unseen
+            raise ValueError(f"{type(agent).__name__}.learn reports no {checked!r} (its "
+                             "value_metric), which train.max_abs_q bounds: report it, or set "
+                             "value_metric = None")
         # One sync per update: a NaN or inf in any metric makes the sum non-finite.
         if not math.isfinite(float(sum(metrics.values()))):
             bad = next(k for k, v in metrics.items() if not torch.isfinite(v).all())
@@ -183,10 +189,9 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         if step >= state.next_log:
             means = _log_point(state, agent, tb, last_log)
             state.next_log += settings.log_every
-            q_mean, limit = means.get("q_mean", 0.0), settings.max_abs_q
-            if limit is not None and abs(q_mean) > limit:
-                error = (f"train/q_mean is {q_mean:.3g} at step {step}, beyond "
-                         f"train.max_abs_q={limit:g}")
+            if checked is not None and abs(value := means.get(checked, 0.0)) > settings.max_abs_q:
+                error = (f"train/{checked} is {value:.3g} at step {step}, beyond "
+                         f"train.max_abs_q={settings.max_abs_q:g}")
                 return "diverged"
         ended = scheduled_eval(step)
         if ended is None and step >= state.next_checkpoint and step < settings.total_steps:
@@ -297,7 +302,8 @@ def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, last: list
         tb.scalar("train/episode_return", float(np.mean(state.ended_returns)), step)
         tb.scalar("train/episode_length", float(np.mean(state.ended_lengths)), step)
         state.ended_returns, state.ended_lengths = [], []
-    tb.scalar("train/epsilon", agent.epsilon, step)
+    for key, value in agent.log_scalars().items():
+        tb.scalar(f"train/{key}", value, step)
     tb.scalar("time/sps", (step - last[0]) / max(now - last[1], 1e-9), step)
     last[:] = [step, now]
     return means

@@ -1,18 +1,22 @@
-"""Uniform replay memories, preallocated on the run's device; :func:`make_replay` picks one.
+"""Replay memories, preallocated on the run's device; :func:`make_replay` picks one.
 
 - :class:`ReplayBuffer`, for vector (and discrete) observations: one float32 table.
 - :class:`FrameReplayBuffer`, for pixel observations (uint8 frames, bool planes): each frame
   stored once, in its own dtype; stacked observations are rebuilt when sampled.
 
-In the float32 table, each row is one transition, packed as ``[obs | next_obs | action | reward
-| terminated | truncated]``. Packing makes sampling one gather (one op) instead of six, which
-matters for the small networks RL uses, whose cost is the number of torch ops, not their
-arithmetic. The memory is exactly ``capacity * (2 * obs_size + 4) * 4`` bytes, allocated up
-front. Discrete observations and actions are stored as float32, exact for values below 2**24.
+Both keep their per-transition values in a :class:`PackedTable`: float32 columns declared once
+by name and shape, packed side by side into one tensor, so that sampling them is one gather (one
+op) instead of one per column; for the small networks RL uses, the cost is the number of torch
+ops, not their arithmetic. Discrete observations and actions are stored as float32, exact for
+values below 2**24.
+
+Sampling is uniform, or proportional to priorities (:class:`PrioritizedSampler`), and returns
+``n``-step transitions when asked (see :meth:`ReplayMemory.sample`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,9 +24,79 @@ import torch
 from gymnasium import spaces
 
 
+@dataclass(frozen=True)
+class Column:
+    """One field of every stored transition: its name and the shape of one value."""
+
+    name: str
+    shape: tuple[int, ...] = ()
+
+    @property
+    def width(self) -> int:
+        return math.prod(self.shape)
+
+
+#: The scalar columns every memory stores with each transition.
+SCALARS = (Column("action"), Column("reward"), Column("terminated"), Column("truncated"))
+
+
+class PackedTable:
+    """``capacity`` rows of float32 columns packed side by side in one tensor.
+
+    Rows are written through a numpy view of the same memory on the CPU (a numpy copy costs a
+    microsecond, a torch indexing op ten) and read with one gather, as views per column.
+    """
+
+    def __init__(self, capacity: int, columns: tuple[Column, ...], device: torch.device):
+        self.columns = columns
+        self.slices: dict[str, slice] = {}
+        start = 0
+        for column in columns:
+            self.slices[column.name] = slice(start, start + column.width)
+            start += column.width
+        self.width = start
+        self.device = device
+        self.data = torch.zeros((capacity, self.width), dtype=torch.float32, device=device)
+        self._rows = self.data.numpy() if device.type == "cpu" else None
+
+    @property
+    def nbytes(self) -> int:
+        return self.data.numel() * self.data.element_size()
+
+    def pack(self, **values) -> np.ndarray:
+        """Rows ``[n, width]`` from one array per column (``n`` values each)."""
+        n = len(next(iter(values.values())))
+        rows = np.empty((n, self.width), dtype=np.float32)
+        for name, value in values.items():
+            rows[:, self.slices[name]] = np.reshape(value, (n, -1))
+        return rows
+
+    def write(self, start: int, rows: np.ndarray) -> None:
+        """``rows`` at ring positions ``start, start + 1, ...``, wrapping around the end."""
+        capacity, n = len(self.data), len(rows)
+        target = self._rows
+        if target is None:  # on an accelerator: one host-to-device copy
+            target, rows = self.data, torch.from_numpy(rows).to(self.device)
+        first = min(n, capacity - start)
+        target[start:start + first] = rows[:first]
+        target[: n - first] = rows[first:]
+
+    def read(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The columns of ``rows`` (one gather), each ``[len(rows), *shape]``."""
+        table = self.data[rows]
+        return {c.name: table[:, self.slices[c.name]].reshape(len(rows), *c.shape)
+                for c in self.columns}
+
+
 @dataclass
 class ReplaySample:
-    """A sampled batch, as tensors on the buffer's device (views into one gathered table)."""
+    """A sampled batch, as tensors on the memory's device.
+
+    ``reward`` is the discounted sum of the ``n`` rewards of an ``n``-step transition (the
+    reward itself for ``n=1``) and ``next_obs`` the observation it bootstraps from;
+    ``discount`` multiplies the bootstrap value: ``gamma**k`` after ``k`` steps, 0 when the
+    episode terminated within them. A target is ``reward + discount * V(next_obs)``.
+    """
 
     obs: torch.Tensor
     action: torch.Tensor
@@ -30,88 +104,208 @@ class ReplaySample:
     next_obs: torch.Tensor
     terminated: torch.Tensor
     truncated: torch.Tensor
+    discount: torch.Tensor
+    #: Absolute row numbers of the sampled transitions (for priority updates).
+    index: torch.Tensor
+    #: Importance-sampling weights (prioritized sampling), None for uniform sampling.
+    weight: torch.Tensor | None = None
 
 
-class ReplayBuffer:
-    """Fixed-capacity ring buffer of transitions; the oldest are overwritten when full."""
+class ReplayMemory:
+    """What both memories share: drawing rows (uniformly or by priority), n-step returns.
 
-    def __init__(self, capacity: int, obs_shape: tuple[int, ...], device: torch.device | str,
-                 seed: int = 0):
+    Rows are named by their ring position (0 .. capacity - 1) in sampled batches; inside,
+    rows are also numbered by when they were written (0, 1, ...: absolute row numbers), and
+    absolute row ``i`` lives at position ``i % capacity`` until row ``i + capacity`` replaces it.
+    """
+
+    def __init__(self, capacity: int, device: torch.device | str, seed: int):
         if capacity <= 0:
             raise ValueError(f"replay capacity must be positive, got {capacity}")
         self.capacity = capacity
-        self.obs_shape = tuple(obs_shape)
         self.device = torch.device(device)
-        d = int(np.prod(self.obs_shape))
-        self._obs, self._next = slice(0, d), slice(d, 2 * d)
-        self._action, self._reward, self._term, self._trunc = 2 * d, 2 * d + 1, 2 * d + 2, 2 * d + 3
-        self.table = torch.zeros((capacity, 2 * d + 4), dtype=torch.float32, device=self.device)
-        # On the CPU, rows are written through a numpy view of the same memory: a numpy copy
-        # costs a microsecond, a torch indexing op ten.
-        self._rows = self.table.numpy() if self.device.type == "cpu" else self.table
-        self.pos = 0  # next row to write
-        self.size = 0  # rows filled so far
+        self.written = 0  # rows written so far (absolute row number of the next one)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
+        #: Draws rows in proportion to priorities when set (see ``prioritize``), else uniform.
+        self.sampler: PrioritizedSampler | None = None
+
+    def prioritize(self, alpha: float, epsilon: float, seed: int) -> None:
+        """Sample in proportion to priorities (Schaul et al. 2016); set before the first add."""
+        self.sampler = PrioritizedSampler(self.capacity, alpha, epsilon, seed)
+
+    # What each memory provides.
+    def __len__(self) -> int:
+        """Transitions that can be sampled."""
+        raise NotImplementedError
+
+    def _filled(self) -> int:
+        """Ring positions written so far."""
+        return min(self.written, self.capacity)
+
+    def _invalid(self, rows: torch.Tensor) -> torch.Tensor | None:
+        """Which rows hold no transition to sample (None: every filled row holds one)."""
+        return None
+
+    def _successor(self, rows: torch.Tensor) -> torch.Tensor:
+        """The row of each row's next transition in the same env, -1 where none is stored."""
+        raise NotImplementedError
+
+    def _scalars(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The scalar columns (action, reward, terminated, truncated) of ``rows``."""
+        raise NotImplementedError
+
+    def _gather(self, rows: torch.Tensor, next_rows: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        """The obs and scalar columns of ``rows``, and the next_obs of ``next_rows``."""
+        raise NotImplementedError
+
+    def _draw(self, batch_size: int, beta: float) -> tuple[torch.Tensor, torch.Tensor | None]:
+        def draw(k: int) -> torch.Tensor:
+            if self.sampler is not None:
+                return self.sampler.draw(k, self.device)
+            return torch.randint(self._filled(), (k,), device=self.device,
+                                 generator=self.generator)
+
+        rows = draw(batch_size)
+        for _ in range(1000):  # redraw rows without a transition (a pixel memory has a few)
+            bad = self._invalid(rows)
+            if bad is None or not bad.any():
+                break
+            rows[bad] = draw(int(bad.sum()))
+        else:
+            raise ValueError(f"no complete transition in a replay memory of {self.capacity} "
+                             "rows: make agent.buffer_size larger")
+        weight = None if self.sampler is None else self.sampler.weights(rows, beta)
+        return rows, weight
+
+    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, beta: float = 1.0
+               ) -> ReplaySample:
+        """A batch of transitions drawn with replacement: uniformly, or in proportion to their
+        priorities with importance-sampling weights of exponent ``beta``.
+
+        With ``n_step > 1`` each is an n-step transition: the discounted rewards of up to
+        ``n_step`` steps of its env, stopping at the episode's end. A terminated end does not
+        bootstrap; a truncated one (a time limit) bootstraps from its final observation; the
+        newest transitions, whose later steps are not stored yet, bootstrap after the steps
+        there are.
+        """
+        if len(self) == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        rows, weight = self._draw(batch_size, beta)
+        if n_step == 1:
+            obs, next_obs, scalars = self._gather(rows, rows)
+            reward, discount = scalars["reward"], gamma * (1.0 - scalars["terminated"])
+        else:
+            last, reward, discount = self._n_step(rows, n_step, gamma)
+            obs, next_obs, scalars = self._gather(rows, last)
+        return ReplaySample(obs=obs, action=scalars["action"].long(), reward=reward,
+                            next_obs=next_obs, terminated=scalars["terminated"],
+                            truncated=scalars["truncated"], discount=discount, index=rows,
+                            weight=weight)
+
+    def _n_step(self, rows: torch.Tensor, n: int, gamma: float
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For n-step transitions from ``rows``: the row whose next_obs each bootstraps from,
+        the discounted reward sums, and the discounts of the bootstrap value."""
+        first = self._scalars(rows)
+        reward = first["reward"].clone()
+        scale = torch.full_like(reward, gamma)  # gamma**k after k steps
+        terminal = first["terminated"] > 0
+        going = ~(terminal | (first["truncated"] > 0))
+        last = rows
+        for _ in range(n - 1):
+            following = self._successor(last)
+            going = going & (following >= 0)
+            last = torch.where(going, following, last)
+            step = self._scalars(last)
+            reward = reward + torch.where(going, scale * step["reward"], 0.0)
+            scale = torch.where(going, scale * gamma, scale)
+            ends = step["terminated"] > 0
+            terminal = torch.where(going, ends, terminal)
+            going = going & ~(ends | (step["truncated"] > 0))
+        return last, reward, torch.where(terminal, 0.0, scale)
+
+    def _sampler_state(self) -> dict:
+        return {} if self.sampler is None else {"sampler": self.sampler.state_dict()}
+
+    def _load_sampler_state(self, state: dict) -> None:
+        if self.sampler is not None and "sampler" in state:
+            self.sampler.load_state_dict(state["sampler"])
+
+
+class ReplayBuffer(ReplayMemory):
+    """Fixed-capacity ring buffer of transitions; the oldest are overwritten when full.
+
+    Each row is one transition: the columns ``obs``, ``next_obs`` and the scalars, packed in one
+    float32 table of exactly ``capacity * (2 * obs_size + 4) * 4`` bytes, allocated up front.
+    Each :meth:`add` writes one row per env, always as many, so an env's next transition is
+    that many rows later.
+    """
+
+    def __init__(self, capacity: int, obs_shape: tuple[int, ...], device: torch.device | str,
+                 seed: int = 0):
+        super().__init__(capacity, device, seed)
+        self.obs_shape = tuple(obs_shape)
+        columns = (Column("obs", self.obs_shape), Column("next_obs", self.obs_shape), *SCALARS)
+        self.table = PackedTable(capacity, columns, self.device)
+        self.envs = 0  # rows per add(); set by the first
 
     def __len__(self) -> int:
-        return self.size
+        return self._filled()
+
+    @property
+    def pos(self) -> int:
+        """The ring position the next row goes to."""
+        return self.written % self.capacity
 
     @property
     def nbytes(self) -> int:
-        return self.table.numel() * self.table.element_size()
+        return self.table.nbytes
 
     def describe(self) -> str:
         return f"{self.nbytes / 1e9:.3g} GB for {self.capacity} transitions"
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        """Append a batch of transitions (numpy arrays, one row per env)."""
+        """Append a batch of transitions (numpy arrays, one row per env, always as many)."""
         n = len(obs)
-        rows = np.empty((n, self.table.shape[1]), dtype=np.float32)
-        rows[:, self._obs] = np.reshape(obs, (n, -1))
-        rows[:, self._next] = np.reshape(next_obs, (n, -1))
-        rows[:, self._action] = action
-        rows[:, self._reward] = reward
-        rows[:, self._term] = terminated
-        rows[:, self._trunc] = truncated
-        if n > self.capacity:  # only the newest `capacity` rows can survive
-            rows, n = rows[-self.capacity:], self.capacity
-        if self._rows is self.table:  # on an accelerator: one host-to-device copy
-            rows = torch.from_numpy(rows).to(self.device)
-        end = self.pos + n
-        if end <= self.capacity:
-            self._rows[self.pos:end] = rows
-        else:  # wrap around the end of the ring
-            first = self.capacity - self.pos
-            self._rows[self.pos:] = rows[:first]
-            self._rows[: n - first] = rows[first:]
-        self.pos = end % self.capacity
-        self.size = min(self.size + n, self.capacity)
+        if self.envs and n != self.envs:
+            raise ValueError(f"transitions of {n} envs added to a memory of {self.envs}")
+        self.envs = n
+        rows = self.table.pack(obs=obs, next_obs=next_obs, action=action, reward=reward,
+                               terminated=terminated, truncated=truncated)
+        skip = max(n - self.capacity, 0)  # only the newest `capacity` rows can survive
+        start = (self.written + skip) % self.capacity
+        self.table.write(start, rows[skip:])
+        if self.sampler is not None:
+            self.sampler.add(start, np.ones(n - skip, dtype=bool))
+        self.written += n
 
-    def sample(self, batch_size: int) -> ReplaySample:
-        """A batch drawn uniformly with replacement from the stored transitions."""
-        if self.size == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        idx = torch.randint(self.size, (batch_size,), device=self.device, generator=self.generator)
-        rows = self.table[idx]
-        return ReplaySample(
-            obs=rows[:, self._obs].reshape(batch_size, *self.obs_shape),
-            action=rows[:, self._action].long(),
-            reward=rows[:, self._reward],
-            next_obs=rows[:, self._next].reshape(batch_size, *self.obs_shape),
-            terminated=rows[:, self._term],
-            truncated=rows[:, self._trunc],
-        )
+    def _successor(self, rows):
+        # The newest row is at position written - 1; `rows` are how many rows older than it.
+        age = (self.written - 1 - rows) % self.capacity
+        return torch.where(age >= self.envs, (rows + self.envs) % self.capacity, -1)
+
+    def _scalars(self, rows):
+        return self.table.read(rows)
+
+    def _gather(self, rows, next_rows):
+        columns = self.table.read(rows)
+        next_obs = columns["next_obs"] if next_rows is rows else \
+            self.table.read(next_rows)["next_obs"]
+        return columns["obs"], next_obs, columns
 
     def state_dict(self) -> dict:
-        return {"table": self.table[: self.size].clone(), "pos": self.pos, "size": self.size,
-                "generator": self.generator.get_state()}
+        return {"table": self.table.data[: len(self)].clone(), "written": self.written,
+                "envs": self.envs, "generator": self.generator.get_state(),
+                **self._sampler_state()}
 
     def load_state_dict(self, state: dict) -> None:
-        size = int(state["size"])
-        self.table[:size] = state["table"].to(self.device)
-        self.pos, self.size = int(state["pos"]), size
+        size = len(state["table"])
+        self.table.data[:size] = state["table"].to(self.device)
+        self.written, self.envs = int(state["written"]), int(state["envs"])
         self.generator.set_state(state["generator"])
+        self._load_sampler_state(state)
 
 
 #: Bytes a pixel transition must keep besides its new frame: action (1), reward (4), two flags.
@@ -125,9 +319,11 @@ class _Stream:
 
     tail: list[int] = field(default_factory=list)
     last: np.ndarray | None = None
+    #: The row of the env's latest transition while its episode goes on.
+    previous: int | None = None
 
 
-class FrameReplayBuffer:
+class FrameReplayBuffer(ReplayMemory):
     """Pixel transitions, each new frame stored once, in the observations' own dtype.
 
     An env step adds one row: the newest frame of its next observation, with the action, reward
@@ -135,7 +331,8 @@ class FrameReplayBuffer:
     is the frames of its env's last ``frame_stack`` rows, so an observation and its successor
     share all but one frame; with ``frame_stack=1`` (MinAtar) the frame is the whole observation.
     Each row records the absolute row numbers of the ``frame_stack + 1`` frames its transition
-    spans (observation, then the next observation's newest), so sampling is one gather.
+    spans (observation, then the next observation's newest), so sampling is one gather; and the
+    row of its env's next transition (``successor``, for n-step returns).
 
     Where an env's observation does not continue its last next observation (an episode start, a
     resumed run's new episodes), a new *segment* starts with the observation's own frames, as
@@ -145,44 +342,38 @@ class FrameReplayBuffer:
     across the ring's wrap-around too: a row whose oldest frame was overwritten is not sampled.
 
     Memory: ``capacity`` rows of one frame plus 16 bytes of action, reward and flags and
-    ``8 * (frame_stack + 1)`` bytes of row numbers; ``nbytes`` says how much exactly.
+    ``8 * (frame_stack + 2)`` bytes of row numbers; ``nbytes`` says how much exactly.
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype, frame_stack: int,
                  device: torch.device | str, seed: int = 0):
-        if capacity <= 0:
-            raise ValueError(f"replay capacity must be positive, got {capacity}")
-        self.capacity = capacity
+        super().__init__(capacity, device, seed)
         self.stack = frame_stack
         self.obs_shape = tuple(obs_shape)
         if frame_stack > 1 and self.obs_shape[0] != frame_stack:
             raise ValueError(f"observations {self.obs_shape} do not stack {frame_stack} frames "
                              "along their first axis")
         self.frame_shape = self.obs_shape[1:] if frame_stack > 1 else self.obs_shape
-        self.device = torch.device(device)
         dtype = torch.from_numpy(np.zeros(0, dtype=obs_dtype)).dtype
         self.frames = torch.zeros((capacity, *self.frame_shape), dtype=dtype, device=self.device)
-        #: Absolute row numbers of each transition's frames, oldest first; -1: no transition.
-        self.refs = torch.full((capacity, frame_stack + 1), -1, dtype=torch.int64,
+        #: Absolute row numbers of each transition's frames, oldest first, then of its env's
+        #: next transition (-1: none yet); -1 first: the row holds no transition.
+        self.refs = torch.full((capacity, frame_stack + 2), -1, dtype=torch.int64,
                                device=self.device)
-        #: action, reward, terminated, truncated (one gather samples all four).
-        self.scalars = torch.zeros((capacity, 4), dtype=torch.float32, device=self.device)
+        self.scalars = PackedTable(capacity, SCALARS, self.device)
         on_cpu = self.device.type == "cpu"  # numpy views: a row write costs ~1 us, not ~10
         self._frames = self.frames.numpy() if on_cpu else self.frames
         self._refs = self.refs.numpy() if on_cpu else self.refs
-        self._scalars = self.scalars.numpy() if on_cpu else self.scalars
-        self.written = 0  # rows written so far (absolute row number of the next one)
         self.transitions = 0  # rows in the ring that hold a transition
         self.streams: list[_Stream] = []
-        self.generator = torch.Generator(device=self.device)
-        self.generator.manual_seed(seed)
 
     def __len__(self) -> int:
         return self.transitions
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.frames, self.refs, self.scalars))
+        return sum(t.numel() * t.element_size() for t in (self.frames, self.refs)) + \
+            self.scalars.nbytes
 
     def describe(self) -> str:
         ratio = self.nbytes / self.capacity / self.raw_bytes_per_transition
@@ -200,12 +391,13 @@ class FrameReplayBuffer:
             self.transitions -= 1
         on_cpu = self._frames is not self.frames
         self._frames[row] = frame if on_cpu else torch.as_tensor(frame, device=self.device)
-        if refs is None:
-            self._refs[row] = -1
-        else:
-            self._refs[row] = refs if on_cpu else torch.tensor(refs, device=self.device)
-            self._scalars[row] = scalars if on_cpu else torch.tensor(scalars, device=self.device)
+        refs = [-1] * (self.stack + 2) if refs is None else [*refs, -1]
+        self._refs[row] = refs if on_cpu else torch.tensor(refs, device=self.device)
+        if refs[0] >= 0:
+            self.scalars.write(row, np.asarray([scalars], dtype=np.float32))
             self.transitions += 1
+        if self.sampler is not None:
+            self.sampler.add(row, np.array([refs[0] >= 0]))
         self.written += 1
         return self.written - 1
 
@@ -217,6 +409,7 @@ class FrameReplayBuffer:
                      len(frames))
         rows = [self._write(frame, None) for frame in frames[first - 1:]]
         stream.tail = [rows[0]] * (self.stack - len(rows)) + rows
+        stream.previous = None
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append a batch of transitions (numpy arrays, one row per env, always as many)."""
@@ -235,54 +428,144 @@ class FrameReplayBuffer:
             ended = bool(terminated[i] or truncated[i])
             row = self._write(nxt[-1] if self.stack > 1 else nxt, [*stream.tail, self.written],
                               (action[i], reward[i], terminated[i], truncated[i]))
+            if stream.previous is not None:  # the env's previous transition leads to this one
+                self._refs[stream.previous % self.capacity, -1] = row
             stream.tail = [*stream.tail[1:], row]
             # After an episode's end the next observation is a reset: a new segment.
             stream.last = None if ended else nxt.copy()
+            stream.previous = None if ended else row
 
-    def sample(self, batch_size: int) -> ReplaySample:
-        """A batch drawn uniformly with replacement from the stored transitions."""
-        if self.transitions == 0:
-            raise ValueError("cannot sample from an empty replay buffer")
-        oldest = max(self.written - self.capacity, 0)
-        idx = torch.randint(oldest, self.written, (batch_size,), device=self.device,
-                            generator=self.generator)
-        for _ in range(1000):  # redraw rows without a transition or with a frame overwritten
-            bad = self.refs[idx % self.capacity, 0] < oldest
-            if not bad.any():
-                break
-            idx[bad] = torch.randint(oldest, self.written, (int(bad.sum()),),
-                                     device=self.device, generator=self.generator)
-        else:
-            raise ValueError(f"no complete transition in a replay memory of {self.capacity} "
-                             "rows: make agent.buffer_size larger")
-        rows = idx % self.capacity
-        frames = self.frames[self.refs[rows] % self.capacity]  # [batch, stack + 1, ...]
-        scalars = self.scalars[rows]
+    def _oldest(self) -> int:
+        return max(self.written - self.capacity, 0)
+
+    def _invalid(self, rows):
+        # No transition (-1), or its oldest frame was overwritten.
+        return self.refs[rows, 0] < self._oldest()
+
+    def _successor(self, rows):
+        following = self.refs[rows, -1]
+        return torch.where(following >= 0, following % self.capacity, -1)
+
+    def _scalars(self, rows):
+        return self.scalars.read(rows)
+
+    def _gather(self, rows, next_rows):
+        refs = self.refs[rows, :-1] % self.capacity
+        frames = self.frames[refs]  # [batch, stack + 1, ...]
+        if next_rows is not rows:
+            frames = torch.cat([frames[:, :-1],
+                                self.frames[self.refs[next_rows, :-1] % self.capacity]], dim=1)
         if self.stack > 1:
-            obs, next_obs = frames[:, :-1], frames[:, 1:]
+            obs, next_obs = frames[:, :self.stack], frames[:, -self.stack:]
         else:
-            obs, next_obs = frames[:, 0], frames[:, 1]
-        return ReplaySample(obs=obs, action=scalars[:, 0].long(), reward=scalars[:, 1],
-                            next_obs=next_obs, terminated=scalars[:, 2], truncated=scalars[:, 3])
+            obs, next_obs = frames[:, 0], frames[:, -1]
+        return obs, next_obs, self.scalars.read(rows)
 
     def state_dict(self) -> dict:
-        filled = min(self.written, self.capacity)
+        filled = self._filled()
         return {"frames": self.frames[:filled].clone(), "refs": self.refs[:filled].clone(),
-                "scalars": self.scalars[:filled].clone(), "written": self.written,
+                "scalars": self.scalars.data[:filled].clone(), "written": self.written,
                 "transitions": self.transitions,
                 "tails": [list(s.tail) for s in self.streams],
+                "previous": [-1 if s.previous is None else s.previous for s in self.streams],
                 "last": [None if s.last is None else torch.from_numpy(s.last.copy())
                          for s in self.streams],
-                "generator": self.generator.get_state()}
+                "generator": self.generator.get_state(), **self._sampler_state()}
 
     def load_state_dict(self, state: dict) -> None:
         filled = len(state["refs"])
-        for name in ("frames", "refs", "scalars"):
-            getattr(self, name)[:filled] = state[name].to(self.device)
+        self.frames[:filled] = state["frames"].to(self.device)
+        self.refs[:filled] = state["refs"].to(self.device)
+        self.scalars.data[:filled] = state["scalars"].to(self.device)
         self.written, self.transitions = int(state["written"]), int(state["transitions"])
-        self.streams = [_Stream(list(tail), None if last is None else last.numpy().copy())
-                        for tail, last in zip(state["tails"], state["last"], strict=True)]
+        self.streams = [_Stream(list(tail), None if last is None else last.numpy().copy(),
+                                None if previous < 0 else int(previous))
+                        for tail, last, previous in zip(state["tails"], state["last"],
+                                                        state["previous"], strict=True)]
         self.generator.set_state(state["generator"])
+        self._load_sampler_state(state)
+
+
+class SumTree:
+    """Sums of non-negative values over a binary tree: set values and draw an index in
+    proportion to them, both in O(log n) numpy operations for a whole batch."""
+
+    def __init__(self, capacity: int):
+        self.depth = max(1, (capacity - 1).bit_length())
+        self.leaves = 1 << self.depth
+        self.tree = np.zeros(2 * self.leaves)  # node i's children: 2i, 2i + 1; root: 1
+
+    @property
+    def total(self) -> float:
+        return float(self.tree[1])
+
+    def __getitem__(self, index: np.ndarray) -> np.ndarray:
+        return self.tree[index + self.leaves]
+
+    def set(self, index: np.ndarray, values: np.ndarray) -> None:
+        node = np.asarray(index) + self.leaves
+        self.tree[node] = values
+        for _ in range(self.depth):  # parents recomputed from both children: duplicates agree
+            node = np.unique(node >> 1)
+            self.tree[node] = self.tree[2 * node] + self.tree[2 * node + 1]
+
+    def find(self, mass: np.ndarray) -> np.ndarray:
+        """For each ``mass`` in [0, total): the index whose interval of the cumulative sums
+        holds it (a zero value's empty interval never does)."""
+        node = np.ones(len(mass), dtype=np.int64)
+        for _ in range(self.depth):
+            left = self.tree[2 * node]
+            right = mass >= left
+            mass = np.where(right, mass - left, mass)
+            node = 2 * node + right
+        return node - self.leaves
+
+
+class PrioritizedSampler:
+    """Proportional prioritized replay (Schaul et al. 2016): row ``i`` is drawn with
+    probability ``p_i**alpha / sum_j p_j**alpha``, new transitions at the largest priority seen
+    so far, and sampled rows carry importance-sampling weights ``(N * P(i))**-beta``, divided
+    by the batch's largest. A batch is drawn stratified: one row from each of ``batch_size``
+    equal slices of the total priority mass."""
+
+    def __init__(self, capacity: int, alpha: float, epsilon: float, seed: int):
+        self.tree = SumTree(capacity)
+        self.capacity, self.alpha, self.epsilon = capacity, alpha, epsilon
+        self.max_priority = 1.0
+        self.rng = np.random.default_rng(seed)
+
+    def add(self, start: int, holds_transition: np.ndarray) -> None:
+        """New rows at ring positions ``start, start + 1, ...``: the largest priority, or 0
+        for rows that hold no transition."""
+        rows = (start + np.arange(len(holds_transition))) % self.capacity
+        self.tree.set(rows, np.where(holds_transition, self.max_priority ** self.alpha, 0.0))
+
+    def draw(self, batch_size: int, device: torch.device) -> torch.Tensor:
+        total = self.tree.total
+        mass = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
+        rows = self.tree.find(np.minimum(mass, np.nextafter(total, 0.0)))
+        return torch.from_numpy(rows).to(device)
+
+    def weights(self, rows: torch.Tensor, beta: float) -> torch.Tensor:
+        probability = self.tree[rows.cpu().numpy()] / self.tree.total
+        count = np.count_nonzero(self.tree[np.arange(self.capacity)])
+        weight = (count * probability) ** -beta
+        return torch.as_tensor(weight / weight.max(), dtype=torch.float32, device=rows.device)
+
+    def update(self, rows: torch.Tensor, errors: torch.Tensor) -> None:
+        """New priorities ``|error| + epsilon`` for sampled rows (e.g. their TD errors)."""
+        priority = errors.detach().abs().double().cpu().numpy() + self.epsilon
+        self.max_priority = max(self.max_priority, float(priority.max()))
+        self.tree.set(rows.cpu().numpy(), priority ** self.alpha)
+
+    def state_dict(self) -> dict:
+        return {"tree": torch.from_numpy(self.tree.tree.copy()),
+                "max_priority": self.max_priority, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.tree.tree[:] = state["tree"].numpy()
+        self.max_priority = float(state["max_priority"])
+        self.rng.bit_generator.state = state["rng"]
 
 
 def make_replay(capacity: int, observation_space: spaces.Space, frame_stack: int,

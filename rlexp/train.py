@@ -71,7 +71,8 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
         log.info("%s has no time limit: training episodes last until the env ends them (set "
                  "env.max_steps to cut them)", cfg.env.id)
     eval_envs, eval_cap = build.make_eval_envs(cfg.env, cfg.eval, env_limit)
-    agent = build.build_agent(cfg, envs, device)
+    agent = build.make_agent(cfg, envs.single_observation_space, envs.single_action_space,
+                             device)
     loop_state = None
     if resumed is not None:
         try:

@@ -8,8 +8,8 @@ Training speed: each system trains ``--learning-starts`` random steps, then ``--
 DQN (one gradient step on 32 transitions every 4 env steps, as the zoo's Atari settings); the
 figure is env steps per second over the second part, which is what the remaining 99% of a 10M
 step run costs. Epsilon is already at its final 0.01 there, as it is after the first 10% of a
-real run, so nearly every step runs the network. rlexp runs with its default of one torch thread;
-SB3 with its own default (torch's: every core) and, for a like-for-like figure, with one. Needs
+real run, so nearly every step runs the network. Each system runs at its default (the preset's
+``device.threads=0`` and SB3's: torch's threads, every core), then both with one torch thread. Needs
 the bench and atari extras: pip install -e '.[bench,atari]'.
 """
 
@@ -138,7 +138,7 @@ def main() -> None:
                         help="random env steps per vector-env measurement")
     parser.add_argument("--skip-sb3", action="store_true")
     parser.add_argument("--only-default-threads", action="store_true",
-                        help="measure rlexp with its default of one torch thread only")
+                        help="measure at the default threads only (not with one thread too)")
     parser.add_argument("--sb3-worker", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_worker:
@@ -155,19 +155,21 @@ def main() -> None:
     sizes = (args.game, args.learning_starts, args.steps)
     print(f"{args.game}, DQN with the zoo's Atari settings: env steps/s over {args.steps} "
           f"training steps after {args.learning_starts} random ones", flush=True)
-    ours = rlexp_sps(*sizes, threads=1)
-    print(f"  rlexp (1 torch thread, its default): {ours:.0f} steps/s", flush=True)
-    if not args.only_default_threads:
-        print(f"  rlexp (torch's default threads):     {rlexp_sps(*sizes, threads=0):.0f} "
-              "steps/s", flush=True)
+    # Like for like: each system at its default threads (both: every core), then both at one.
+    ours = rlexp_sps(*sizes, threads=0)
+    print(f"  rlexp (preset default, torch's threads):       {ours:.0f} steps/s", flush=True)
+    theirs = None if args.skip_sb3 else sb3_sps(*sizes, threads=0)
+    if theirs:
+        print(f"  SB3 (its default, torch's threads):            {theirs:.0f} steps/s; ratio "
+              f"rlexp / SB3 {ours / theirs:.2f} (goal >= 1.5)", flush=True)
+    if args.only_default_threads:
+        return
+    ours_1 = rlexp_sps(*sizes, threads=1)
+    print(f"  rlexp (1 torch thread):                        {ours_1:.0f} steps/s", flush=True)
     if not args.skip_sb3:
-        theirs = sb3_sps(*sizes, threads=0)
-        print(f"  SB3 (torch's default threads):      {theirs:.0f} steps/s; "
-              f"ratio rlexp / SB3 {ours / theirs:.2f} (goal >= 1.5)", flush=True)
         theirs_1 = sb3_sps(*sizes, threads=1)
-        print(f"  SB3 (1 torch thread):               {theirs_1:.0f} steps/s; "
-              f"ratio rlexp / SB3 {ours / theirs_1:.2f}", flush=True)
-
+        print(f"  SB3 (1 torch thread):                          {theirs_1:.0f} steps/s; ratio "
+              f"rlexp / SB3 {ours_1 / theirs_1:.2f}", flush=True)
 
 if __name__ == "__main__":
     main()

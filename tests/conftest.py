@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rlexp.config import CONFIG_DIR
 from rlexp.config import compose as compose_config
 from rlexp.train import run
 
@@ -32,6 +33,11 @@ TINY_DQN = [
     "agent.buffer_size=1000",
     "agent.network.hidden=[32]",
 ]
+
+
+def options(group: str) -> list[str]:
+    """The options of a config group: its YAML files, sorted."""
+    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
 
 
 def run_in_process(overrides: list[str], run_dir: Path, stop=None):

@@ -68,19 +68,20 @@ def test_a_failed_write_leaves_the_previous_checkpoint_intact(tmp_path):
 
 def test_round_trip_restores_networks_optimizer_replay_and_rngs(tmp_path):
     from rlexp.agents import Transition
-    from rlexp.build import build_agent, make_vector_env
+    from rlexp.build import make_agent, make_vector_env
     from rlexp.checkpoint import save_checkpoint, training_state
 
     cfg = compose_config(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN])
     envs = make_vector_env(cfg.env, 1)
-    agent = build_agent(cfg, envs, torch.device("cpu"))
+    spaces = (envs.single_observation_space, envs.single_action_space)
+    agent = make_agent(cfg, *spaces, torch.device("cpu"))
     rng = np.random.default_rng(0)
     for _ in range(300):  # train it: replay, optimizer state, counters and RNGs all move
         obs = rng.normal(size=(1, 4)).astype(np.float32)
         agent.learn(Transition(obs, agent.act(obs), np.ones(1), obs + 0.1,
                                np.zeros(1, bool), np.zeros(1, bool)))
     save_checkpoint(tmp_path / "last.pt", training_state(agent.state_dict(), {"step": 300}))
-    restored = build_agent(cfg, envs, torch.device("cpu"))
+    restored = make_agent(cfg, *spaces, torch.device("cpu"))
     restored.load_state_dict(load_training_state(tmp_path / "last.pt")["agent"])
     assert restored.env_steps == agent.env_steps == 300 and len(restored.replay) == 300
     for name in ("q_net", "target_net"):

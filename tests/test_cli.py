@@ -4,13 +4,14 @@ import json
 
 import pytest
 
-from tests.conftest import REPO, TINY, read_scalars, run_cli
+from tests.conftest import REPO, TINY, options, read_scalars, run_cli
 
 # A few bad command lines through a real interpreter; tests/test_faults.py checks many more
 # through the same main() in-process.
 BAD_INPUT = [
     # (command-line arguments, a fragment the one error line must contain)
-    (["agent=foo"], "agent=foo is not an option of agent; choose one of: dqn, qnet"),
+    (["agent=foo"], "agent=foo is not an option of agent; choose one of: "
+     + ", ".join(options("agent"))),
     (["optimizer.lr=-1"], "optimizer.lr=-1.0 must be > 0"),
     (["env=gym", "env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0' could not be made"),
     (["run_name=../../escape"], "run_name='../../escape' is not allowed"),

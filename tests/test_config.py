@@ -2,20 +2,20 @@
 value checks refuse what is out of range."""
 
 import itertools
-from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from rlexp.agents.dqn import DQNConfig
-from rlexp.config import CONFIG_DIR, SCHEMAS, AdamConfig, ConfigError, config_from_dict
-from tests.conftest import compose_config
-
-
-def options(group: str) -> list[str]:
-    """The options of a config group: its YAML files."""
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
-
+from rlexp.config import (
+    CONFIG_DIR,
+    SCHEMAS,
+    AdamConfig,
+    ConfigError,
+    DeviceConfig,
+    config_from_dict,
+)
+from tests.conftest import compose_config, options
 
 AGENTS, ENVS, OPTIMIZERS, DEVICES = (options(g) for g in ("agent", "env", "optimizer", "device"))
 
@@ -97,3 +97,29 @@ def test_saved_config_round_trips_to_the_same_typed_config():
     assert config_from_dict(data) == cfg
     with pytest.raises(ConfigError, match="not a config saved by rlexp"):
         config_from_dict({"agent": {"name": "nope"}})
+
+
+def test_every_registered_agent_has_its_config_option_and_every_option_an_agent():
+    from rlexp.agents import AGENTS as REGISTERED
+
+    assert sorted(REGISTERED) == AGENTS
+    for name, agent in REGISTERED.items():
+        assert agent.Config.name == name and SCHEMAS["agent"][name] is agent.Config
+
+
+#: The options that are their schema's own YAML (agent=dqn: DQNConfig, env=toy, ...).
+OWN_SCHEMA = [(group, option, SCHEMAS[group][option]) for group in SCHEMAS
+              for option in options(group) if option in SCHEMAS[group]]
+
+
+@pytest.mark.parametrize("group,option,schema", [*OWN_SCHEMA, ("device", "auto", DeviceConfig)])
+def test_an_option_named_after_its_schema_adds_no_defaults_of_its_own(group, option, schema):
+    # Each default lives in one place, the dataclass: the YAML only selects the schema, so the
+    # CLI and Python (unit tests, notebooks) cannot disagree.
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        composed = compose("config", overrides=["run_name=x", f"{group}={option}"])[group]
+    assert OmegaConf.to_container(composed) == OmegaConf.to_container(
+        OmegaConf.structured(schema))

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.agents.base import EpsilonConfig, NetworkConfig, Transition
+from rlexp.agents.base import Transition
 from rlexp.agents.dqn import DQNAgent, DQNConfig
+from rlexp.agents.qlearning import EpsilonConfig, NetworkConfig
 
 SPACE = gym.spaces.Box(-1, 1, (2,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)

@@ -20,7 +20,7 @@ from rlexp import rundir, train
 from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
 from rlexp.stop import StopSignals
-from tests.conftest import REPO, TINY, TINY_DQN, compose_config, read_scalars, run_cli
+from tests.conftest import REPO, TINY, TINY_DQN, compose_config, options, read_scalars, run_cli
 
 # A DQN run on CartPole that learns from step 100 and checkpoints every 400 steps.
 DQN_RUN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
@@ -356,7 +356,8 @@ def test_a_full_disk_is_reported_in_one_line_and_in_metrics(tmp_path):
 
 BAD_COMMAND_LINES = [
     # (arguments, a fragment the one error line must contain)
-    (["agent=foo"], "agent=foo is not an option of agent; choose one of: dqn, qnet"),
+    (["agent=foo"], "agent=foo is not an option of agent; choose one of: "
+     + ", ".join(options("agent"))),
     (["env=nope"], "env=nope is not an option of env"),
     (["optimizer=rmsdrop"], "optimizer=rmsdrop is not an option of optimizer"),
     (["device=tpu"], "device=tpu is not an option of device"),

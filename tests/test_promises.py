@@ -282,6 +282,6 @@ def test_the_atari_benchmark_runs_end_to_end_on_a_tiny_budget():
     assert result.returncode == 0, result.stderr[-2000:]
     ratio = float(result.stdout.split("x the raw bytes")[0].split(", ")[-1])
     assert ratio <= 1.1
-    sps = [float(line.split(": ")[1].split(" ")[0]) for line in result.stdout.splitlines()
+    sps = [float(line.split(": ")[1].split()[0]) for line in result.stdout.splitlines()
            if line.strip().startswith("rlexp")]
     assert len(sps) == 1 and sps[0] > 0

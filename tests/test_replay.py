@@ -38,7 +38,7 @@ def test_ring_overwrites_the_oldest(n_envs):
     buffer = ReplayBuffer(10, (2,), "cpu")
     add_steps(buffer, 0, 24, n_envs)  # 24 transitions into 10 rows
     assert len(buffer) == 10
-    stored = sorted(buffer.table[:, 0].tolist())
+    stored = sorted(buffer.table.data[:, 0].tolist())
     assert stored == list(range(14, 24))  # exactly the newest ten
     assert buffer.pos == 24 % 10
 

@@ -1,4 +1,4 @@
-"""Whole runs with tiny budgets: every agent x env x optimizer on cpu and auto writes the
+"""Whole runs with tiny budgets: every agent x env x optimizer (on cpu or auto) writes the
 documented TensorBoard scalars (read back from the event file), metrics.json, a checkpoint that
 load_agent restores, and the same curves for the same seed."""
 
@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import rlexp
-from tests.conftest import TINY, TINY_DQN, read_scalars, run_in_process
+from rlexp.config import SCHEMAS
+from tests.conftest import TINY, TINY_DQN, options, read_scalars, run_in_process
 
 TAGS = {"train/loss", "train/episode_return", "train/episode_length", "train/epsilon",
         "train/q_mean", "eval/return_mean", "eval/return_std", "time/sps"}
@@ -22,13 +23,15 @@ ENV_OVERRIDES = {"toy": ["env=toy"], "cartpole": ["env=cartpole"],
 
 
 def tiny(agent: str, env: str, optimizer: str = "adam", device: str = "cpu") -> list[str]:
+    replay = hasattr(SCHEMAS["agent"][agent], "buffer_size")  # DQN's settings, shrunk
     return [f"agent={agent}", *ENV_OVERRIDES[env], f"optimizer={optimizer}", f"device={device}",
-            *TINY, *(TINY_DQN if agent == "dqn" else [])]
+            *TINY, *(TINY_DQN if replay else [])]
 
 
-@pytest.mark.parametrize("agent,env,optimizer,device",
-                         list(itertools.product(["qnet", "dqn"], ENV_OVERRIDES, ["sgd", "adam"],
-                                                ["cpu", "auto"])))
+# Every registered agent x env x optimizer; cpu and auto alternate.
+@pytest.mark.parametrize("agent,env,optimizer,device", [
+    (*combination, ("cpu", "auto")[i % 2]) for i, combination in enumerate(
+        itertools.product(options("agent"), ENV_OVERRIDES, ["sgd", "adam"]))])
 def test_every_combination_trains_and_logs_finite_scalars(run_dir, agent, env, optimizer, device):
     metrics = run_in_process(tiny(agent, env, optimizer, device), run_dir)
     scalars = read_scalars(run_dir)
@@ -94,7 +97,7 @@ def test_epsilon_follows_the_linear_schedule(run_dir):
     assert eps[300] == eps[600] == pytest.approx(0.1)
 
 
-@pytest.mark.parametrize("agent", ["qnet", "dqn"])
+@pytest.mark.parametrize("agent", options("agent"))
 def test_same_seed_same_curves_and_different_seeds_differ(tmp_path, agent):
     def loss_curve(seed, name):
         run_in_process([*tiny(agent, "cartpole"), f"seed={seed}"], tmp_path / name)

@@ -2,10 +2,14 @@
 
 Every env step goes into the replay buffer. Once ``learning_starts`` steps are stored, every
 ``train_freq`` vector-env steps the online network takes ``gradient_steps`` gradient steps on
-uniformly sampled minibatches, toward ``r + gamma * Q_target(s', argmax_a' Q(s', a'))``, where the
+sampled minibatches, toward ``r + gamma * Q_target(s', argmax_a' Q(s', a'))``, where the
 argmax uses the target network (plain DQN) or the online network (``double_q``). Terminated
 transitions do not bootstrap; truncated ones do. Every ``target_update_interval`` env steps the
 target network moves to the online one: a copy when ``tau`` is 1, Polyak averaging otherwise.
+
+Options: n-step returns (``n_step``), a dueling head (``network.dueling``) and proportional
+prioritized replay (``prioritized``). Subclasses change what the network predicts and the loss
+(``_loss``), as C51 does; the replay, target network and update schedule stay.
 """
 
 from __future__ import annotations
@@ -15,13 +19,20 @@ from dataclasses import dataclass, field
 
 import torch
 
-from rlexp.agents.base import Agent, AgentConfig, EpsilonConfig, NetworkConfig, Transition, td_loss
+from rlexp.agents.base import Transition
+from rlexp.agents.qlearning import (
+    EpsilonConfig,
+    NetworkConfig,
+    QLearningAgent,
+    QLearningConfig,
+    td_loss,
+)
 from rlexp.logger import log
-from rlexp.replay import make_replay
+from rlexp.replay import ReplaySample, make_replay
 
 
 @dataclass
-class DQNConfig(AgentConfig):
+class DQNConfig(QLearningConfig):
     name: str = "dqn"
     #: Transitions kept in the replay buffer; the oldest are overwritten.
     buffer_size: int = 100_000
@@ -39,6 +50,21 @@ class DQNConfig(AgentConfig):
     tau: float = 1.0
     #: Double DQN: pick the next action with the online net, value it with the target net.
     double_q: bool = True
+    #: n-step returns: a target sums the discounted rewards of up to this many steps of the
+    #: same env, then bootstraps with gamma**n (fewer steps at an episode's end; a terminated
+    #: end does not bootstrap, a truncated one does). 1: one-step Q-learning. Rainbow uses 3.
+    n_step: int = 1
+    #: Proportional prioritized replay (Schaul et al. 2016): transitions are sampled in
+    #: proportion to (|TD error| + priority_epsilon) ** priority_alpha, new ones at the largest
+    #: priority so far, and losses weighted by importance-sampling weights of exponent beta,
+    #: annealed from priority_beta to 1 over total_steps.
+    prioritized: bool = False
+    #: How much the priorities count (0: uniform sampling).
+    priority_alpha: float = 0.6
+    #: The importance-sampling exponent at step 0 (1: full correction).
+    priority_beta: float = 0.4
+    #: Added to |TD error|, so that no transition's priority is 0.
+    priority_epsilon: float = 1e-6
     loss: str = "huber"
     max_grad_norm: float | None = None
     network: NetworkConfig = field(default_factory=lambda: NetworkConfig(hidden=[128, 128]))
@@ -49,16 +75,21 @@ class DQNConfig(AgentConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps",
-                     "target_update_interval"):
+                     "target_update_interval", "n_step"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"agent.{name}={getattr(self, name)} must be positive")
         if self.learning_starts < 0:
             raise ValueError(f"agent.learning_starts={self.learning_starts} must be >= 0")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"agent.tau={self.tau} must be in (0, 1]")
+        for name in ("priority_alpha", "priority_beta"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"agent.{name}={getattr(self, name)} must be in [0, 1]")
+        if not self.priority_epsilon > 0:
+            raise ValueError(f"agent.priority_epsilon={self.priority_epsilon} must be > 0")
 
 
-class DQNAgent(Agent):
+class DQNAgent(QLearningAgent):
     Config = DQNConfig
 
     def __init__(self, cfg: DQNConfig, observation_space, action_space, make_optimizer, device,
@@ -67,6 +98,8 @@ class DQNAgent(Agent):
                          total_steps, seed, frame_stack)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.replay = make_replay(cfg.buffer_size, observation_space, frame_stack, device, seed)
+        if cfg.prioritized:
+            self.replay.prioritize(cfg.priority_alpha, cfg.priority_epsilon, seed)
         log.info("replay memory: %s", self.replay.describe())
         self.vector_steps = 0  # calls to learn(); train_freq counts these
         self.num_envs = 1  # envs per learn() call (the target update interval counts env steps)
@@ -116,10 +149,25 @@ class DQNAgent(Agent):
             self._update_target()
         return metrics
 
+    @property
+    def priority_beta(self) -> float:
+        """The importance-sampling exponent now: annealed linearly to 1 over the run."""
+        beta = self.cfg.priority_beta
+        return beta + (1.0 - beta) * min(self.env_steps / self.total_steps, 1.0)
+
     def _gradient_update(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One gradient step on a sampled minibatch; returns the loss and the batch's Q(s, a)."""
         cfg = self.cfg
-        b = self.replay.sample(cfg.batch_size)
+        b = self.replay.sample(cfg.batch_size, cfg.n_step, cfg.gamma, self.priority_beta)
+        loss, q, errors = self._loss(b)
+        self._gradient_step(loss)
+        if self.replay.sampler is not None:
+            self.replay.sampler.update(b.index, errors)
+        return loss.detach(), q.detach()
+
+    def _loss(self, b: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The loss of a batch, its Q(s, a), and each sample's error (the priority's base)."""
+        cfg = self.cfg
         if cfg.double_q:
             # One online forward over [obs; next_obs] gives both Q(s, .) and the argmax at s'.
             q_both = self.q_net(torch.cat([b.obs, b.next_obs]))
@@ -132,10 +180,8 @@ class DQNAgent(Agent):
             with torch.no_grad():
                 next_q = self.target_net(b.next_obs).max(dim=1).values
         q = q_all.gather(1, b.action[:, None]).squeeze(1)
-        target = b.reward + cfg.gamma * (1.0 - b.terminated) * next_q
-        loss = td_loss(q, target, cfg.loss)
-        self._gradient_step(loss)
-        return loss.detach(), q.detach()
+        target = b.reward + b.discount * next_q
+        return td_loss(q, target, cfg.loss, b.weight), q, q.detach() - target
 
     @torch.no_grad()
     def _update_target(self) -> None:

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rlexp.agents.base import Agent, AgentConfig, EpsilonConfig, Transition, td_loss
+from rlexp.agents.base import Transition
+from rlexp.agents.qlearning import EpsilonConfig, QLearningAgent, QLearningConfig, td_loss
 
 
 @dataclass
-class QNetConfig(AgentConfig):
+class QNetConfig(QLearningConfig):
     name: str = "qnet"
     #: Constant exploration by default: online Q-learning has no warm-up phase to anneal over.
     epsilon: EpsilonConfig = field(
@@ -25,7 +26,7 @@ class QNetConfig(AgentConfig):
     )
 
 
-class QNetAgent(Agent):
+class QNetAgent(QLearningAgent):
     Config = QNetConfig
 
     def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor]:

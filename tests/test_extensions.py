@@ -1,0 +1,291 @@
+"""DQN's extensions against hand-computed values: n-step returns (episode ends, truncations,
+several envs, both replay memories), the dueling head, prioritized replay (sampling
+distribution, importance weights, new transitions at the largest priority) and C51's projected
+target; and the agent contract: a minimal agent defined here runs through the real loop."""
+
+from functools import partial
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from rlexp.agents.base import Agent, AgentConfig
+from rlexp.agents.c51 import C51Agent, C51Config, project
+from rlexp.agents.dqn import DQNAgent, DQNConfig
+from rlexp.agents.qlearning import NetworkConfig, td_loss
+from rlexp.nets import DuelingHead, q_network
+from rlexp.replay import FrameReplayBuffer, PrioritizedSampler, ReplayBuffer, SumTree
+from tests.conftest import TINY, TINY_DQN, read_scalars, run_in_process
+
+GAMMA = 0.5
+
+
+def episodes(n_envs: int, steps: int, seed: int = 0):
+    """Per env, transitions (obs id, reward, terminated, truncated, next obs id) of random-length
+    episodes that end by termination or truncation; ids are unique per env and step."""
+    rng = np.random.default_rng(seed)
+    streams = []
+    for env in range(n_envs):
+        rows, t = [], 0
+        for _ in range(steps):
+            end = rng.random() < 0.2
+            terminated = end and rng.random() < 0.5
+            rows.append((1000 * env + t, float(rng.integers(1, 9)), terminated,
+                         end and not terminated, 1000 * env + t + 1))
+            t += 2 if end else 1  # after an end, the next obs is a reset (an id not followed)
+        streams.append(rows)
+    return streams
+
+
+def expected_n_step(stream: list, j: int, n: int) -> tuple[float, float, int]:
+    """Reward sum, discount and next obs id of the n-step transition at stream[j]."""
+    total, scale = 0.0, 1.0
+    for k in range(n):
+        obs, reward, terminated, truncated, nxt = stream[j + k]
+        total += scale * reward
+        scale *= GAMMA
+        if terminated:
+            return total, 0.0, nxt
+        if truncated or j + k + 1 == len(stream):  # an end, or the newest stored
+            return total, scale, nxt
+    return total, scale, nxt
+
+
+def filled(memory_kind: str, n_envs: int, steps: int):
+    streams = episodes(n_envs, steps)
+    if memory_kind == "table":
+        memory = ReplayBuffer(10_000, (1,), "cpu", seed=0)
+    else:  # one frame per observation, stored once; ids fit in two uint8 values
+        memory = FrameReplayBuffer(10_000, (2,), np.uint8, 1, "cpu", seed=0)
+
+    def encode(ids):
+        ids = np.asarray(ids)
+        return ids[:, None] if memory_kind == "table" else \
+            np.stack([ids // 256, ids % 256], axis=1).astype(np.uint8)
+
+    for t in range(steps):
+        rows = [s[t] for s in streams]
+        memory.add(encode([r[0] for r in rows]), np.zeros(n_envs, int),
+                   np.array([r[1] for r in rows]), encode([r[4] for r in rows]),
+                   np.array([r[2] for r in rows]), np.array([r[3] for r in rows]))
+    return memory, streams
+
+
+def decode(memory_kind: str, obs: torch.Tensor) -> np.ndarray:
+    x = obs.numpy().astype(np.int64)
+    return x[:, 0] if memory_kind == "table" else x[:, 0] * 256 + x[:, 1]
+
+
+@pytest.mark.parametrize("memory_kind", ["table", "frames"])
+@pytest.mark.parametrize("n_envs", [1, 3])
+@pytest.mark.parametrize("n", [1, 3])
+def test_n_step_transitions_stop_at_episode_ends_bootstrap_truncations_and_keep_envs_apart(
+        memory_kind, n_envs, n):
+    memory, streams = filled(memory_kind, n_envs, 60)
+    b = memory.sample(4000, n_step=n, gamma=GAMMA)
+    index = {row[0]: (env, j) for env, s in enumerate(streams) for j, row in enumerate(s)}
+    seen = set()
+    for obs, reward, discount, nxt in zip(decode(memory_kind, b.obs), b.reward.tolist(),
+                                          b.discount.tolist(), decode(memory_kind, b.next_obs),
+                                          strict=True):
+        env, j = index[obs]
+        want = expected_n_step(streams[env], j, n)
+        assert (reward, discount, nxt) == pytest.approx(want), (env, j)
+        seen.add((env, j))
+    assert len(seen) > 0.9 * n_envs * 60  # nearly every transition was checked
+
+
+def test_dueling_head_is_value_plus_centred_advantages():
+    torch.manual_seed(0)
+    head = DuelingHead(5, n_actions=3)
+    x = torch.randn(4, 5)
+    value, advantage = head.value(x), head.advantage(x)
+    torch.testing.assert_close(head(x), value + advantage - advantage.mean(dim=1, keepdim=True))
+    net = q_network(gym.spaces.Box(-1, 1, (5,)), 3, [8], dueling=True)
+    assert isinstance(net[-1], DuelingHead) and net(x).shape == (4, 3)
+
+
+def test_sum_tree_draws_in_proportion_and_never_a_zero():
+    tree = SumTree(6)
+    tree.set(np.arange(6), np.array([1.0, 0.0, 2.0, 3.0, 0.0, 4.0]))
+    assert tree.total == 10.0
+    rng = np.random.default_rng(0)
+    draws = tree.find(rng.random(100_000) * tree.total)
+    counts = np.bincount(draws, minlength=6)
+    p = np.array([1, 0, 2, 3, 0, 4]) / 10
+    sigma = np.sqrt(100_000 * p * (1 - p))
+    assert np.all(np.abs(counts - 100_000 * p) <= 5 * sigma + 1e-9), counts
+    # A changed value changes the sums above it (duplicates in one update agree).
+    tree.set(np.array([5, 5]), np.array([0.0, 0.0]))
+    assert tree.total == 6.0 and not np.any(tree.find(rng.random(1000) * 6.0) == 5)
+
+
+def test_prioritized_sampler_weights_and_new_transitions_at_the_largest_priority():
+    sampler = PrioritizedSampler(4, alpha=1.0, epsilon=1e-6, seed=0)
+    sampler.add(0, np.array([True, True, False, False]))  # two transitions at priority 1
+    sampler.update(torch.tensor([0, 1]), torch.tensor([1.0, 3.0]) - 1e-6)
+    # P = [1/4, 3/4]; N = 2; beta = 1: (N P)**-1 = [2, 2/3], divided by the largest.
+    weights = sampler.weights(torch.tensor([0, 1]), beta=1.0)
+    torch.testing.assert_close(weights, torch.tensor([1.0, 1.0 / 3.0]))
+    sampler.add(2, np.array([True]))
+    assert sampler.tree[np.array([2])][0] == pytest.approx(3.0)  # the largest so far
+    draws = sampler.draw(30_000, torch.device("cpu")).numpy()
+    counts = np.bincount(draws, minlength=4)
+    assert counts[3] == 0
+    np.testing.assert_allclose(counts[:3] / 30_000, [1 / 7, 3 / 7, 3 / 7], atol=0.01)
+
+
+def test_prioritized_dqn_weights_its_loss_and_anneals_beta():
+    q, target, w = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.5])
+    assert td_loss(q, target, "mse", w).item() == pytest.approx((0.5 * 1 + 0.5 * 0.5 * 4) / 2)
+    agent = DQNAgent(DQNConfig(prioritized=True, priority_beta=0.4, batch_size=4,
+                               learning_starts=4, train_freq=1, gradient_steps=1,
+                               network=NetworkConfig(hidden=[8])),
+                     gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),
+                     partial(torch.optim.SGD, lr=0.1), torch.device("cpu"), 100, 0)
+    assert agent.priority_beta == pytest.approx(0.4)
+    from rlexp.agents.base import Transition
+
+    for _ in range(50):
+        agent.learn(Transition(np.zeros((1, 2), np.float32), np.zeros(1, int), np.ones(1),
+                               np.ones((1, 2), np.float32), np.zeros(1, bool),
+                               np.zeros(1, bool)))
+    assert agent.priority_beta == pytest.approx(0.4 + 0.6 * 0.5)
+    # Every gradient step set the priorities of what it sampled: not all 1 any more.
+    leaves = agent.replay.sampler.tree[np.arange(50)]
+    assert len(np.unique(leaves)) > 1 and np.all(leaves > 0)
+
+
+SUPPORT = torch.tensor([-1.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize("probs,reward,discount,want", [
+    ([0, 1, 0], 0.5, 1.0, [0, 0.5, 0.5]),     # the mass at 0 lands at 0.5, between 0 and 1
+    ([1, 0, 0], 0.25, 0.5, [0.25, 0.75, 0]),  # -1 -> -0.25
+    ([0.2, 0.3, 0.5], 0.5, 0.0, [0, 0.5, 0.5]),  # terminal: everything at r
+    ([0.2, 0.3, 0.5], 1.0, 0.0, [0, 0, 1]),      # exactly on an atom: all of it there
+    ([0.2, 0.3, 0.5], -1.0, 0.0, [1, 0, 0]),     # on the lowest atom
+    ([0.2, 0.3, 0.5], 5.0, 1.0, [0, 0, 1]),      # beyond v_max: clipped to it
+    ([0.5, 0.0, 0.5], 0.0, 1.0, [0.5, 0, 0.5]),  # identity
+])
+def test_c51_projection_matches_hand_computed_targets(probs, reward, discount, want):
+    target = project(torch.tensor([probs], dtype=torch.float32), torch.tensor([reward]),
+                     torch.tensor([discount]),
+                     SUPPORT)
+    torch.testing.assert_close(target, torch.tensor([want], dtype=torch.float32), atol=1e-6,
+                               rtol=0)
+
+
+def test_c51_q_values_are_the_means_of_its_distributions():
+    agent = C51Agent(C51Config(atoms=3, v_min=-1, v_max=1, network=NetworkConfig(hidden=[])),
+                     gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),
+                     partial(torch.optim.Adam), torch.device("cpu"), 100, 0)
+    with torch.no_grad():  # logits: action 0 all on +1, action 1 uniform
+        agent.q_net[-1].bias.copy_(torch.tensor([-50.0, -50.0, 50.0, 0.0, 0.0, 0.0]))
+    torch.testing.assert_close(agent.q_values(np.zeros((1, 2), np.float32)),
+                               torch.tensor([[1.0, 0.0]]))
+    assert agent.act(np.zeros((3, 2), np.float32), explore=False).tolist() == [0, 0, 0]
+
+
+# ------------------------------------------------------------------------- the agent contract
+
+
+class CountingConfig(AgentConfig):
+    pass
+
+
+class CountingAgent(Agent):
+    """The smallest agent: always action 0; 'learns' by counting steps. Not registered (it is
+    not in rlexp.agents), so it only runs through the loop directly."""
+
+    Config = CountingConfig
+    value_metric = "count"
+
+    def __init__(self, *args, report=True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.count, self.report = 0, report
+
+    def act(self, obs, explore=True):
+        return np.zeros(len(obs), dtype=np.int64)
+
+    def learn(self, batch, should_stop=None):
+        self.count += len(batch.obs)
+        return {"count": torch.tensor(float(self.count))} if self.report else {"other": 0}
+
+    def q_values(self, obs):
+        return torch.zeros(len(obs), self.action_space.n)
+
+    def log_scalars(self):
+        return {"count_logged": float(self.count)}
+
+    def state_dict(self):
+        return {"count": self.count}
+
+    def load_state_dict(self, state):
+        self.count = state["count"]
+
+
+class Recorder:
+    def __init__(self):
+        self.points = {}
+
+    def scalar(self, tag, value, step):
+        self.points.setdefault(tag, []).append((step, value))
+
+
+def run_contract_agent(report=True, max_abs_q=1e6):
+    from rlexp.build import make_vector_env
+    from rlexp.config import EnvConfig
+    from rlexp.loop import LoopSettings, train
+
+    envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)
+    eval_envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)
+    agent = CountingAgent(CountingConfig(), envs.single_observation_space,
+                          envs.single_action_space, None, torch.device("cpu"), 400, 0,
+                          report=report)
+    tb = Recorder()
+    result = train(agent, envs, eval_envs, LoopSettings(total_steps=400, seed=0, log_every=100,
+                                                        eval_every=200, max_abs_q=max_abs_q),
+                   tb, lambda state: None)
+    return result, tb.points
+
+
+def test_a_minimal_agent_runs_through_the_real_loop_by_the_contract_alone():
+    result, points = run_contract_agent()
+    assert result.outcome == "completed" and result.state.step == 400
+    # learn()'s scalars, averaged per interval, and log_scalars() at each log point.
+    assert [s for s, _ in points["train/count_logged"]] == [100, 200, 300, 400]
+    assert points["train/count_logged"][-1][1] == 400
+    assert points["train/count"][0] == (100, pytest.approx(np.mean(range(2, 101, 2))))
+    assert [s for s, _ in points["eval/return_mean"]] == [200, 400]
+    assert "train/epsilon" not in points  # only what the agent reports
+
+
+def test_a_value_metric_the_agent_does_not_report_is_an_error_not_a_silent_pass():
+    with pytest.raises(ValueError, match="reports no 'count'"):
+        run_contract_agent(report=False)
+    assert run_contract_agent(report=False, max_abs_q=None)[0].outcome == "completed"
+
+
+# ------------------------------------------------------------------ every option, end to end
+
+OPTIONS = {
+    "dqn-n_step": ["agent=dqn", "agent.n_step=3"],
+    "dqn-dueling": ["agent=dqn", "agent.network.dueling=true"],
+    "dqn-prioritized": ["agent=dqn", "agent.prioritized=true"],
+    "dqn-all-num_envs": ["agent=dqn", "agent.n_step=3", "agent.network.dueling=true",
+                         "agent.prioritized=true", "env.num_envs=3"],
+    "c51-all": ["agent=c51", "agent.n_step=3", "agent.network.dueling=true",
+                "agent.prioritized=true", "agent.v_max=100", "agent.double_q=false"],
+    "c51-minatar": ["agent=c51", "env=minatar", "agent.n_step=2", "agent.prioritized=true"],
+}
+
+
+@pytest.mark.parametrize("name", OPTIONS)
+def test_every_extension_trains_a_tiny_budget_and_logs_its_curves(run_dir, name):
+    metrics = run_in_process([*OPTIONS[name], "device=cpu", *TINY, *TINY_DQN], run_dir)
+    assert metrics.status == "completed" and metrics.env_steps == 600
+    scalars = read_scalars(run_dir)
+    for tag in ("train/loss", "train/q_mean", "eval/return_mean"):
+        assert scalars[tag] and all(np.isfinite(v) for _, v in scalars[tag]), tag
