@@ -11,7 +11,6 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import RecordEpisodeStatistics
-from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from rlexp import rundir
@@ -26,6 +25,7 @@ from rlexp.config import (
     EvalConfig,
     OptimizerConfig,
     config_from_dict,
+    optimizer_class,
 )
 
 
@@ -129,9 +129,9 @@ def build_optimizer(cfg: OptimizerConfig) -> partial:
     The config's ``_target_`` was checked to be a torch.optim optimizer when the config was
     validated, so no command-line override can make this call anything else.
     """
-    kwargs = {k: v for k, v in vars(cfg).items() if k != "name"}
+    kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "_target_", "_partial_")}
+    factory = partial(optimizer_class(cfg._target_), **kwargs)
     try:
-        factory = instantiate(kwargs, _convert_="all")
         factory(torch.nn.Linear(1, 1).parameters())  # bad keyword arguments fail here, not later
     except Exception as e:
         raise ConfigError(f"optimizer {cfg._target_} rejects its arguments: {e}") from e

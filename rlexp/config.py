@@ -212,7 +212,8 @@ def optimizer_class(target: str) -> type[torch.optim.Optimizer]:
 
 @dataclass
 class OptimizerConfig:
-    """A torch.optim optimizer, built with ``hydra.utils.instantiate`` as a partial."""
+    """A torch.optim optimizer: ``_target_`` names the class, the other fields are its keyword
+    arguments (:func:`rlexp.build.build_optimizer` makes the partial)."""
 
     #: Which optimizer schema this is (fixed by the optimizer's YAML).
     name: str = ""

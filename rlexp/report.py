@@ -111,6 +111,13 @@ class Run:
             return None
         return next((step for step, value in self.eval_curve if value >= self.target), None)
 
+    def holds_target(self, last: int) -> bool | None:
+        """Whether the mean of the last ``last`` evaluations is >= the target (``last=1``:
+        the final one): a result that holds at the end of the budget, not a lucky peak."""
+        if self.target is None or not self.eval_curve:
+            return None
+        return float(np.mean([v for _, v in self.eval_curve[-last:]])) >= self.target
+
 
 def _read_eval_curve(run_dir: Path) -> list[tuple[int, float]]:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -173,6 +180,10 @@ class Group:
     def returns(self) -> Stats:
         return Stats.of([r.final_return for r in self.completed])
 
+    def holding(self, last: int) -> int:
+        """Completed runs whose last ``last`` evaluations average at least the target."""
+        return sum(bool(r.holds_target(last)) for r in self.completed)
+
     def steps(self) -> Stats:
         return Stats.of([r.steps_to_target for r in self.completed
                          if r.steps_to_target is not None])
@@ -201,9 +212,12 @@ def _fmt(x: float | None, digits: int = 1) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{digits}f}"
 
 
+#: Evaluations averaged for "holds": the final one, and the last HOLD_LAST.
+HOLD_LAST = 5
 COLUMNS = ["group", "runs", "completed", "return_mean", "return_std", "return_iqm",
-           "return_ci_low", "return_ci_high", "target", "reached", "steps_mean", "steps_std",
-           "steps_iqm", "steps_ci_low", "steps_ci_high"]
+           "return_ci_low", "return_ci_high", "target", "reached", "final_holds",
+           "last5_holds", "steps_mean", "steps_std", "steps_iqm", "steps_ci_low",
+           "steps_ci_high"]
 
 
 def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
@@ -214,7 +228,8 @@ def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
             "group": g.label, "runs": len(g.runs), "completed": len(g.completed),
             "return_mean": ret.mean, "return_std": ret.std, "return_iqm": ret.iqm,
             "return_ci_low": ret.ci_low, "return_ci_high": ret.ci_high, "target": g.target,
-            "reached": steps.n, "steps_mean": steps.mean, "steps_std": steps.std,
+            "reached": steps.n, "final_holds": g.holding(1), "last5_holds": g.holding(HOLD_LAST),
+            "steps_mean": steps.mean, "steps_std": steps.std,
             "steps_iqm": steps.iqm, "steps_ci_low": steps.ci_low, "steps_ci_high": steps.ci_high,
         })
     return rows
@@ -223,12 +238,14 @@ def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
 def table(rows: list[dict[str, Any]]) -> list[list[str]]:
     """Header and rows for the printed and markdown tables."""
     header = ["group", "seeds", "final return mean ± std", "IQM", "95% CI", "target",
-              "reached", "steps mean ± std", "steps IQM", "steps 95% CI"]
+              "reached", "final >= target", f"last {HOLD_LAST} >= target", "steps mean ± std",
+              "steps IQM", "steps 95% CI"]
     body = [[
         r["group"], f"{r['completed']}/{r['runs']}",
         f"{_fmt(r['return_mean'])} ± {_fmt(r['return_std'])}", _fmt(r["return_iqm"]),
         f"[{_fmt(r['return_ci_low'])}, {_fmt(r['return_ci_high'])}]", _fmt(r["target"], 0),
-        "n/a" if r["target"] is None else f"{r['reached']}/{r['completed']}",
+        *("n/a" if r["target"] is None else f"{r[k]}/{r['completed']}"
+          for k in ("reached", "final_holds", "last5_holds")),
         f"{_fmt(r['steps_mean'], 0)} ± {_fmt(r['steps_std'], 0)}", _fmt(r["steps_iqm"], 0),
         f"[{_fmt(r['steps_ci_low'], 0)}, {_fmt(r['steps_ci_high'], 0)}]",
     ] for r in rows]

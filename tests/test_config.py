@@ -2,6 +2,7 @@
 value checks refuse what is out of range."""
 
 import itertools
+from pathlib import Path
 
 import pytest
 from hydra.errors import ConfigCompositionException
@@ -123,3 +124,17 @@ def test_an_option_named_after_its_schema_adds_no_defaults_of_its_own(group, opt
         composed = compose("config", overrides=["run_name=x", f"{group}={option}"])[group]
     assert OmegaConf.to_container(composed) == OmegaConf.to_container(
         OmegaConf.structured(schema))
+
+
+def test_tuned_settings_apply_to_their_agent_and_env_only_and_overrides_beat_them():
+    # conf/tuned/<agent>_<env>.yaml, chosen by Hydra's config-group specialization.
+    tuned = {p.stem for p in (Path(CONFIG_DIR) / "tuned").glob("*.yaml")}
+    assert "qnet_toy" in tuned
+    assert compose_config(["agent=qnet", "env=toy"]).agent.epsilon.start == 1.0
+    assert compose_config(["agent=qnet", "env=cartpole"]).agent.epsilon.start == 0.1
+    assert compose_config(["agent=qnet", "env=toy", "agent.epsilon.start=0.3"]
+                          ).agent.epsilon.start == 0.3
+    for name in tuned:  # each names a real agent and env, and composes
+        agent, env = name.split("_", 1)
+        assert agent in AGENTS and env in ENVS, name
+        compose_config([f"agent={agent}", f"env={env}"])

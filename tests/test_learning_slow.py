@@ -44,3 +44,24 @@ def test_dqn_beats_random_play_on_minatar_breakout(tmp_path):
     stderr = np.sqrt(trained.var(ddof=1) / len(trained) + random.var(ddof=1) / len(random))
     margin = trained.mean() - random.mean()
     assert margin > max(5 * stderr, 1.0), (trained.mean(), random.mean(), stderr)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_qnet_on_the_toy_chain_learns_the_optimal_policy_with_no_overrides(tmp_path, seed):
+    # agent=qnet env=toy as typed: the tuned settings (conf/tuned/qnet_toy.yaml) explore
+    # enough to find the goal; the greedy policy walks right from every state, and Q(s, right)
+    # is within 0.05 of Q* (value iteration on the env's own model).
+    import gymnasium as gym
+
+    from rlexp.build import load_agent
+    from rlexp.envs.planning import value_iteration
+
+    metrics = run_in_process(["agent=qnet", "env=toy", "device=cpu", f"seed={seed}"],
+                             tmp_path / "run")
+    assert metrics.status == "completed" and metrics.eval_return_mean == 1.0
+    env = gym.make("rlexp/Toy-v0")
+    q_star = value_iteration(env.unwrapped.P, 0.99)
+    n = env.observation_space.n
+    q = load_agent(tmp_path / "run").q_values(np.arange(n - 1)).numpy()  # the goal is terminal
+    assert (q.argmax(axis=1) == 1).all(), q
+    np.testing.assert_allclose(q[:, 1], q_star[: n - 1, 1], atol=0.05)

@@ -266,9 +266,14 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_budget():
     result = subprocess.run(
         [sys.executable, "scripts/bench_cartpole.py", "--seeds", "1", "--budget", "600",
          "--eval-every", "300", "--overhead-steps", "600", "--overhead-rounds", "1",
-         "--skip-sb3"], cwd=REPO, capture_output=True, text=True, timeout=300)
+         "--startup-rounds", "1", "--skip-sb3"], cwd=REPO, capture_output=True, text=True,
+        timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "rlexp: solved 0/1" in result.stdout or "rlexp: solved 1/1" in result.stdout
+    rlexp = next(ln for ln in result.stdout.splitlines() if ln.strip().startswith("rlexp:"))
+    assert "final eval >= 475 in 0/1" in rlexp and "first solved in 0/1" in rlexp  # 600 steps
+    start = next(ln for ln in result.stdout.splitlines() if ln.startswith("start-up"))
+    run, bare = (float(start.split(word)[1].split("s")[0]) for word in ("takes ", "hydra "))
+    assert run > bare > 0
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("training loop"))
     ratios = [float(part.split(" ")[0]) for part in line.split("ratio ")[1:]]
     assert len(ratios) == 2 and all(np.isfinite(r) and r > 0 for r in ratios)
