@@ -53,7 +53,7 @@ class EnvConfig:
     #: Envs stepped together (gymnasium's synchronous vector env).
     num_envs: int = 1
     #: The mean return at which the env counts as solved (gymnasium's reward_threshold, e.g.
-    #: 475 for CartPole-v1); null: none. By default runs stop there (train.stop_on_return).
+    #: 475 for CartPole-v1); null: none. Sweep reports count the runs that reach it.
     solved_return: float | None = None
 
     def __post_init__(self) -> None:
@@ -394,8 +394,9 @@ class CheckpointConfig:
 class TrainConfig:
     """When training ends (besides ``total_steps``)."""
 
-    #: End the run once a greedy evaluation's mean return reaches this value; null: never.
-    #: The final evaluation is then that evaluation. Defaults to ``env.solved_return``.
+    #: End the run once a greedy evaluation's mean return reaches this value; null (the
+    #: default): never, the run trains its whole budget. The final evaluation is then that
+    #: evaluation. ``train.stop_on_return=${env.solved_return}`` stops once the env is solved.
     stop_on_return: float | None = None
     #: The run counts as diverged (status diverged, it stops) when the mean Q-value over a log
     #: interval exceeds this in absolute value; null: only NaN or infinite values count. Far
@@ -449,6 +450,14 @@ def hydra_subdir(resume: str | None, stamp: str, output_dir: str) -> str:
     return ".hydra" if resume is None or resume == "" else f".hydra/resume_{stamp}"
 
 
+def run_label(agent: str, env: str, env_id: str) -> str:
+    """The default ``run_name``: ``<agent>-<env option>``, or ``<agent>-<env id>`` for
+    ``env=gym`` (``dqn-LunarLander-v3``, not ``dqn-gym`` for every gymnasium env)."""
+    name = f"{agent}-{env_id if env == 'gym' else env}"
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:100]
+
+
+OmegaConf.register_new_resolver("run_label", run_label, replace=True)
 OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -95,28 +96,31 @@ def sb3_run(seed: int, eval_every: int, budget: int = BUDGET) -> dict:
     return outcome(start, [tuple(e) for e in json.loads(out.strip().splitlines()[-1])])
 
 
-def startup_seconds(rounds: int) -> tuple[float, float]:
-    """Median seconds, launch to exit, of a 1-step run (``total_steps=1 eval.episodes=1``) and
-    of importing torch, gymnasium and hydra alone, interleaved."""
+def startup_seconds(rounds: int) -> tuple[float, float, float]:
+    """Median seconds, launch to exit, of a 1-step run (``total_steps=1 eval.episodes=1``), of
+    importing torch, gymnasium and hydra alone, and of that plus ``torch._dynamo`` (which
+    torch.optim imports when the first optimizer is made, rlexp's or anyone's), interleaved."""
     def timed(args: list[str]) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, *args], cwd=REPO, check=True, capture_output=True)
         return time.perf_counter() - start
 
-    runs, bare = [], []
+    runs, bare, dynamo = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(rounds):
             bare.append(timed(["-c", "import torch, gymnasium, hydra"]))
+            dynamo.append(timed(["-c", "import torch, gymnasium, hydra, torch._dynamo"]))
             runs.append(timed(["-m", "rlexp.train", "total_steps=1", "eval.episodes=1",
                                "device=cpu", f"hydra.run.dir={tmp}/run{i}"]))
-    return statistics.median(runs), statistics.median(bare)
+    return statistics.median(runs), statistics.median(bare), statistics.median(dynamo)
 
 
 def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
-    """rlexp's default DQN written out by hand: nn.Sequential, Adam, a replay tensor; no
-    logging, no config, no framework. With ``vector_env`` it steps CartPole through gymnasium's
-    SyncVectorEnv (one env, same-step autoreset, episode statistics) as rlexp does; without, it
-    calls the plain env. Returns env steps per second."""
+    """rlexp's default DQN written out by hand: nn.Sequential, Adam, a replay tensor of n-step
+    transitions (made as they complete), Polyak or hard target updates, the learning-rate
+    decay; no logging, no config, no framework. With ``vector_env`` it steps CartPole through
+    gymnasium's SyncVectorEnv (one env, same-step autoreset, episode statistics) as rlexp does;
+    without, it calls the plain env. Returns env steps per second."""
     import gymnasium as gym
     import numpy as np
     import torch
@@ -135,17 +139,36 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
             autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     else:
         env = gym.make("CartPole-v1")
-    layers, width = [], 4
-    for h in a.network.hidden:
-        layers += [nn.Linear(width, h), nn.ReLU()]
-        width = h
-    q = nn.Sequential(*layers, nn.Linear(width, 2))
-    target = nn.Sequential(*[type(m)(m.in_features, m.out_features) if isinstance(m, nn.Linear)
-                             else nn.ReLU() for m in q])
+    class Q(nn.Module):  # an MLP with a linear or dueling head
+        def __init__(self):
+            super().__init__()
+            layers, width = [], 4
+            for h in a.network.hidden:
+                layers += [nn.Linear(width, h), nn.ReLU()]
+                width = h
+            self.torso = nn.Sequential(*layers)
+            self.head = nn.Linear(width, 2)
+            self.value = nn.Linear(width, 1) if a.network.dueling else None
+
+        def forward(self, x, functional=False):
+            if functional:  # acting: plain calls, without nn.Module's call machinery
+                for m in self.torso:
+                    x = torch.relu(x) if isinstance(m, nn.ReLU) else \
+                        nn.functional.linear(x, m.weight, m.bias)
+            else:
+                x = self.torso(x)
+            advantage = nn.functional.linear(x, self.head.weight, self.head.bias)
+            if self.value is None:
+                return advantage
+            value = nn.functional.linear(x, self.value.weight, self.value.bias)
+            return value + advantage - advantage.mean(dim=1, keepdim=True)
+
+    q, target = Q(), Q()
     target.load_state_dict(q.state_dict())
     opt = torch.optim.Adam(q.parameters(), lr=lr)
-    table = torch.zeros(a.buffer_size, 11)
-    size = 0
+    table = torch.zeros(a.buffer_size, 11)  # obs, next obs, action, n-step reward, discount
+    size, written = 0, 0
+    pending = deque()  # the last (obs, action, reward) of the episode, up to n_step of them
     obs, _ = env.reset(seed=seed)
     obs = obs[0].copy() if vector_env else obs
     started = time.perf_counter()
@@ -154,13 +177,9 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
                   * t / (a.epsilon.fraction * BUDGET))
         if rng.random() < eps:
             action = int(rng.integers(2))
-        else:  # the forward pass as plain calls, without nn.Module's call machinery
+        else:
             with torch.inference_mode():
-                x = torch.as_tensor(obs)[None]
-                for m in q:
-                    x = torch.relu(x) if isinstance(m, nn.ReLU) else \
-                        nn.functional.linear(x, m.weight, m.bias)
-                action = int(x.argmax())
+                action = int(q(torch.as_tensor(obs)[None], functional=True).argmax())
         if vector_env:
             next_obs, reward, terminated, truncated, info = env.step(np.array([action]))
             reset_obs = next_obs[0].copy()
@@ -169,11 +188,22 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
         else:
             next_obs, reward, terminated, truncated, _ = env.step(action)
             reset_obs = env.reset()[0] if terminated or truncated else next_obs
-        table[(t - 1) % a.buffer_size] = torch.from_numpy(np.concatenate(
-            [obs, next_obs, [action, reward, terminated]]).astype(np.float32))
-        size = min(size + 1, a.buffer_size)
+        pending.append((obs, action, reward))
+        ended = terminated or truncated
+        while pending and (len(pending) == a.n_step or ended):  # n-step transitions complete
+            ret = sum(a.gamma ** k * r for k, (_, _, r) in enumerate(pending))
+            discount = 0.0 if terminated else a.gamma ** len(pending)
+            first_obs, first_action, _ = pending.popleft()
+            table[written % a.buffer_size] = torch.from_numpy(np.concatenate(
+                [first_obs, next_obs, [first_action, ret, discount]]).astype(np.float32))
+            written += 1
+            size = min(size + 1, a.buffer_size)
+            if not ended:
+                break
         obs = reset_obs
         if size >= a.learning_starts and t % a.train_freq == 0:
+            for group in opt.param_groups:  # the learning rate's linear decay
+                group["lr"] = lr * (1 - (1 - a.lr_final_fraction) * min(t / BUDGET, 1.0))
             for _ in range(a.gradient_steps):
                 b = table[torch.randint(size, (a.batch_size,))]
                 if a.double_q:  # next action by the online net, valued by the target net
@@ -185,7 +215,7 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
                     q_now = q(b[:, :4])
                     with torch.no_grad():
                         next_q = target(b[:, 4:8]).max(1).values
-                y = b[:, 9] + a.gamma * (1 - b[:, 10]) * next_q
+                y = b[:, 9] + b[:, 10] * next_q
                 pred = q_now.gather(1, b[:, 8:9].long()).squeeze(1)
                 loss = nn.functional.smooth_l1_loss(pred, y)
                 opt.zero_grad()
@@ -194,7 +224,9 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
                     nn.utils.clip_grad_norm_(q.parameters(), a.max_grad_norm)
                 opt.step()
         if t % a.target_update_interval == 0:
-            target.load_state_dict(q.state_dict())
+            with torch.no_grad():
+                for p, p_online in zip(target.parameters(), q.parameters(), strict=True):
+                    p.lerp_(p_online, a.tau)
     return steps / (time.perf_counter() - started)
 
 
@@ -255,10 +287,11 @@ def main() -> None:
             print(f"ratio rlexp / SB3 median time to first solve: "
                   f"{rlexp_median / sb3_median:.2f} (target <= 0.3)")
 
-    run, bare = startup_seconds(args.startup_rounds)
+    run, bare, dynamo = startup_seconds(args.startup_rounds)
     print(f"start-up, median of {args.startup_rounds}: a 1-step run (total_steps=1 "
           f"eval.episodes=1) takes {run:.2f}s, importing torch, gymnasium and hydra {bare:.2f}s: "
-          f"rlexp adds {run - bare:.2f}s (target <= 0.6)", flush=True)
+          f"rlexp adds {run - bare:.2f}s (target <= 0.6), of which {dynamo - bare:.2f}s is "
+          f"torch._dynamo, imported by torch.optim's first optimizer", flush=True)
 
     # Interleaved rounds, medians: one 20k-step measurement varies by a few percent.
     rounds = [(rlexp_train_sps(args.overhead_steps),

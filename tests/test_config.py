@@ -26,10 +26,10 @@ def test_defaults_are_dqn_on_cartpole_with_adam():
     assert isinstance(cfg.agent, DQNConfig) and isinstance(cfg.optimizer, AdamConfig)
     assert cfg.env.id == "CartPole-v1" and cfg.device.type == "auto"
     assert (cfg.seed, cfg.total_steps, cfg.eval.episodes) == (0, 50_000, 20)
-    # Runs stop once the env counts as solved: gymnasium's reward_threshold for CartPole-v1.
-    assert cfg.env.solved_return == cfg.train.stop_on_return == 475
-    assert compose_config(["env=toy"]).train.stop_on_return is None
-    assert compose_config(["train.stop_on_return=null"]).train.stop_on_return is None
+    # Runs train their whole budget; the env's target is what reports count.
+    assert cfg.env.solved_return == 475 and cfg.train.stop_on_return is None
+    assert compose_config(["train.stop_on_return=${env.solved_return}"]
+                          ).train.stop_on_return == 475
 
 
 # Every agent x env x optimizer; the devices, which combine with anything, cycle through them.
@@ -138,3 +138,12 @@ def test_tuned_settings_apply_to_their_agent_and_env_only_and_overrides_beat_the
         agent, env = name.split("_", 1)
         assert agent in AGENTS and env in ENVS, name
         compose_config([f"agent={agent}", f"env={env}"])
+
+
+def test_default_run_names_name_the_env_id_for_any_gymnasium_env():
+    from rlexp.config import run_label
+
+    assert run_label("dqn", "cartpole", "CartPole-v1") == "dqn-cartpole"
+    assert run_label("dqn", "gym", "LunarLander-v3") == "dqn-LunarLander-v3"
+    assert run_label("qnet", "gym", "rlexp/Toy-v0") == "qnet-rlexp_Toy-v0"  # one dir name
+    assert "${run_label:" in (Path(CONFIG_DIR) / "config.yaml").read_text()

@@ -121,3 +121,16 @@ def test_vector_env_never_stores_a_reset_observation_as_next_state(tmp_path):
     assert torch.all((b.next_obs - b.obs).abs() <= 1)
     reached_goal = (b.terminated == 1) & (b.reward == 1)
     assert reached_goal.sum() > 50 and torch.all(b.next_obs[reached_goal] == 3)
+
+
+def test_the_learning_rate_falls_linearly_to_its_final_fraction():
+    agent = make_agent(lr_final_fraction=0.25)  # SGD lr 0.1, 1000 steps
+    lrs = []
+    for _ in range(600):
+        step(agent)
+        lrs.append(agent.optimizer.param_groups[0]["lr"])
+    # Set before each gradient step from the env steps so far: 0.1 * (1 - 0.75 * t / 1000).
+    assert lrs[0] == pytest.approx(0.1 * (1 - 0.75 * 1 / 1000))
+    assert lrs[499] == pytest.approx(0.1 * (1 - 0.75 * 0.5))
+    assert agent.log_scalars()["lr"] == pytest.approx(0.1 * (1 - 0.75 * 0.6))
+    assert make_agent().log_scalars()["lr"] == 0.1  # constant by default

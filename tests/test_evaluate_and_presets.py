@@ -113,6 +113,9 @@ def test_every_preset_composes_with_its_reference_values_and_runs(name, run_dir)
     for key, value in expected.items():
         if key != "agent":
             assert lookup(cfg, key) == value, key
+    if expected["agent"] is DQNConfig:  # no reference has rlexp's DQN defaults: all pinned
+        a = cfg.agent
+        assert (a.n_step, a.network.dueling, a.tau, a.lr_final_fraction) == (1, False, 1.0, 1.0)
     shrink = ["total_steps=300", "eval.episodes=2", "eval.every_steps=0",
               "eval.max_episode_steps=100"]
     if expected["agent"] is DQNConfig:

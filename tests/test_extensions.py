@@ -274,6 +274,7 @@ OPTIONS = {
     "dqn-n_step": ["agent=dqn", "agent.n_step=3"],
     "dqn-dueling": ["agent=dqn", "agent.network.dueling=true"],
     "dqn-prioritized": ["agent=dqn", "agent.prioritized=true"],
+    "dqn-lr-decay": ["agent=dqn", "agent.lr_final_fraction=0"],
     "dqn-all-num_envs": ["agent=dqn", "agent.n_step=3", "agent.network.dueling=true",
                          "agent.prioritized=true", "env.num_envs=3"],
     "c51-all": ["agent=c51", "agent.n_step=3", "agent.network.dueling=true",

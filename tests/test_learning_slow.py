@@ -65,3 +65,20 @@ def test_qnet_on_the_toy_chain_learns_the_optimal_policy_with_no_overrides(tmp_p
     q = load_agent(tmp_path / "run").q_values(np.arange(n - 1)).numpy()  # the goal is terminal
     assert (q.argmax(axis=1) == 1).all(), q
     np.testing.assert_allclose(q[:, 1], q_star[: n - 1, 1], atol=0.05)
+
+
+#: Named envs whose tuned DQN settings (conf/tuned/dqn_<env>.yaml) must reach the env's target.
+TUNED_ENVS = ["lunarlander", "mountaincar"]
+
+
+@pytest.mark.parametrize("env", TUNED_ENVS)
+def test_dqn_with_its_tuned_settings_reaches_the_target_over_several_seeds(tmp_path, env):
+    # `agent=dqn env=NAME` as typed: the tuned settings decide budget and hyperparameters. The
+    # final greedy evaluation (20 episodes) must reach the env's solved_return in at least two
+    # of three seeds.
+    from rlexp.config import compose
+
+    target = compose([f"env={env}"]).env.solved_return
+    finals = [run_in_process([f"env={env}", "device=cpu", f"seed={seed}"],
+                             tmp_path / f"seed{seed}").eval_return_mean for seed in range(3)]
+    assert sum(f >= target for f in finals) >= 2, (finals, target)

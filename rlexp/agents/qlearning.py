@@ -89,6 +89,9 @@ class QLearningConfig(AgentConfig):
     loss: str = "mse"
     #: Clip the global gradient norm to this value before each step; null: no clipping.
     max_grad_norm: float | None = None
+    #: The learning rate falls linearly from optimizer.lr to this fraction of it at
+    #: total_steps (1: constant), so that late updates move a learned policy less.
+    lr_final_fraction: float = 1.0
     network: NetworkConfig = field(default_factory=NetworkConfig)
     epsilon: EpsilonConfig = field(default_factory=EpsilonConfig)
 
@@ -99,6 +102,9 @@ class QLearningConfig(AgentConfig):
             raise ValueError(f"agent.loss={self.loss!r} is not one of {', '.join(LOSSES)}")
         if self.max_grad_norm is not None and self.max_grad_norm <= 0:
             raise ValueError(f"agent.max_grad_norm={self.max_grad_norm} must be positive or null")
+        if not 0.0 <= self.lr_final_fraction <= 1.0:
+            raise ValueError(f"agent.lr_final_fraction={self.lr_final_fraction} must be in "
+                             "[0, 1]")
 
 
 def td_loss(q: torch.Tensor, target: torch.Tensor, kind: str,
@@ -140,14 +146,21 @@ class QLearningAgent(Agent):
                                net.bias, net.kind, dueling=net.dueling,
                                outputs_per_action=self.outputs_per_action).to(device)
         self.optimizer = make_optimizer(self.q_net.parameters())
+        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
         self._act_forward = functional_forward(self.q_net)
 
     @property
     def epsilon(self) -> float:
         return self.cfg.epsilon.value(self.env_steps, self.total_steps)
 
+    @property
+    def lr_scale(self) -> float:
+        """The learning rate now, as a fraction of optimizer.lr (see lr_final_fraction)."""
+        done = min(self.env_steps / self.total_steps, 1.0)
+        return 1.0 - (1.0 - self.cfg.lr_final_fraction) * done
+
     def log_scalars(self) -> dict[str, float]:
-        return {"epsilon": self.epsilon}
+        return {"epsilon": self.epsilon, "lr": self._base_lrs[0] * self.lr_scale}
 
     def _q_from_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
         """The network's outputs ``[batch, n_actions * outputs_per_action]`` as Q-values."""
@@ -170,6 +183,10 @@ class QLearningAgent(Agent):
         return np.where(explore_mask, self.rng.integers(self.n_actions, size=n), greedy)
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
+        if self.cfg.lr_final_fraction != 1.0:
+            scale = self.lr_scale
+            for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
+                group["lr"] = base * scale
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if self.cfg.max_grad_norm is not None:
