@@ -81,19 +81,21 @@ def network_kind(kind: str, observation_space: spaces.Space) -> str:
 
 class DuelingHead(nn.Module):
     """Wang et al. (2016): Q(s, a) = V(s) + A(s, a) - mean_a A(s, a), V and A linear maps of
-    the features; per output of an action (C51's atoms) when there are several."""
+    the features; per output of an action (C51's atoms) when there are several. V and A are
+    the rows of one linear layer: one matrix product for both."""
 
     def __init__(self, width: int, n_actions: int, outputs_per_action: int = 1,
                  bias: bool = True):
         super().__init__()
         self.shape = (n_actions, outputs_per_action)
-        self.value = nn.Linear(width, outputs_per_action, bias=bias)
-        self.advantage = nn.Linear(width, n_actions * outputs_per_action, bias=bias)
+        #: Rows [0, outputs_per_action): V; the rest: A, action-major.
+        self.linear = nn.Linear(width, (n_actions + 1) * outputs_per_action, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        advantage = self.advantage(x).view(len(x), *self.shape)
-        q = self.value(x).unsqueeze(1) + advantage - advantage.mean(dim=1, keepdim=True)
-        return q.flatten(1)
+        out = nn.functional.linear(x, self.linear.weight, self.linear.bias)
+        atoms = self.shape[1]
+        value, advantage = out[:, None, :atoms], out[:, atoms:].view(len(x), *self.shape)
+        return (value + advantage - advantage.mean(dim=1, keepdim=True)).flatten(1)
 
 
 def _head(width: int, n_actions: int, outputs_per_action: int, dueling: bool, bias: bool = True

@@ -10,13 +10,19 @@ op) instead of one per column; for the small networks RL uses, the cost is the n
 ops, not their arithmetic. Discrete observations and actions are stored as float32, exact for
 values below 2**24.
 
-Sampling is uniform, or proportional to priorities (:class:`PrioritizedSampler`), and returns
-``n``-step transitions when asked (see :meth:`ReplayMemory.sample`).
+Sampling is uniform, or proportional to priorities (:class:`PrioritizedSampler`). A memory made
+for ``n_step > 1`` returns n-step transitions: the discounted rewards of up to ``n_step`` steps of
+one env, stopping at the episode's end (a terminated end does not bootstrap; a time limit's
+truncation bootstraps from its final observation). The float32 table stores them so as they
+complete (no extra op when sampling); the frame memory rebuilds them when sampling, by following
+each row to its env's next transition, and bootstraps its newest transitions after the steps
+stored so far.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -112,18 +118,20 @@ class ReplaySample:
 
 
 class ReplayMemory:
-    """What both memories share: drawing rows (uniformly or by priority), n-step returns.
+    """What both memories share: drawing rows, uniformly or by priority, into sampled batches.
 
     Rows are named by their ring position (0 .. capacity - 1) in sampled batches; inside,
     rows are also numbered by when they were written (0, 1, ...: absolute row numbers), and
     absolute row ``i`` lives at position ``i % capacity`` until row ``i + capacity`` replaces it.
     """
 
-    def __init__(self, capacity: int, device: torch.device | str, seed: int):
+    def __init__(self, capacity: int, device: torch.device | str, seed: int, n_step: int,
+                 gamma: float):
         if capacity <= 0:
             raise ValueError(f"replay capacity must be positive, got {capacity}")
         self.capacity = capacity
         self.device = torch.device(device)
+        self.n_step, self.gamma = n_step, gamma
         self.written = 0  # rows written so far (absolute row number of the next one)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
@@ -147,17 +155,9 @@ class ReplayMemory:
         """Which rows hold no transition to sample (None: every filled row holds one)."""
         return None
 
-    def _successor(self, rows: torch.Tensor) -> torch.Tensor:
-        """The row of each row's next transition in the same env, -1 where none is stored."""
-        raise NotImplementedError
-
-    def _scalars(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The scalar columns (action, reward, terminated, truncated) of ``rows``."""
-        raise NotImplementedError
-
-    def _gather(self, rows: torch.Tensor, next_rows: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-        """The obs and scalar columns of ``rows``, and the next_obs of ``next_rows``."""
+    def _transitions(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The sampled transitions' fields: obs, next_obs, action, reward, discount,
+        terminated, truncated."""
         raise NotImplementedError
 
     def _draw(self, batch_size: int, beta: float) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -179,52 +179,17 @@ class ReplayMemory:
         weight = None if self.sampler is None else self.sampler.weights(rows, beta)
         return rows, weight
 
-    def sample(self, batch_size: int, n_step: int = 1, gamma: float = 0.99, beta: float = 1.0
-               ) -> ReplaySample:
+    def sample(self, batch_size: int, beta: float = 1.0) -> ReplaySample:
         """A batch of transitions drawn with replacement: uniformly, or in proportion to their
-        priorities with importance-sampling weights of exponent ``beta``.
-
-        With ``n_step > 1`` each is an n-step transition: the discounted rewards of up to
-        ``n_step`` steps of its env, stopping at the episode's end. A terminated end does not
-        bootstrap; a truncated one (a time limit) bootstraps from its final observation; the
-        newest transitions, whose later steps are not stored yet, bootstrap after the steps
-        there are.
-        """
+        priorities with importance-sampling weights of exponent ``beta``."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         rows, weight = self._draw(batch_size, beta)
-        if n_step == 1:
-            obs, next_obs, scalars = self._gather(rows, rows)
-            reward, discount = scalars["reward"], gamma * (1.0 - scalars["terminated"])
-        else:
-            last, reward, discount = self._n_step(rows, n_step, gamma)
-            obs, next_obs, scalars = self._gather(rows, last)
-        return ReplaySample(obs=obs, action=scalars["action"].long(), reward=reward,
-                            next_obs=next_obs, terminated=scalars["terminated"],
-                            truncated=scalars["truncated"], discount=discount, index=rows,
+        t = self._transitions(rows)
+        return ReplaySample(obs=t["obs"], action=t["action"].long(), reward=t["reward"],
+                            next_obs=t["next_obs"], terminated=t["terminated"],
+                            truncated=t["truncated"], discount=t["discount"], index=rows,
                             weight=weight)
-
-    def _n_step(self, rows: torch.Tensor, n: int, gamma: float
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """For n-step transitions from ``rows``: the row whose next_obs each bootstraps from,
-        the discounted reward sums, and the discounts of the bootstrap value."""
-        first = self._scalars(rows)
-        reward = first["reward"].clone()
-        scale = torch.full_like(reward, gamma)  # gamma**k after k steps
-        terminal = first["terminated"] > 0
-        going = ~(terminal | (first["truncated"] > 0))
-        last = rows
-        for _ in range(n - 1):
-            following = self._successor(last)
-            going = going & (following >= 0)
-            last = torch.where(going, following, last)
-            step = self._scalars(last)
-            reward = reward + torch.where(going, scale * step["reward"], 0.0)
-            scale = torch.where(going, scale * gamma, scale)
-            ends = step["terminated"] > 0
-            terminal = torch.where(going, ends, terminal)
-            going = going & ~(ends | (step["truncated"] > 0))
-        return last, reward, torch.where(terminal, 0.0, scale)
 
     def _sampler_state(self) -> dict:
         return {} if self.sampler is None else {"sampler": self.sampler.state_dict()}
@@ -237,19 +202,23 @@ class ReplayMemory:
 class ReplayBuffer(ReplayMemory):
     """Fixed-capacity ring buffer of transitions; the oldest are overwritten when full.
 
-    Each row is one transition: the columns ``obs``, ``next_obs`` and the scalars, packed in one
-    float32 table of exactly ``capacity * (2 * obs_size + 4) * 4`` bytes, allocated up front.
-    Each :meth:`add` writes one row per env, always as many, so an env's next transition is
-    that many rows later.
+    Each row is one transition: the columns ``obs``, ``next_obs`` (the observation it
+    bootstraps from), ``discount`` (of that bootstrap) and the scalars, packed in one float32
+    table of exactly ``capacity * (2 * obs_size + 5) * 4`` bytes, allocated up front. With
+    ``n_step > 1`` each env's last steps wait (``pending``) until their n-step transition is
+    complete: ``n_step`` steps later, or at the episode's end.
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], device: torch.device | str,
-                 seed: int = 0):
-        super().__init__(capacity, device, seed)
+                 seed: int = 0, n_step: int = 1, gamma: float = 0.99):
+        super().__init__(capacity, device, seed, n_step, gamma)
         self.obs_shape = tuple(obs_shape)
-        columns = (Column("obs", self.obs_shape), Column("next_obs", self.obs_shape), *SCALARS)
+        columns = (Column("obs", self.obs_shape), Column("next_obs", self.obs_shape),
+                   Column("discount"), *SCALARS)
         self.table = PackedTable(capacity, columns, self.device)
-        self.envs = 0  # rows per add(); set by the first
+        #: Per env, the (obs, action, reward) of its steps whose n-step transition is not
+        #: complete yet (n_step > 1 only).
+        self.pending: list[deque] = []
 
     def __len__(self) -> int:
         return self._filled()
@@ -268,12 +237,37 @@ class ReplayBuffer(ReplayMemory):
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append a batch of transitions (numpy arrays, one row per env, always as many)."""
-        n = len(obs)
-        if self.envs and n != self.envs:
-            raise ValueError(f"transitions of {n} envs added to a memory of {self.envs}")
-        self.envs = n
-        rows = self.table.pack(obs=obs, next_obs=next_obs, action=action, reward=reward,
-                               terminated=terminated, truncated=truncated)
+        if self.n_step == 1:
+            discount = self.gamma * (1.0 - np.asarray(terminated, dtype=np.float32))
+            self._write(self.table.pack(obs=obs, next_obs=next_obs, action=action,
+                                        reward=reward, discount=discount,
+                                        terminated=terminated, truncated=truncated))
+            return
+        if not self.pending:
+            self.pending = [deque() for _ in range(len(obs))]
+        elif len(obs) != len(self.pending):
+            raise ValueError(f"transitions of {len(obs)} envs added to a memory of "
+                             f"{len(self.pending)}")
+        done = []  # (obs, next_obs, action, reward, discount, terminated, truncated)
+        for i, steps in enumerate(self.pending):
+            steps.append((np.array(obs[i], dtype=np.float32), action[i], float(reward[i])))
+            ended = bool(terminated[i] or truncated[i])
+            while steps and (len(steps) == self.n_step or ended):
+                total = sum(self.gamma ** k * r for k, (_, _, r) in enumerate(steps))
+                discount = 0.0 if terminated[i] else self.gamma ** len(steps)
+                first, first_action, _ = steps.popleft()
+                done.append((first, next_obs[i], first_action, total, discount,
+                             ended and terminated[i], ended and truncated[i]))
+                if not ended:
+                    break
+        if done:
+            columns = list(zip(*done, strict=True))
+            self._write(self.table.pack(**{name: np.asarray(column) for name, column in zip(
+                ("obs", "next_obs", "action", "reward", "discount", "terminated", "truncated"),
+                columns, strict=True)}))
+
+    def _write(self, rows: np.ndarray) -> None:
+        n = len(rows)
         skip = max(n - self.capacity, 0)  # only the newest `capacity` rows can survive
         start = (self.written + skip) % self.capacity
         self.table.write(start, rows[skip:])
@@ -281,29 +275,22 @@ class ReplayBuffer(ReplayMemory):
             self.sampler.add(start, np.ones(n - skip, dtype=bool))
         self.written += n
 
-    def _successor(self, rows):
-        # The newest row is at position written - 1; `rows` are how many rows older than it.
-        age = (self.written - 1 - rows) % self.capacity
-        return torch.where(age >= self.envs, (rows + self.envs) % self.capacity, -1)
-
-    def _scalars(self, rows):
-        return self.table.read(rows)
-
-    def _gather(self, rows, next_rows):
-        columns = self.table.read(rows)
-        next_obs = columns["next_obs"] if next_rows is rows else \
-            self.table.read(next_rows)["next_obs"]
-        return columns["obs"], next_obs, columns
+    def _transitions(self, rows):
+        return self.table.read(rows)  # one gather
 
     def state_dict(self) -> dict:
+        pending = [[(torch.from_numpy(o), int(a), r) for o, a, r in steps]
+                   for steps in self.pending]
         return {"table": self.table.data[: len(self)].clone(), "written": self.written,
-                "envs": self.envs, "generator": self.generator.get_state(),
+                "pending": pending, "generator": self.generator.get_state(),
                 **self._sampler_state()}
 
     def load_state_dict(self, state: dict) -> None:
         size = len(state["table"])
         self.table.data[:size] = state["table"].to(self.device)
-        self.written, self.envs = int(state["written"]), int(state["envs"])
+        self.written = int(state["written"])
+        self.pending = [deque((o.numpy(), a, r) for o, a, r in steps)
+                        for steps in state.get("pending", [])]
         self.generator.set_state(state["generator"])
         self._load_sampler_state(state)
 
@@ -346,8 +333,9 @@ class FrameReplayBuffer(ReplayMemory):
     """
 
     def __init__(self, capacity: int, obs_shape: tuple[int, ...], obs_dtype, frame_stack: int,
-                 device: torch.device | str, seed: int = 0):
-        super().__init__(capacity, device, seed)
+                 device: torch.device | str, seed: int = 0, n_step: int = 1,
+                 gamma: float = 0.99):
+        super().__init__(capacity, device, seed, n_step, gamma)
         self.stack = frame_stack
         self.obs_shape = tuple(obs_shape)
         if frame_stack > 1 and self.obs_shape[0] != frame_stack:
@@ -442,24 +430,45 @@ class FrameReplayBuffer(ReplayMemory):
         # No transition (-1), or its oldest frame was overwritten.
         return self.refs[rows, 0] < self._oldest()
 
-    def _successor(self, rows):
-        following = self.refs[rows, -1]
-        return torch.where(following >= 0, following % self.capacity, -1)
-
-    def _scalars(self, rows):
-        return self.scalars.read(rows)
-
-    def _gather(self, rows, next_rows):
+    def _transitions(self, rows):
+        scalars = self.scalars.read(rows)
         refs = self.refs[rows, :-1] % self.capacity
-        frames = self.frames[refs]  # [batch, stack + 1, ...]
-        if next_rows is not rows:
+        frames = self.frames[refs]  # [batch, stack + 1, ...]: one gather for n_step 1
+        if self.n_step == 1:
+            reward, discount = scalars["reward"], self.gamma * (1.0 - scalars["terminated"])
+        else:
+            last, reward, discount = self._n_step(rows, scalars)
             frames = torch.cat([frames[:, :-1],
-                                self.frames[self.refs[next_rows, :-1] % self.capacity]], dim=1)
+                                self.frames[self.refs[last, :-1] % self.capacity]], dim=1)
         if self.stack > 1:
             obs, next_obs = frames[:, :self.stack], frames[:, -self.stack:]
         else:
             obs, next_obs = frames[:, 0], frames[:, -1]
-        return obs, next_obs, self.scalars.read(rows)
+        return {**scalars, "obs": obs, "next_obs": next_obs, "reward": reward,
+                "discount": discount}
+
+    def _n_step(self, rows: torch.Tensor, first: dict[str, torch.Tensor]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """For n-step transitions from ``rows`` (whose scalars are ``first``): the row whose
+        next observation each bootstraps from, the discounted reward sums and the discounts of
+        the bootstrap value. Each step follows a row to its env's next transition."""
+        gamma = self.gamma
+        reward = first["reward"].clone()
+        scale = torch.full_like(reward, gamma)  # gamma**k after k steps
+        terminal = first["terminated"] > 0
+        going = ~(terminal | (first["truncated"] > 0))
+        last = rows
+        for _ in range(self.n_step - 1):
+            following = self.refs[last, -1]
+            going = going & (following >= 0)
+            last = torch.where(going, following % self.capacity, last)
+            step = self.scalars.read(last)
+            reward = reward + torch.where(going, scale * step["reward"], 0.0)
+            scale = torch.where(going, scale * gamma, scale)
+            ends = step["terminated"] > 0
+            terminal = torch.where(going, ends, terminal)
+            going = going & ~(ends | (step["truncated"] > 0))
+        return last, reward, torch.where(terminal, 0.0, scale)
 
     def state_dict(self) -> dict:
         filled = self._filled()
@@ -569,12 +578,13 @@ class PrioritizedSampler:
 
 
 def make_replay(capacity: int, observation_space: spaces.Space, frame_stack: int,
-                device: torch.device | str, seed: int = 0
-                ) -> ReplayBuffer | FrameReplayBuffer:
+                device: torch.device | str, seed: int = 0, n_step: int = 1,
+                gamma: float = 0.99) -> ReplayBuffer | FrameReplayBuffer:
     """The memory for ``observation_space``: frames for pixels (uint8 or bool Box
-    observations, kept in their dtype), the float32 table for everything else."""
+    observations, kept in their dtype), the float32 table for everything else; returning
+    ``n_step`` transitions discounted by ``gamma``."""
     if isinstance(observation_space, spaces.Box) and observation_space.dtype in (np.uint8,
                                                                                  np.bool_):
         return FrameReplayBuffer(capacity, observation_space.shape, observation_space.dtype,
-                                 frame_stack, device, seed)
-    return ReplayBuffer(capacity, observation_space.shape, device, seed)
+                                 frame_stack, device, seed, n_step, gamma)
+    return ReplayBuffer(capacity, observation_space.shape, device, seed, n_step, gamma)

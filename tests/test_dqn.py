@@ -20,6 +20,7 @@ ACTIONS = gym.spaces.Discrete(2)
 def make_agent(**kw) -> DQNAgent:
     cfg = DQNConfig(**{"network": NetworkConfig(hidden=[8]), "learning_starts": 1,
                        "batch_size": 4, "train_freq": 1, "gradient_steps": 1, "double_q": False,
+                       "n_step": 1,
                        **kw})
     return DQNAgent(cfg, SPACE, ACTIONS, partial(torch.optim.SGD, lr=0.1), torch.device("cpu"),
                     total_steps=1000, seed=0)
@@ -109,7 +110,7 @@ def test_vector_env_never_stores_a_reset_observation_as_next_state(tmp_path):
     eval_envs = make_vector_env(EnvConfig(id="rlexp/Toy-v0", kwargs={"n_states": 4}), 1)
     torch.manual_seed(0)
     random_walk = EpsilonConfig(start=1.0, end=1.0)
-    agent = DQNAgent(DQNConfig(network=NetworkConfig(hidden=[8]), learning_starts=10_000,
+    agent = DQNAgent(DQNConfig(network=NetworkConfig(hidden=[8]), learning_starts=10_000, n_step=1,
                                epsilon=random_walk),
                      envs.single_observation_space, envs.single_action_space,
                      partial(torch.optim.Adam), torch.device("cpu"), 3000, 0)

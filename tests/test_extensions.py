@@ -52,19 +52,23 @@ def expected_n_step(stream: list, j: int, n: int) -> tuple[float, float, int]:
     return total, scale, nxt
 
 
-def filled(memory_kind: str, n_envs: int, steps: int):
-    streams = episodes(n_envs, steps)
+def make_memory(memory_kind: str, n: int):
     if memory_kind == "table":
-        memory = ReplayBuffer(10_000, (1,), "cpu", seed=0)
-    else:  # one frame per observation, stored once; ids fit in two uint8 values
-        memory = FrameReplayBuffer(10_000, (2,), np.uint8, 1, "cpu", seed=0)
+        return ReplayBuffer(10_000, (1,), "cpu", seed=0, n_step=n, gamma=GAMMA)
+    # one frame per observation, stored once; ids fit in two uint8 values
+    return FrameReplayBuffer(10_000, (2,), np.uint8, 1, "cpu", seed=0, n_step=n, gamma=GAMMA)
+
+
+def filled(memory_kind: str, n_envs: int, steps: int, n: int, memory=None, start: int = 0):
+    streams = episodes(n_envs, start + steps)
+    memory = memory or make_memory(memory_kind, n)
 
     def encode(ids):
         ids = np.asarray(ids)
         return ids[:, None] if memory_kind == "table" else \
             np.stack([ids // 256, ids % 256], axis=1).astype(np.uint8)
 
-    for t in range(steps):
+    for t in range(start, start + steps):
         rows = [s[t] for s in streams]
         memory.add(encode([r[0] for r in rows]), np.zeros(n_envs, int),
                    np.array([r[1] for r in rows]), encode([r[4] for r in rows]),
@@ -82,8 +86,10 @@ def decode(memory_kind: str, obs: torch.Tensor) -> np.ndarray:
 @pytest.mark.parametrize("n", [1, 3])
 def test_n_step_transitions_stop_at_episode_ends_bootstrap_truncations_and_keep_envs_apart(
         memory_kind, n_envs, n):
-    memory, streams = filled(memory_kind, n_envs, 60)
-    b = memory.sample(4000, n_step=n, gamma=GAMMA)
+    # The table stores each n-step transition once complete; the frame memory rebuilds them
+    # when sampled, its newest bootstrapping after the steps stored so far: the same values.
+    memory, streams = filled(memory_kind, n_envs, 60, n)
+    b = memory.sample(4000)
     index = {row[0]: (env, j) for env, s in enumerate(streams) for j, row in enumerate(s)}
     seen = set()
     for obs, reward, discount, nxt in zip(decode(memory_kind, b.obs), b.reward.tolist(),
@@ -96,12 +102,30 @@ def test_n_step_transitions_stop_at_episode_ends_bootstrap_truncations_and_keep_
     assert len(seen) > 0.9 * n_envs * 60  # nearly every transition was checked
 
 
+@pytest.mark.parametrize("memory_kind", ["table", "frames"])
+def test_a_memory_restored_mid_episode_goes_on_as_the_original(memory_kind):
+    # The table's steps still waiting for their n-step transition are in its state.
+    original, _ = filled(memory_kind, 2, 30, 3)
+    restored = make_memory(memory_kind, 3)
+    restored.load_state_dict(original.state_dict())
+    for memory in (original, restored):
+        filled(memory_kind, 2, 30, 3, memory=memory, start=30)
+    a, b = original.sample(500), restored.sample(500)
+    for field in ("obs", "next_obs", "reward", "discount"):
+        assert torch.equal(getattr(a, field), getattr(b, field)), field
+
+
 def test_dueling_head_is_value_plus_centred_advantages():
     torch.manual_seed(0)
     head = DuelingHead(5, n_actions=3)
     x = torch.randn(4, 5)
-    value, advantage = head.value(x), head.advantage(x)
+    w, b = head.linear.weight, head.linear.bias  # row 0: V, rows 1-3: A
+    value, advantage = x @ w[:1].T + b[:1], x @ w[1:].T + b[1:]
     torch.testing.assert_close(head(x), value + advantage - advantage.mean(dim=1, keepdim=True))
+    atoms = DuelingHead(5, n_actions=3, outputs_per_action=2)  # per atom, action-major
+    out, raw = atoms(x).view(4, 3, 2), atoms.linear(x)
+    a = raw[:, 2:].view(4, 3, 2)
+    torch.testing.assert_close(out, raw[:, None, :2] + a - a.mean(dim=1, keepdim=True))
     net = q_network(gym.spaces.Box(-1, 1, (5,)), 3, [8], dueling=True)
     assert isinstance(net[-1], DuelingHead) and net(x).shape == (4, 3)
 
@@ -139,7 +163,7 @@ def test_prioritized_sampler_weights_and_new_transitions_at_the_largest_priority
 def test_prioritized_dqn_weights_its_loss_and_anneals_beta():
     q, target, w = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.5])
     assert td_loss(q, target, "mse", w).item() == pytest.approx((0.5 * 1 + 0.5 * 0.5 * 4) / 2)
-    agent = DQNAgent(DQNConfig(prioritized=True, priority_beta=0.4, batch_size=4,
+    agent = DQNAgent(DQNConfig(prioritized=True, priority_beta=0.4, batch_size=4, n_step=1,
                                learning_starts=4, train_freq=1, gradient_steps=1,
                                network=NetworkConfig(hidden=[8])),
                      gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),

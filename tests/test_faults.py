@@ -197,6 +197,7 @@ def test_divergence_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     # Learning starts at step 500; checkpoints at 200 and 400 are from before it.
     args = ["agent=dqn", "env=cartpole", "device=cpu", "optimizer=sgd", "optimizer.lr=1e6",
             "agent.learning_starts=500", "agent.train_freq=4", "agent.batch_size=32",
+            "agent.n_step=1",  # the first update at step 500 exactly
             "total_steps=3000", "checkpoint.every_steps=200", "eval.every_steps=0",
             "log.every_steps=100", "eval.episodes=2", "hydra.run.dir=run"]
     result = run_cli(args, cwd=tmp_path)

@@ -64,8 +64,9 @@ def test_same_seed_same_samples_and_state_round_trip():
 
 def test_memory_is_the_raw_size_of_what_it_stores():
     buffer = ReplayBuffer(100_000, (4,), "cpu")
-    # obs + next_obs (4 floats each) + action, reward, terminated, truncated: 12 float32s a row.
-    assert buffer.nbytes == 100_000 * 12 * 4
+    # obs + next_obs (4 floats each) + discount, action, reward, terminated, truncated: 13
+    # float32s a row.
+    assert buffer.nbytes == 100_000 * 13 * 4
 
 
 def test_discrete_observations_are_stored_exactly():
