@@ -41,8 +41,8 @@ report: $(STAMP)  ## Re-make a sweep's report: make report ARGS=outputs/multirun
 test: $(STAMP)  ## Run the default test suite (a few minutes; one worker per core)
 	$(BIN)/python -m pytest -n auto --dist worksteal $(ARGS)
 
-test-slow: $(STAMP)  ## Run the slow learning checks
-	$(BIN)/python -m pytest -m slow $(ARGS)
+test-slow: $(STAMP)  ## Run the slow learning checks (about 15 minutes; one worker per core)
+	$(BIN)/python -m pytest -m slow -n auto --dist worksteal $(ARGS)
 
 lint: $(STAMP)  ## ruff check
 	$(BIN)/ruff check .

@@ -11,25 +11,26 @@ pytestmark = pytest.mark.slow
 
 def test_submitit_job_checkpoints_at_its_timeout_signal_and_the_requeued_job_resumes(tmp_path):
     # A 1-minute limit: submitit's local executor sends SIGUSR2 after 30 s, the run saves its
-    # checkpoint and is requeued, and the new job resumes it. 60k steps of Q-learning on the toy
-    # env take longer than 30 s here, so the first job cannot finish.
+    # checkpoint and is requeued, and the new job resumes it. 200k steps of Q-learning on the
+    # toy env take about a minute on a fast machine here, so the first job cannot finish.
+    steps = 200_000
     result = run_cli(["-m", "hydra/launcher=local_cluster", "hydra.launcher.timeout_min=1",
-                      "agent=qnet", "env=toy", "total_steps=60000", "log.every_steps=1000",
+                      "agent=qnet", "env=toy", f"total_steps={steps}", "log.every_steps=1000",
                       "eval.every_steps=0", "eval.episodes=2", "seed=0"], cwd=tmp_path,
                      timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep,) = tmp_path.glob("outputs/multirun/*/*")
     (run_dir,) = [p for p in sweep.iterdir() if (p / ".hydra").is_dir()]
     metrics = read_metrics(run_dir)
-    assert metrics["status"] == "completed" and metrics["env_steps"] == 60000
-    assert 0 < metrics["resumed_from_step"] < 60000
+    assert metrics["status"] == "completed" and metrics["env_steps"] == steps
+    assert 0 < metrics["resumed_from_step"] < steps
     log = (run_dir / "train.log").read_text()
     assert "interrupted by SIGUSR2" in log and "resuming the unfinished run" in log
     submitit_logs = "".join(p.read_text() for p in sweep.glob(".submitit/*/*_log.out"))
     assert "Requeued job" in submitit_logs
     # One curve, no step repeated or missing across the requeue.
-    steps = [s for s, _ in read_scalars(run_dir)["train/epsilon"]]
-    assert steps == list(range(1000, 60001, 1000))
+    assert [s for s, _ in read_scalars(run_dir)["train/epsilon"]] == list(range(1000, steps + 1,
+                                                                             1000))
 
 
 def test_optuna_study_records_failed_trials_and_keeps_the_best(tmp_path):
