@@ -183,5 +183,9 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[C
     env = make_env(cfg.env)
     agent = make_agent(cfg, env.observation_space, env.action_space, torch.device(device))
     env.close()
+    if not (run_dir / rundir.FINAL).is_file() and (run_dir / rundir.LAST).is_file():
+        raise ConfigError(f"{run_dir} has no {rundir.FINAL}: the run did not complete "
+                          f"({rundir.status(run_dir)}); finish it with the command that "
+                          f"started it plus resume={run_dir}")
     agent.load_state_dict(load_training_state(run_dir / rundir.FINAL, device)["agent"])
     return cfg, agent

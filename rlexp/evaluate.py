@@ -1,7 +1,8 @@
 """Greedy evaluation, inside training and of a finished run.
 
-    python -m rlexp.evaluate run_dir=PATH [episodes=20] [seed=S] [video=true] [device=cpu]
+    python -m rlexp.evaluate PATH [episodes=20] [seed=S] [video=true] [device=cpu]
 
+(``run_dir=PATH`` works too)
 prints the mean +- std return of ``episodes`` greedy episodes, writes them to ``eval.json`` in
 the run dir and, with ``video=true``, saves the first episode as ``eval.gif`` (needs the env to
 render ``rgb_array`` frames; CartPole's renderer is in the ``video`` extra). Without ``seed`` the
@@ -125,10 +126,12 @@ class EvaluateArgs:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and "=" not in argv[0]:  # the run directory given as it is, as rlexp.report takes it
+        argv[0] = f"run_dir={argv[0]}"
     try:
         args = OmegaConf.to_object(OmegaConf.merge(
-            OmegaConf.structured(EvaluateArgs),
-            OmegaConf.from_dotlist(sys.argv[1:] if argv is None else argv)))
+            OmegaConf.structured(EvaluateArgs), OmegaConf.from_dotlist(argv)))
         if args.episodes <= 0:
             raise ConfigError(f"episodes={args.episodes} must be positive")
         run_dir = Path(args.run_dir)

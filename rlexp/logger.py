@@ -102,12 +102,13 @@ class Progress:
         self.next_update += self.every
         ret = "n/a" if self.last_return is None else f"{self.last_return:.1f}"
         if not self.bar.disable:
-            self.bar.set_postfix(ret=ret, refresh=False)
+            self.bar.set_postfix(train_return=ret, refresh=False)
             self.bar.update(step - self.step)
         else:
             elapsed = time.perf_counter() - self.started
             eta = elapsed / max(step - self.start_step, 1) * (self.total - step)
-            log.info("step %d/%d (%d%%) | return %s | %.0fs elapsed, ETA %.0fs",
+            log.info("step %d/%d (%d%%) | last training episode's return %s | %.0fs elapsed, "
+                     "ETA %.0fs",
                      step, self.total, 100 * step // self.total, ret, elapsed, eta)
         self.step = step
 

@@ -52,7 +52,7 @@ def test_a_run_from_the_command_line_writes_its_run_dir(tmp_path):
     log = (run_dir / "train.log").read_text()
     assert f"done qnet-toy seed 3 | eval return {metrics['eval_return_mean']:.2f}" in log
     # Not a terminal: plain progress lines every 10% instead of a bar.
-    assert "step 300/600 (50%) | return" in log and "ETA" in log
+    assert "step 300/600 (50%) | last training episode's return" in log and "ETA" in log
 
 
 def test_run_dir_can_be_chosen_with_hydra_run_dir(tmp_path):

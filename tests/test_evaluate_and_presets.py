@@ -34,8 +34,9 @@ def test_evaluate_prints_writes_eval_json_and_a_gif(run_dir):
         gif.seek(i)
         total_ms += gif.info["duration"]
     assert total_ms == pytest.approx((data["video_return"] + 1) * 20, abs=gif.n_frames)
-    # Without a seed it replays the run's own final evaluation (TINY: 2 episodes).
-    same = evaluate_cli(f"run_dir={run_dir}", "episodes=2")
+    # Without a seed it replays the run's own final evaluation (TINY: 2 episodes); the run
+    # directory can be given as it is, as rlexp.report takes it.
+    same = evaluate_cli(str(run_dir), "episodes=2")
     assert json.loads((run_dir / "eval.json").read_text())["return_mean"] == pytest.approx(
         metrics.eval_return_mean), same.stderr
 
@@ -50,6 +51,19 @@ def test_evaluate_bad_input_is_one_line(args, fragment):
     result = evaluate_cli(*args)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and len(lines) == 1 and fragment in lines[0], result.stderr
+
+
+def test_evaluating_an_unfinished_run_says_how_to_finish_it(run_dir):
+    from rlexp import rundir
+    from rlexp.metrics import RunMetrics, write_metrics
+
+    run_in_process(["agent=qnet", "env=toy", *TINY], run_dir)
+    (run_dir / rundir.FINAL).unlink()  # what a stopped run leaves: last.pt, no final.pt
+    write_metrics(run_dir, RunMetrics(status="interrupted", error="interrupted by SIGTERM"))
+    result = evaluate_cli(str(run_dir))
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+    assert "the run did not complete (interrupted)" in result.stderr
+    assert f"plus resume={run_dir}" in result.stderr
 
 
 def test_video_of_an_env_that_cannot_render_is_refused(run_dir):
