@@ -3,8 +3,9 @@
 Scalar names are stable and grouped, and the x-axis is always env steps. Every ``log.every_steps``:
 ``train/loss`` and ``train/q_mean`` (means over the updates since the last point),
 ``train/episode_return`` and ``train/episode_length`` (means over the episodes that ended since
-the last point; none when no episode ended), ``train/epsilon`` and ``time/sps``; and at the end of
-every run the same for the last, partial interval. At every evaluation: ``eval/return_mean`` and
+the last point; none when no episode ended), the agent's ``log_scalars()`` (``train/epsilon``
+and ``train/lr`` for Q-learning agents) and ``time/sps``; and at the end of every run the same
+for the last, partial interval. At every evaluation: ``eval/return_mean`` and
 ``eval/return_std`` over the greedy episodes, and ``eval/truncated``, the fraction of them cut by
 a time limit.
 """
