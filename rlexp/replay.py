@@ -13,7 +13,7 @@ values below 2**24.
 Sampling is uniform, or proportional to priorities (:class:`PrioritizedSampler`). A memory made
 for ``n_step > 1`` returns n-step transitions: the discounted rewards of up to ``n_step`` steps of
 one env, stopping at the episode's end (a terminated end does not bootstrap; a time limit's
-truncation bootstraps from its final observation). The float32 table stores them so as they
+truncation bootstraps from its final observation). The float32 table stores them as they
 complete (no extra op when sampling); the frame memory rebuilds them when sampling, by following
 each row to its env's next transition, and bootstraps its newest transitions after the steps
 stored so far.

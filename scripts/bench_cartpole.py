@@ -27,7 +27,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 TARGET = 475.0
 BUDGET = 50_000
-HOLD_LAST = 5  # evaluations averaged for "the result holds"
+HOLD_LAST = 5  # evaluations averaged for "the result holds" (as rlexp.report.HOLD_LAST)
 
 # rl-baselines3-zoo's hyperparameters for DQN on CartPole-v1 (hyperparams/dqn.yml).
 ZOO = dict(learning_rate=2.3e-3, batch_size=64, buffer_size=100_000, learning_starts=1000,

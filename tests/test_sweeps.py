@@ -195,6 +195,10 @@ def test_report_statistics_match_values_computed_by_hand(tmp_path):
     assert ret.ci_high == pytest.approx(40 + half, abs=6)
     steps = groups["optimizer.lr=0.1"].steps()
     assert steps.n == 3 and steps.mean == pytest.approx(800 / 3) and steps.iqm == 800 / 3
+    # Results that hold: final evaluation >= 100 for seeds 0-2; the last two average >= 100
+    # only for seed 1 (150, 120); the last five (all three points) for none.
+    big = groups["optimizer.lr=0.1"]
+    assert (big.holding(1), big.holding(2), big.holding(5)) == (3, 1, 0)
     # Two seeds 0 and 1: resampled means are 0, 0.5 or 1 with probabilities 1/4, 1/2, 1/4.
     small = groups["optimizer.lr=0.01"]
     assert len(small.runs) == 3 and small.returns().n == 2
@@ -207,9 +211,12 @@ def test_report_statistics_match_values_computed_by_hand(tmp_path):
     with open(sweep / "summary.csv") as f:
         rows = {r["group"]: r for r in csv.DictReader(f)}
     assert float(rows["optimizer.lr=0.1"]["return_iqm"]) == 30.0
+    assert (rows["optimizer.lr=0.1"]["final_holds"], rows["optimizer.lr=0.1"]["last5_holds"]) \
+        == ("3", "0")
     assert (rows["optimizer.lr=0.01"]["completed"], rows["optimizer.lr=0.01"]["runs"]) == ("2", "3")
     md = (sweep / "summary.md").read_text()
     assert "| optimizer.lr=0.1 | 5/5 | 40.0 ± 35.4 | 30.0 |" in md
+    assert "| 100 | 3/5 | 3/5 | 0/5 |" in md  # target, reached, final >= target, last 5
     assert "- lr0.01_s2: failed: RuntimeError: boom" in md
 
 

@@ -104,6 +104,8 @@ class DQNAgent(QLearningAgent):
         super().__init__(cfg, observation_space, action_space, make_optimizer, device,
                          total_steps, seed, frame_stack)
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+        # Updated in place (load_state_dict too), so the lists stay those of the networks.
+        self._params = (list(self.target_net.parameters()), list(self.q_net.parameters()))
         self.replay = make_replay(cfg.buffer_size, observation_space, frame_stack, device, seed,
                                   cfg.n_step, cfg.gamma)
         if cfg.prioritized:
@@ -194,7 +196,7 @@ class DQNAgent(QLearningAgent):
     @torch.no_grad()
     def _update_target(self) -> None:
         # One op for all parameters (per-tensor calls cost ~10 us each).
-        targets, online = list(self.target_net.parameters()), list(self.q_net.parameters())
+        targets, online = self._params
         if self.cfg.tau == 1.0:
             torch._foreach_copy_(targets, online)
         else:

@@ -111,15 +111,12 @@ def td_loss(q: torch.Tensor, target: torch.Tensor, kind: str,
             weight: torch.Tensor | None = None) -> torch.Tensor:
     """Mean TD loss: 0.5 * (q - target)**2 (mse) or Huber with delta 1 (equal near 0);
     ``weight``: per-sample weights (prioritized replay's importance-sampling weights)."""
-    if weight is None:
-        if kind == "huber":
-            return nn.functional.huber_loss(q, target)
-        return 0.5 * nn.functional.mse_loss(q, target)
+    reduction = "mean" if weight is None else "none"
     if kind == "huber":
-        losses = nn.functional.huber_loss(q, target, reduction="none")
+        loss = nn.functional.huber_loss(q, target, reduction=reduction)
     else:
-        losses = 0.5 * nn.functional.mse_loss(q, target, reduction="none")
-    return (weight * losses).mean()
+        loss = 0.5 * nn.functional.mse_loss(q, target, reduction=reduction)
+    return loss if weight is None else (weight * loss).mean()
 
 
 class QLearningAgent(Agent):
