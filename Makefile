@@ -10,6 +10,7 @@ TORCH  ?= torch==2.13.0
 ARGS   ?=
 ATARI_ARGS ?=
 PORT   ?= 6006
+LOGDIR ?= outputs
 
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -47,8 +48,8 @@ test-slow: $(STAMP)  ## Run the slow learning checks (about 15 minutes; one work
 lint: $(STAMP)  ## ruff check
 	$(BIN)/ruff check .
 
-tensorboard: $(STAMP)  ## Serve outputs/ on http://localhost:$(PORT)
-	$(BIN)/tensorboard --logdir outputs --host 127.0.0.1 --port $(PORT)
+tensorboard: $(STAMP)  ## Serve $(LOGDIR) (outputs/; a sweep dir: its HParams tab) on http://localhost:$(PORT)
+	$(BIN)/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
 
 clean:  ## Remove .venv, caches and all run outputs (keeps outputs/.gitkeep)
 	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

@@ -2,7 +2,8 @@
 
 Importing rlexp registers its envs with gymnasium (``rlexp/Toy-v0``). Public API:
 
-- :func:`load_agent`: the trained agent of a run directory, to query ``agent.q_values(obs)``.
+- :func:`load_agent`: the trained agent of a run directory (:class:`rlexp.build.TrainedAgent`):
+  ``agent.q_values(obs)`` and ``agent.act(obs)``, numpy in and out, one observation or a batch.
 - :func:`rlexp.envs.planning.value_iteration`: the optimal Q* of any env that exposes ``P``.
 """
 

@@ -164,13 +164,58 @@ def make_agent(cfg: Config, observation_space: gym.Space, action_space: gym.Spac
                           f"({sizes or 'its network'}): {str(e).splitlines()[0]}") from e
 
 
-def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Agent:
+class TrainedAgent:
+    """A finished run's agent, for use outside training: numpy in, numpy out, for one
+    observation or a batch, with the observation's shape checked against the env's.
+
+    ``q_values(obs)``: ``[n_actions]`` for one observation, ``[batch, n_actions]`` for a batch.
+    ``act(obs, explore=False)``: the greedy action (an int) or actions (``[batch]``); with
+    ``explore=True``, epsilon-greedy at the agent's final epsilon. ``agent``: the agent itself
+    (its ``q_net``, ``state_dict()``).
+    """
+
+    def __init__(self, agent: Agent):
+        self.agent = agent
+        self.observation_space = agent.observation_space
+
+    def _batch(self, obs) -> tuple[np.ndarray, bool]:
+        """The observations as a batch, and whether a single one was given."""
+        x = obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
+        shape = tuple(self.observation_space.shape or ())
+        if isinstance(self.observation_space, gym.spaces.Discrete):
+            n = self.observation_space.n
+            if x.ndim > 1 or not np.issubdtype(x.dtype, np.integer) or (
+                    x.size and (x.min() < 0 or x.max() >= n)):
+                raise ValueError(f"observations of this env are states, integers in [0, {n}): "
+                                 f"one, or a 1-D batch; got an array of shape {x.shape} and "
+                                 f"dtype {x.dtype}")
+            return x.reshape(-1), x.ndim == 0
+        if x.shape == shape:
+            return x[None], True
+        if x.shape[1:] == shape:
+            return x, False
+        raise ValueError(f"an observation of this env has shape {shape}: pass one, or a batch "
+                         f"[n, {', '.join(map(str, shape))}]; got shape {x.shape}")
+
+    def q_values(self, obs) -> np.ndarray:
+        batch, single = self._batch(obs)
+        q = self.agent.q_values(batch).cpu().numpy()
+        return q[0] if single else q
+
+    def act(self, obs, explore: bool = False) -> np.ndarray | int:
+        batch, single = self._batch(obs)
+        actions = self.agent.act(batch, explore=explore)
+        return int(actions[0]) if single else actions
+
+
+def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> TrainedAgent:
     """The trained agent of a finished run, rebuilt from its saved config and final checkpoint.
 
     >>> agent = rlexp.load_agent("outputs/runs/2026-11-22/10-00-00_dqn-cartpole_seed0")
-    >>> agent.q_values(obs_batch)  # [batch, n_actions]
+    >>> agent.q_values(obs_batch)  # numpy [batch, n_actions]; one observation: [n_actions]
+    >>> agent.act(obs)             # the greedy action, an int (a batch: numpy [batch])
     """
-    return load_run(run_dir, device)[1]
+    return TrainedAgent(load_run(run_dir, device)[1])
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, Agent]:

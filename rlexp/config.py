@@ -333,8 +333,10 @@ class DeviceConfig:
 class EvalConfig:
     """Greedy evaluation on a separate env instance."""
 
-    #: Evaluate every this many env steps (0: only at the end of training).
-    every_steps: int = 2_500
+    #: Evaluate every this many env steps, from step 0 (the untrained agent) on; 0: only at the
+    #: end of training. Null: ``total_steps / EVAL_POINTS``, a curve of the same number of
+    #: points for any budget (2,500 for the default 50k steps).
+    every_steps: int | None = None
     #: Episodes per evaluation, run side by side in a vector env.
     episodes: int = 20
     #: Cut evaluation episodes after this many steps, so an evaluation always ends (a greedy
@@ -350,14 +352,24 @@ class EvalConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.epsilon <= 1.0:
             raise ConfigError(f"eval.epsilon={self.epsilon} must be in [0, 1]")
-        if self.every_steps < 0:
-            raise ConfigError(f"eval.every_steps={self.every_steps} must be >= 0")
+        if self.every_steps is not None and self.every_steps < 0:
+            raise ConfigError(f"eval.every_steps={self.every_steps} must be >= 0 or null")
         if self.episodes <= 0:
             raise ConfigError(f"eval.episodes={self.episodes} must be positive")
         if self.max_episode_steps is not None and self.max_episode_steps <= 0:
             raise ConfigError(f"eval.max_episode_steps={self.max_episode_steps} must be "
                               "positive or null")
 
+
+    def interval(self, total_steps: int) -> int:
+        """Env steps between evaluations for a run of ``total_steps``."""
+        if self.every_steps is not None:
+            return self.every_steps
+        return max(1, total_steps // EVAL_POINTS)
+
+
+#: Evaluations over a run when ``eval.every_steps`` is null (besides the one at step 0).
+EVAL_POINTS = 20
 
 #: The evaluation cap for an env with no time limit of its own: 27,000 steps, the cap of the
 #: Atari evaluation protocol (108,000 frames at frame skip 4; Machado et al. 2018).
@@ -457,7 +469,14 @@ def run_label(agent: str, env: str, env_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:100]
 
 
+def seed_label(seed: int, seeds: int) -> str:
+    """The run dir's seed part: ``seed13``, or ``seeds13-22`` for a job of ``seeds=10`` runs
+    (its ``seed13/`` ... ``seed22/`` directories)."""
+    return f"seed{seed}" if int(seeds) <= 1 else f"seeds{seed}-{int(seed) + int(seeds) - 1}"
+
+
 OmegaConf.register_new_resolver("run_label", run_label, replace=True)
+OmegaConf.register_new_resolver("seed_label", seed_label, replace=True)
 OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,10 +127,21 @@ class EvaluateArgs:
     device: str = "cpu"
 
 
+def _quoted(value: str) -> str:
+    """A value for OmegaConf's dotlist, kept as one string (a sweep dir has "=" and ",")."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _first_line(e: BaseException) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and "=" not in argv[0]:  # the run directory given as it is, as rlexp.report takes it
-        argv[0] = f"run_dir={argv[0]}"
+    # The run directory given as it is, as rlexp.report takes it (a sweep's job directories
+    # have "=" in their names).
+    if argv and ("=" not in argv[0] or Path(argv[0]).is_dir()):
+        argv[0] = f"run_dir={_quoted(argv[0])}"
     try:
         args = OmegaConf.to_object(OmegaConf.merge(
             OmegaConf.structured(EvaluateArgs), OmegaConf.from_dotlist(argv)))
@@ -144,14 +157,23 @@ def main(argv: list[str] | None = None) -> None:
         envs.close()
         gif = video_return = None
         if args.video:
+            probe = make_env(cfg.env, cap, evaluation=True)
+            modes = probe.metadata.get("render_modes") or []
+            probe.close()
+            if "rgb_array" not in modes:
+                raise ConfigError(f"video=true: {cfg.env.id} cannot render frames (its render "
+                                  f"modes: {', '.join(modes) or 'none'}; a video needs "
+                                  "rgb_array)")
+            # SDL (pygame, which draws classic-control envs) complains on stderr without one.
+            os.environ.setdefault("XDG_RUNTIME_DIR", tempfile.mkdtemp(prefix="rlexp-xdg-"))
             try:
                 env = make_env(cfg.env, cap, evaluation=True, render_mode="rgb_array")
                 gif = run_dir / "eval.gif"
                 video_return = record_episode(agent, env, seed, gif, cfg.eval.epsilon)
-            except (gym.error.Error, ImportError, ConfigError, TypeError) as e:
-                raise ConfigError(f"video=true: {cfg.env.id} cannot render rgb_array frames "
-                                  f"({e}); for CartPole install the video extra: "
-                                  "pip install -e '.[video]'") from e
+            except (gym.error.DependencyNotInstalled, ImportError) as e:
+                raise ConfigError(f"video=true: rendering {cfg.env.id} needs a package that is "
+                                  f"not installed ({_first_line(e)}); for classic-control envs "
+                                  "(CartPole): pip install -e '.[video]'") from e
     except (OmegaConfBaseException, ConfigError, CheckpointError) as e:
         message = str(e).strip().splitlines()[0]
         if isinstance(e, MissingMandatoryValue):

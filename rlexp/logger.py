@@ -46,6 +46,8 @@ class TensorBoardLogger:
     def __init__(self, run_dir: Path, purge_step: int | None = None):
         # purge_step: points at or after it, logged by an earlier process in this run dir
         # (one that was resumed from a checkpoint), are hidden from TensorBoard.
+        if purge_step is not None:
+            _wait_for_a_later_second(run_dir)
         self.writer = SummaryWriter(log_dir=str(run_dir), purge_step=purge_step)
         #: The step of the latest point written, and every scalar written at that step.
         self.latest_step: int | None = None
@@ -78,6 +80,19 @@ class TensorBoardLogger:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _wait_for_a_later_second(run_dir: Path) -> None:
+    """TensorBoard reads a run's event files in name order, and a name starts with the second it
+    was created in, then the pid: a resumed run's file must start in a later second than the
+    files before it, or its purge of their later points can be read first and lost."""
+    stamps = []
+    for path in Path(run_dir).glob("events.out.tfevents.*"):
+        stamp = path.name.split(".")[3]
+        if stamp.isdigit():
+            stamps.append(int(stamp))
+    if stamps and (wait := max(stamps) + 1 - time.time()) > 0:
+        time.sleep(wait)
 
 
 class Progress:

@@ -29,7 +29,7 @@ class LoopSettings:
     total_steps: int
     seed: int
     log_every: int
-    eval_every: int  # 0: only at the end
+    eval_every: int  # from step 0 on; 0: only at the end
     checkpoint_every: int = 0  # 0: only at the end
     stop_on_return: float | None = None  # end once a greedy evaluation's mean reaches this
     max_abs_q: float | None = None  # diverged when a log interval's mean Q-value exceeds this
@@ -71,7 +71,7 @@ class LoopState:
     @classmethod
     def start(cls, settings: LoopSettings) -> LoopState:
         never = settings.total_steps + 1
-        return cls(next_log=settings.log_every, next_eval=settings.eval_every or never,
+        return cls(next_log=settings.log_every, next_eval=0 if settings.eval_every else never,
                    next_checkpoint=settings.checkpoint_every or never)
 
     def state_dict(self) -> dict:
@@ -80,6 +80,14 @@ class LoopState:
     @classmethod
     def from_state_dict(cls, state: dict) -> LoopState:
         return cls(**state)
+
+    def extend(self, eval_every: int, checkpoint_every: int) -> None:
+        """A completed run, trained for longer: its final evaluation and checkpoint at ``step``
+        are done, so the next ones come an interval on; it did not stop early after all."""
+        for name, every in (("next_eval", eval_every), ("next_checkpoint", checkpoint_every)):
+            while every and getattr(self, name) <= self.step:
+                setattr(self, name, getattr(self, name) + every)
+        self.stopped_early = False
 
     @property
     def purge_step(self) -> int:
@@ -221,6 +229,8 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         if state.step:
             error = record(agent.finish_pending())
             ended = "diverged" if error else post_step(state.step)
+        else:  # the untrained agent: where every curve starts
+            ended = scheduled_eval(0)
         while ended is None and state.step < settings.total_steps:
             action = agent.act(obs)
             next_obs, reward, terminated, truncated, info = envs.step(action)

@@ -50,6 +50,9 @@ class RunMetrics:
     stopped_early: bool = False
     #: The step this run was last resumed from (``resume=``); null if it never was.
     resumed_from_step: int | None = None
+    #: The ``total_steps`` this run had before it was resumed with a larger one (trained for
+    #: longer); null if it never was.
+    extended_from_steps: int | None = None
     #: Wall-clock seconds from the start of training to the end of the final evaluation.
     wall_seconds: float | None = None
     #: The part of ``wall_seconds`` spent in greedy evaluations.

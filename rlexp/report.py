@@ -7,15 +7,17 @@ runs of the sweep (every directory under SWEEP_DIR with a ``.hydra/`` folder, or
 directories for a job that trained ``seeds=N`` runs) are grouped by their command-line overrides
 with ``seed=`` and ``seeds=`` left out, so seeds are pooled. Per group, over the
 completed runs: the number of seeds, the mean, sample std, interquartile mean (IQM: the mean of
-the middle 50%, as scipy's ``trim_mean(x, 0.25)``) and a 95% percentile-bootstrap confidence
-interval of the mean, for the final greedy eval return (``metrics.json``) and for the env steps
-to reach the target return (the first ``eval/return_mean`` point >= target in the TensorBoard
-events; over the runs that reached it). The target is ``--target`` or the env's
-``solved_return``. Everything is read back from the files, so it works for any past sweep.
+the middle 50%) with 95% percentile-bootstrap confidence intervals of the IQM and the mean, for
+the final greedy eval return (``metrics.json``) and for the env steps to reach the target
+return (the first ``eval/return_mean`` point >= target in the TensorBoard events; over the
+runs that reached it); and the probability of improvement between groups (Agarwal et al.
+2021). The target is ``--target`` or the env's ``solved_return``. Everything is read back from
+the files, so it works for any past sweep.
 
-Written into SWEEP_DIR: ``summary.md``, ``summary.csv``, and ``curves.png`` plus one
+Written into SWEEP_DIR: ``summary.md``, ``summary.csv``, ``curves.png`` plus one
 ``curves/<group>.png`` per group (eval return against env steps: the mean over seeds with a 95%
-bootstrap band; a run that stopped early counts with its last evaluation afterwards).
+bootstrap band; a run that stopped early counts with its last evaluation afterwards), and
+``aggregate.png`` (the IQM of the final return with its CI, and a performance profile).
 Runs that did not complete (failed, diverged, interrupted, or killed before writing
 ``metrics.json``) are listed with their error.
 """
@@ -42,6 +44,7 @@ from omegaconf import DictConfig
 
 from rlexp import rundir
 from rlexp.config import safe_dirname
+from rlexp.hparams import write_sweep_experiment
 from rlexp.metrics import read_metrics
 from rlexp.rundir import atomic_write
 from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
@@ -49,28 +52,55 @@ from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_r
 BOOTSTRAP_SAMPLES = 10_000
 EVAL_TAG = "eval/return_mean"
 SUMMARY_MD, SUMMARY_CSV = "summary.md", "summary.csv"
-CURVES_PNG, CURVES_DIR = "curves.png", "curves"
+CURVES_PNG, CURVES_DIR, AGGREGATE_PNG = "curves.png", "curves", "aggregate.png"
 
 
 # ---------------------------------------------------------------------------------- statistics
+# SciPy's: trim_mean for the IQM, bootstrap (percentile intervals, a fixed seed) for the
+# confidence intervals, and the Mann-Whitney U statistic for the probability of improvement,
+# the estimators rliable (Agarwal et al. 2021) uses for a single task.
 
 
-def iqm(x: np.ndarray) -> float:
+def iqm(x) -> float:
     """Interquartile mean: drop the lowest and highest int(n/4) values, average the rest."""
-    x = np.sort(np.asarray(x, dtype=float))
-    cut = int(0.25 * len(x))
-    return float(x[cut:len(x) - cut].mean()) if len(x) else math.nan
+    from scipy.stats import trim_mean
+
+    x = np.asarray(x, dtype=float)
+    return float(trim_mean(x, 0.25)) if len(x) else math.nan
 
 
-def bootstrap_ci(x: np.ndarray, level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
+def _iqm_along(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    from scipy.stats import trim_mean
+
+    return trim_mean(x, 0.25, axis=axis)
+
+
+def bootstrap_ci(x, statistic=np.mean, level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
                  seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean (deterministic: a fixed seed)."""
+    """Percentile-bootstrap confidence interval of ``statistic`` (vectorized, with an ``axis``
+    argument) over the runs (deterministic: a fixed seed). With one task, rliable's stratified
+    bootstrap is this one."""
+    from scipy.stats import bootstrap
+
     x = np.asarray(x, dtype=float)
     if len(x) == 0:
         return math.nan, math.nan
-    means = np.random.default_rng(seed).choice(x, size=(samples, len(x))).mean(axis=1)
-    alpha = (1 - level) / 2
-    return float(np.quantile(means, alpha)), float(np.quantile(means, 1 - alpha))
+    if len(x) == 1 or np.all(x == x[0]):  # nothing to resample
+        return float(x[0]), float(x[0])
+    ci = bootstrap((x,), statistic, n_resamples=samples, confidence_level=level,
+                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+    return float(ci.low), float(ci.high)
+
+
+def probability_of_improvement(x, y) -> float:
+    """P(X > Y): the chance that a run of configuration X ends higher than one of Y, ties
+    counting half (the Mann-Whitney U statistic over the number of pairs)."""
+    from scipy.stats import mannwhitneyu
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    if not len(x) or not len(y):
+        return math.nan
+    return float(mannwhitneyu(x, y).statistic) / (len(x) * len(y))
 
 
 @dataclass
@@ -79,17 +109,20 @@ class Stats:
     mean: float
     std: float  # sample std (ddof=1); nan for a single value
     iqm: float
-    ci_low: float
+    ci_low: float  # of the mean
     ci_high: float
+    iqm_ci_low: float
+    iqm_ci_high: float
 
     @classmethod
     def of(cls, values: list[float]) -> Stats:
         x = np.asarray(values, dtype=float)
         n = len(x)
         ci_low, ci_high = bootstrap_ci(x)
+        iqm_low, iqm_high = bootstrap_ci(x, _iqm_along)
         return cls(n=n, mean=float(x.mean()) if n else math.nan,
                    std=float(x.std(ddof=1)) if n > 1 else math.nan, iqm=iqm(x),
-                   ci_low=ci_low, ci_high=ci_high)
+                   ci_low=ci_low, ci_high=ci_high, iqm_ci_low=iqm_low, iqm_ci_high=iqm_high)
 
 
 # --------------------------------------------------------------------------------------- runs
@@ -104,6 +137,9 @@ class Run:
     final_return: float | None
     target: float | None
     eval_curve: list[tuple[int, float]]
+    #: From the run's config.yaml, for the figures' titles (None where it has none).
+    env_id: str | None = None
+    agent: str | None = None
 
     @property
     def steps_to_target(self) -> int | None:
@@ -153,12 +189,15 @@ def load_runs(sweep_dir: Path, target: float | None = None) -> list[Run]:
 def _load_run(run_dir: Path, overrides: list[str], target: float | None) -> Run:
     metrics = read_metrics(run_dir) if (run_dir / rundir.METRICS).exists() else {}
     config_file = run_dir / rundir.CONFIG
-    if target is None and config_file.exists():
-        target = (yaml.safe_load(config_file.read_text()).get("env") or {}).get("solved_return")
+    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
+    env, agent = config.get("env") or {}, config.get("agent") or {}
+    if target is None:
+        target = env.get("solved_return")
     return Run(dir=run_dir, overrides=list(overrides),
                status=metrics.get("status", "unfinished"), error=metrics.get("error"),
                final_return=metrics.get("eval_return_mean"), target=target,
-               eval_curve=_read_eval_curve(run_dir))
+               eval_curve=_read_eval_curve(run_dir), env_id=env.get("id"),
+               agent=agent.get("name"))
 
 
 # ------------------------------------------------------------------------------------- groups
@@ -172,13 +211,19 @@ def _is_seed(override: str) -> bool:
 class Group:
     label: str
     runs: list[Run] = field(default_factory=list)
+    #: The overrides that make the label (those not shared by every run of the sweep).
+    overrides: tuple[str, ...] = ()
 
     @property
     def completed(self) -> list[Run]:
         return [r for r in self.runs if r.status == "completed"]
 
+    @property
+    def final_returns(self) -> list[float]:
+        return [r.final_return for r in self.completed]
+
     def returns(self) -> Stats:
-        return Stats.of([r.final_return for r in self.completed])
+        return Stats.of(self.final_returns)
 
     def holding(self, last: int) -> int:
         """Completed runs whose last ``last`` evaluations average at least the target."""
@@ -200,8 +245,9 @@ def group_runs(runs: list[Run]) -> list[Group]:
     shared = set.intersection(*(set(k) for k in keys.values())) if runs else set()
     groups: dict[str, Group] = {}
     for run in runs:
-        label = ",".join(o for o in keys[id(run)] if o not in shared) or "all runs"
-        groups.setdefault(label, Group(label)).runs.append(run)
+        own = tuple(o for o in keys[id(run)] if o not in shared)
+        label = ",".join(own) or "all runs"
+        groups.setdefault(label, Group(label, overrides=own)).runs.append(run)
     return list(groups.values())
 
 
@@ -214,42 +260,76 @@ def _fmt(x: float | None, digits: int = 1) -> str:
 
 #: Evaluations averaged for "holds": the final one, and the last HOLD_LAST.
 HOLD_LAST = 5
+#: Up to this many groups, the report has the table of P(row > column) for every pair.
+PAIRWISE_MAX_GROUPS = 8
 COLUMNS = ["group", "runs", "completed", "return_mean", "return_std", "return_iqm",
-           "return_ci_low", "return_ci_high", "target", "reached", "final_holds",
-           "last5_holds", "steps_mean", "steps_std", "steps_iqm", "steps_ci_low",
-           "steps_ci_high"]
+           "return_iqm_ci_low", "return_iqm_ci_high", "return_ci_low", "return_ci_high",
+           "p_improvement_vs_best", "target", "reached", "final_holds", "last5_holds",
+           "steps_mean", "steps_std", "steps_iqm", "steps_ci_low", "steps_ci_high"]
+
+
+def best_group(groups: list[Group]) -> Group | None:
+    """The group with the highest IQM of the final return (the reference for P(> best)); on a
+    tie, the higher mean, then the first."""
+    scored = [(iqm(g.final_returns), float(np.mean(g.final_returns)), -i)
+              for i, g in enumerate(groups) if g.final_returns]
+    return groups[-max(scored)[2]] if scored else None
 
 
 def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
     rows = []
+    best = best_group(groups)
     for g in groups:
         ret, steps = g.returns(), g.steps()
         rows.append({
             "group": g.label, "runs": len(g.runs), "completed": len(g.completed),
             "return_mean": ret.mean, "return_std": ret.std, "return_iqm": ret.iqm,
-            "return_ci_low": ret.ci_low, "return_ci_high": ret.ci_high, "target": g.target,
+            "return_iqm_ci_low": ret.iqm_ci_low, "return_iqm_ci_high": ret.iqm_ci_high,
+            "return_ci_low": ret.ci_low, "return_ci_high": ret.ci_high,
+            "p_improvement_vs_best": math.nan if best is None else
+            probability_of_improvement(g.final_returns, best.final_returns),
+            "target": g.target,
             "reached": steps.n, "final_holds": g.holding(1), "last5_holds": g.holding(HOLD_LAST),
             "steps_mean": steps.mean, "steps_std": steps.std,
             "steps_iqm": steps.iqm, "steps_ci_low": steps.ci_low, "steps_ci_high": steps.ci_high,
+            "best": g is best,
         })
     return rows
 
 
 def table(rows: list[dict[str, Any]]) -> list[list[str]]:
     """Header and rows for the printed and markdown tables."""
-    header = ["group", "seeds", "final return mean ± std", "IQM", "95% CI", "target",
-              "reached", "final >= target", f"last {HOLD_LAST} >= target", "steps mean ± std",
-              "steps IQM", "steps 95% CI"]
+    header = ["group", "seeds", "final return mean ± std", "IQM [95% CI]", "mean 95% CI",
+              "P(> best)", "target", "reached", "final >= target", f"last {HOLD_LAST} >= target",
+              "steps mean ± std", "steps IQM", "steps 95% CI"]
     body = [[
         r["group"], f"{r['completed']}/{r['runs']}",
-        f"{_fmt(r['return_mean'])} ± {_fmt(r['return_std'])}", _fmt(r["return_iqm"]),
-        f"[{_fmt(r['return_ci_low'])}, {_fmt(r['return_ci_high'])}]", _fmt(r["target"], 0),
+        f"{_fmt(r['return_mean'])} ± {_fmt(r['return_std'])}",
+        f"{_fmt(r['return_iqm'])} [{_fmt(r['return_iqm_ci_low'])}, "
+        f"{_fmt(r['return_iqm_ci_high'])}]",
+        f"[{_fmt(r['return_ci_low'])}, {_fmt(r['return_ci_high'])}]",
+        "best" if r["best"] else _fmt(r["p_improvement_vs_best"], 2), _fmt(r["target"], 0),
         *("n/a" if r["target"] is None else f"{r[k]}/{r['completed']}"
           for k in ("reached", "final_holds", "last5_holds")),
         f"{_fmt(r['steps_mean'], 0)} ± {_fmt(r['steps_std'], 0)}", _fmt(r["steps_iqm"], 0),
         f"[{_fmt(r['steps_ci_low'], 0)}, {_fmt(r['steps_ci_high'], 0)}]",
     ] for r in rows]
     return [header, *body]
+
+
+def pairwise_table(groups: list[Group]) -> list[list[str]] | None:
+    """P(row > column) for every pair of groups with completed runs (None for fewer than two
+    or more than PAIRWISE_MAX_GROUPS)."""
+    scored = [g for g in groups if g.final_returns]
+    if not 2 <= len(scored) <= PAIRWISE_MAX_GROUPS:
+        return None
+    names = [f"({i + 1})" for i in range(len(scored))]
+    cells = [["P(row > column)", *names]]
+    for name, g in zip(names, scored, strict=True):
+        cells.append([f"{name} {g.label}", *(
+            "" if h is g else _fmt(probability_of_improvement(g.final_returns, h.final_returns), 2)
+            for h in scored)])
+    return cells
 
 
 def _text_table(cells: list[list[str]]) -> str:
@@ -291,48 +371,156 @@ def _curve_band(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return grid, mean, band[:, 0], band[:, 1]
 
 
-def write_plots(groups: list[Group], sweep_dir: Path) -> list[Path]:
+def _short_value(value: str) -> str:
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if value.lstrip("+-").isdigit() else f"{number:.4g}"
+
+
+def short_labels(groups: list[Group]) -> list[str]:
+    """The groups' labels for figures: each override's key cut to its last dotted part (or as
+    many as tell it from the sweep's other keys), numbers to 4 significant digits
+    (``optimizer.lr=0.0023456`` -> ``lr=0.002346``); the full labels if two would read alike."""
+    keys = {rundir.override_key(o) for g in groups for o in g.overrides}
+
+    def short_key(key: str) -> str:
+        parts = key.split(".")
+        for n in range(1, len(parts) + 1):
+            suffix = ".".join(parts[-n:])
+            if sum(k == suffix or k.endswith("." + suffix) for k in keys) == 1:
+                return suffix
+        return key
+
+    labels = []
+    for g in groups:
+        items = []
+        for override in g.overrides:
+            key = rundir.override_key(override)
+            items.append(f"{short_key(key)}={_short_value(override.split('=', 1)[1])}"
+                         if "=" in override else override)
+        labels.append(",".join(items) or g.label)
+    return labels if len(set(labels)) == len(labels) else [g.label for g in groups]
+
+
+def _headline(groups: list[Group]) -> str:
+    """What was trained on what: the env ids and agents of the runs."""
+    envs = sorted({r.env_id for g in groups for r in g.runs if r.env_id})
+    agents = sorted({r.agent for g in groups for r in g.runs if r.agent})
+    return f"{', '.join(envs) or 'env n/a'}, agent {', '.join(agents) or 'n/a'}"
+
+
+def _seeds_phrase(counts: list[int]) -> str:
+    if len(set(counts)) == 1:
+        return f"{counts[0]} seed" + ("s" if counts[0] != 1 else "")
+    return "seeds (n per configuration in the legend)"
+
+
+def _colors(n: int) -> list:
+    import matplotlib
+
+    cmap = matplotlib.colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
+    """The report's matplotlib figures, by the path each is saved to: ``curves.png`` (every
+    configuration's learning curve), one ``curves/<group>.png`` per group, and
+    ``aggregate.png`` (IQM of the final return with its 95% bootstrap CI, and a performance
+    profile: the fraction of runs whose final return is above each value)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    labels = dict(zip((id(g) for g in groups), short_labels(groups), strict=True))
+    colors = dict(zip((id(g) for g in groups), _colors(len(groups)), strict=True))
+    bands = [(g, b) for g in groups if (b := _curve_band(g)) is not None]
+    target = next((g.target for g in groups if g.target is not None), None)
+    out: dict[Path, Any] = {}
+
+    def curves(drawn: list[tuple[Group, tuple]], title: str) -> Any:
+        fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+        for group, (grid, mean, low, high) in drawn:
+            color = colors[id(group)]
+            ax.plot(grid, mean, marker="o", markersize=3, color=color,
+                    label=f"{labels[id(group)]} (n={len(group.completed)})")
+            ax.fill_between(grid, low, high, alpha=0.2, color=color, linewidth=0)
+        if target is not None:
+            ax.axhline(target, linestyle="--", linewidth=1, color="0.35",
+                       label=f"target {target:g}")
+        seeds = _seeds_phrase([len(g.completed) for g, _ in drawn])
+        ax.set_title(f"{title}\ngreedy evaluation return: mean and 95% bootstrap CI over "
+                     f"{seeds}", fontsize=9)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("greedy evaluation return")
+        ax.grid(alpha=0.3)
+        fig.legend(loc="outside right upper", fontsize=7)
+        return fig
+
+    if bands:
+        out[sweep_dir / CURVES_PNG] = curves(bands, _headline(groups))
+        for group, band in bands:
+            path = sweep_dir / CURVES_DIR / f"{safe_dirname(group.label)}.png"
+            out[path] = curves([(group, band)], f"{_headline([group])}: {labels[id(group)]}")
+    scored = [g for g in groups if g.final_returns]
+    if scored:
+        out[sweep_dir / AGGREGATE_PNG] = _aggregate(plt, scored, labels, colors, target)
+    return out
+
+
+def _aggregate(plt, groups: list[Group], labels: dict, colors: dict, target: float | None):
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 2.5 + 0.35 * len(groups)),
+                                      layout="constrained")
+    for y, g in enumerate(groups):
+        stats = g.returns()
+        # (a percentile interval need not hold the estimate itself: few or tied runs)
+        left.errorbar([stats.iqm], [y], xerr=[[max(stats.iqm - stats.iqm_ci_low, 0)],
+                                              [max(stats.iqm_ci_high - stats.iqm, 0)]],
+                      fmt="o", capsize=4, color=colors[id(g)])
+    left.set_yticks(range(len(groups)), [labels[id(g)] for g in groups], fontsize=7)
+    left.invert_yaxis()
+    left.set_ylabel("configuration")
+    left.set_xlabel("interquartile mean (IQM) of the final return, 95% bootstrap CI")
+    left.set_title("IQM of the final return", fontsize=9)
+    finals = np.concatenate([g.final_returns for g in groups])
+    low, high = float(finals.min()), float(finals.max())
+    if high == low:
+        low, high = low - 1, high + 1
+    taus = np.linspace(low, high, 200)
+    for g in groups:
+        x = np.asarray(g.final_returns)[:, None]
+        right.step(taus, (x > taus).mean(axis=0), where="post", color=colors[id(g)],
+                   label=f"{labels[id(g)]} (n={len(g.final_returns)})")
+    if target is not None:
+        for ax in (left, right):
+            ax.axvline(target, linestyle="--", linewidth=1, color="0.35",
+                       label=f"target {target:g}" if ax is right else None)
+    right.set_xlabel("final return τ")
+    right.set_ylabel("fraction of runs with final return > τ")
+    right.set_ylim(-0.02, 1.02)
+    right.set_title("performance profile", fontsize=9)
+    for ax in (left, right):
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{_headline(groups)}: final greedy evaluation return over "
+                 f"{_seeds_phrase([len(g.final_returns) for g in groups])}", fontsize=10)
+    fig.legend(loc="outside right upper", fontsize=7)
+    return fig
+
+
+def write_plots(groups: list[Group], sweep_dir: Path) -> list[Path]:
+    import matplotlib.pyplot as plt
+
     written = []
-    bands = [(g, _curve_band(g)) for g in groups]
-    bands = [(g, b) for g, b in bands if b is not None]
-    if not bands:
-        return written
-
-    def draw(ax, group: Group, band) -> None:
-        grid, mean, low, high = band
-        line, = ax.plot(grid, mean, label=f"{group.label} ({len(group.completed)} seeds)")
-        ax.fill_between(grid, low, high, alpha=0.2, color=line.get_color())
-
-    def save(fig, path: Path) -> None:
+    for path, fig in figures(groups, sweep_dir).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)
         plt.close(fig)
-        atomic_write(path, lambda tmp: tmp.write_bytes(buffer.getvalue()))
+        data = buffer.getvalue()
+        atomic_write(path, lambda tmp, data=data: tmp.write_bytes(data))
         written.append(path)
-
-    def style(ax, title: str) -> None:
-        ax.set_xlabel("env steps")
-        ax.set_ylabel(EVAL_TAG)
-        ax.set_title(title, fontsize=9)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for group, band in bands:
-        draw(ax, group, band)
-    style(ax, f"{sweep_dir.name}: greedy eval return, mean and 95% bootstrap CI over seeds")
-    save(fig, sweep_dir / CURVES_PNG)
-    for group, band in bands:
-        fig, ax = plt.subplots(figsize=(6, 4))
-        draw(ax, group, band)
-        style(ax, group.label)
-        save(fig, sweep_dir / CURVES_DIR / f"{safe_dirname(group.label)}.png")
     return written
 
 
@@ -354,6 +542,8 @@ class Report:
     def text(self) -> str:
         lines = [f"rlexp sweep report: {self.sweep_dir} ({len(self.runs)} runs, "
                  f"{len(self.groups)} groups)", _text_table(table(self.rows))]
+        if pairs := pairwise_table(self.groups):
+            lines += ["probability of improvement, P(row > column):", _text_table(pairs)]
         if self.problems:
             lines.append(f"{len(self.problems)} runs did not complete:")
             lines += ["  " + p for p in _problems_text(self.runs, self.sweep_dir)]
@@ -364,22 +554,32 @@ class Report:
                  f"{len(self.runs)} runs in {len(self.groups)} groups (seeds pooled). Final "
                  "return: the final greedy evaluation's mean return of each completed run. "
                  "Steps: env steps to the first evaluation >= target, over the runs that "
-                 "reached it. Std is the sample std over seeds; IQM the interquartile mean; "
-                 "CI a 95% percentile bootstrap of the mean.", "",
+                 "reached it. Std is the sample std over seeds; IQM the interquartile mean "
+                 "(the mean of the middle 50% of runs), with its 95% percentile-bootstrap CI; "
+                 "mean 95% CI: the same for the mean. P(> best): the probability that a run "
+                 "of the group ends higher than a run of the group with the best IQM (ties "
+                 "count half; Agarwal et al. 2021).", "",
                  _markdown_table(table(self.rows))]
+        if pairs := pairwise_table(self.groups):
+            lines += ["", "## Probability of improvement", "",
+                      "P(row > column): the probability that a run of the row's group ends "
+                      "with a higher final return than a run of the column's.", "",
+                      _markdown_table(pairs)]
         if self.problems:
             lines += ["", "## Runs that did not complete", ""]
             lines += [f"- {p}" for p in _problems_text(self.runs, self.sweep_dir)]
         if plots:
-            lines += ["", "## Learning curves", ""]
+            lines += ["", "## Figures", ""]
             lines += [f"![{p.stem}]({p.relative_to(self.sweep_dir)})" for p in plots]
         return "\n".join(lines) + "\n"
 
     def write(self, plots: bool = True) -> list[Path]:
-        """summary.csv, summary.md and the PNGs, into the sweep dir."""
+        """summary.csv, summary.md, the PNGs and the HParams experiment, into the sweep dir."""
         written_plots = write_plots(self.groups, self.sweep_dir) if plots else []
+        write_sweep_experiment(self.sweep_dir, [(r.overrides, r.dir) for r in self.runs])
         out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n",
+                                extrasaction="ignore")
         writer.writeheader()
         writer.writerows(self.rows)
         csv_path, md_path = self.sweep_dir / SUMMARY_CSV, self.sweep_dir / SUMMARY_MD
@@ -413,7 +613,9 @@ class SweepReport(Callback):
             if report.runs:
                 report.write()
                 print(report.text(), flush=True)
-                print(f"report: {sweep_dir / SUMMARY_MD}", flush=True)
+                print(f"report: {sweep_dir / SUMMARY_MD}\n"
+                      f"curves and hparams: tensorboard --logdir {shlex.quote(str(sweep_dir))}",
+                      flush=True)
         except Exception as e:  # noqa: BLE001 - one line, and the sweep still says it failed
             print(f"rlexp: error: the sweep report failed: {type(e).__name__}: {e}",
                   file=sys.stderr, flush=True)

@@ -215,30 +215,42 @@ def check_resumable(run_dir: Path, resume: str) -> None:
                           f"(no {LAST} or {CONFIG})")
 
 
+def saved_config(run_dir: Path) -> dict[str, object]:
+    """The flattened config a run was started (or last resumed) with."""
+    from rlexp.logger import flatten  # the same flattening as a run's hparams
+
+    return flatten(yaml.safe_load((Path(run_dir) / CONFIG).read_text()) or {})
+
+
 def checkpoint_to_resume(run_dir: Path, resume: str | None,
                          config_now: dict[str, object]) -> Path | None:
     """Before a run starts in ``run_dir``: the checkpoint to continue from (``resume=``), or
-    None for a new run. Refuses a finished run, an unfinished one not named by ``resume=``, and
-    a resume whose config differs from the saved one (``config_now``: flattened)."""
-    if status(run_dir) == "completed":
+    None for a new run. Refuses a finished run (unless ``resume=`` names it with a larger
+    ``total_steps``: it is trained for longer), an unfinished one not named by ``resume=``, and
+    a resume whose config differs from the saved one (``config_now``: flattened) in anything
+    but a larger ``total_steps``."""
+    saved = saved_config(run_dir) if (Path(run_dir) / CONFIG).is_file() else {}
+    extending = resume is not None and int(config_now["total_steps"]) > int(
+        saved.get("total_steps", config_now["total_steps"]))
+    if status(run_dir) == "completed" and not extending:
         raise RunDirError(f"{run_dir} already holds a finished run; choose another "
-                          "hydra.run.dir")
+                          f"hydra.run.dir, or train it for longer with resume={run_dir} "
+                          f"total_steps=N (more than its {saved.get('total_steps')})")
     if resume is None:
         if (Path(run_dir) / LAST).exists():
             raise RunDirError(f"{run_dir} holds an unfinished run; continue it with "
                               f"resume={run_dir} or choose another hydra.run.dir")
         return None
     check_resumable(run_dir, resume)
-    from rlexp.logger import flatten  # the same flattening as config_now's
-
-    saved = flatten(yaml.safe_load((Path(run_dir) / CONFIG).read_text()))
+    allowed = (*LAUNCH_KEYS, "run_name", *(("total_steps",) if extending else ()))
     differ = sorted(k for k in saved.keys() | config_now.keys()
-                    if k not in (*LAUNCH_KEYS, "run_name") and saved.get(k) != config_now.get(k))
+                    if k not in allowed and saved.get(k) != config_now.get(k))
     if differ:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {config_now.get(k)!r})"
                           for k in differ[:4])
         raise RunDirError(f"resume={resume}: the run was started with a different config: "
-                          f"{shown}; resume with the same overrides")
+                          f"{shown}; resume with the same overrides (only a larger "
+                          "total_steps may differ)")
     remove_partial_writes((Path(run_dir) / LAST).parent)
     return Path(run_dir) / LAST
 

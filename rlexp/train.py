@@ -61,8 +61,18 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
     """
     resolved = OmegaConf.structured(cfg)
     flat_config = flatten(OmegaConf.to_container(resolved))
+    was_completed = rundir.status(run_dir) == "completed"
     last = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
     resumed = None if last is None else checkpoint.load_training_state(last)
+    # Resumed with a larger total_steps: the run is trained for longer (recorded in metrics).
+    extended_from = None
+    if last is not None and (before := int(rundir.saved_config(run_dir)["total_steps"])) \
+            < cfg.total_steps:
+        extended_from = before
+        log.warning("training %s for longer: total_steps %d -> %d; schedules tied to "
+                    "total_steps (epsilon, the learning-rate decay, prioritized replay's beta) "
+                    "follow the new total from step %d on", run_dir, before, cfg.total_steps,
+                    resumed["loop"]["step"])
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
@@ -82,6 +92,8 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
                                   f"agent: {_first_line(str(e))}") from e
         checkpoint.restore_rng(resumed)
         loop_state = LoopState.from_state_dict(resumed["loop"])
+        if extended_from is not None and was_completed:
+            loop_state.extend(cfg.eval.interval(cfg.total_steps), cfg.checkpoint.every_steps)
 
     yaml_text = OmegaConf.to_yaml(resolved)
     # Written before training: an unwritable or full output dir fails here, not at the end.
@@ -104,7 +116,8 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
     try:
         settings = LoopSettings(
             total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
-            eval_every=cfg.eval.every_steps, checkpoint_every=cfg.checkpoint.every_steps,
+            eval_every=cfg.eval.interval(cfg.total_steps),
+            checkpoint_every=cfg.checkpoint.every_steps,
             stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q,
             eval_cap=eval_cap, eval_epsilon=cfg.eval.epsilon)
         result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state, stop)
@@ -134,6 +147,7 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
         episodes=state.episodes,
         stopped_early=state.stopped_early,
         resumed_from_step=None if resumed is None else int(resumed["loop"]["step"]),
+        extended_from_steps=extended_from,
         wall_seconds=round(state.wall_seconds, 3),
         eval_seconds=round(state.eval_seconds, 3),
         sps=round(state.step / max(state.wall_seconds, 1e-9), 1),
@@ -324,6 +338,9 @@ def describe_error(e: BaseException) -> str:
         return f"unknown key {cause.full_key!r}; allowed here: {allowed}"
     if cause is not e:  # e.g. "Error merging override x=y" caused by a type error
         return f"{_first_line(str(e))}: {_first_line(str(cause))}"
+    if str(e).startswith("Ambiguous value for argument"):  # seed=0,1 without -m: Hydra's hints
+        return (f"{_first_line(str(e))}: to sweep over it, add --multirun (-m); for a list, "
+                "key=[a,b]; for a string, quote it: key='a,b'")
     return _first_line(str(e))
 
 
@@ -351,6 +368,11 @@ def main() -> None:
               file=sys.stderr)
         sys.exit(2)
     args = sys.argv[1:]
+    if "--help" in args or "-h" in args:  # ours, from the schemas (--hydra-help: Hydra's)
+        from rlexp.help import help_text
+
+        print(help_text())
+        return
     sweeping = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in args)
     if sweeping and any(a.lower() == "resume=true" for a in args) and not any(
             a.startswith("hydra.sweep.dir=") for a in args):

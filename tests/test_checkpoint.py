@@ -152,6 +152,34 @@ def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):
         run_in_process(["agent=qnet", "env=toy", *TINY, f"resume={tmp_path}"], tmp_path)
 
 
+def test_a_finished_run_resumed_with_a_larger_budget_trains_on_as_one_long_run(tmp_path):
+    # Constant schedules (epsilon, qnet's learning rate), so 600 steps then 600 more are the
+    # 1,200-step run: the same curves, nothing logged twice, the extension recorded.
+    args = ["agent=qnet", "env=toy", *TINY, "agent.epsilon.start=0.3", "agent.epsilon.end=0.3"]
+    straight = run_in_process([*args, "total_steps=1200"], tmp_path / "straight")
+    run_dir = tmp_path / "run"
+    first = run_in_process(args, run_dir)
+    assert first.status == "completed" and first.env_steps == 600
+    with pytest.raises(RunDirError, match=r"already holds a finished run; .* resume=.* "
+                       r"total_steps=N \(more than its 600\)"):
+        run_in_process(args, run_dir)
+    with pytest.raises(RunDirError, match=r"total_steps=N \(more than its 600\)"):
+        run_in_process([*args, "total_steps=300", f"resume={run_dir}"], run_dir)
+    with pytest.raises(RunDirError, match=r"optimizer.lr=0.004 \(now 0.5\); .*only a larger"):
+        run_in_process([*args, "total_steps=1200", "optimizer.lr=0.5", f"resume={run_dir}"],
+                       run_dir)
+    longer = run_in_process([*args, "total_steps=1200", f"resume={run_dir}"], run_dir)
+    assert longer.status == "completed" and longer.env_steps == 1200
+    assert longer.extended_from_steps == 600 and longer.resumed_from_step == 600
+    assert longer.eval_return_mean == straight.eval_return_mean
+    ours, theirs = read_scalars(run_dir), read_scalars(tmp_path / "straight")
+    assert [s for s, _ in ours["eval/return_mean"]] == [0, 300, 600, 900, 1200]
+    for tag, points in theirs.items():
+        if not tag.startswith("time/"):
+            assert sorted(ours[tag]) == sorted(points), tag
+    assert "total_steps: 1200" in (run_dir / "config.yaml").read_text()
+
+
 def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=4000", "log.every_steps=250",
             "checkpoint.every_steps=500", "eval.episodes=2"]

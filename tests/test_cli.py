@@ -15,6 +15,7 @@ BAD_INPUT = [
     (["optimizer.lr=-1"], "optimizer.lr=-1.0 must be > 0"),
     (["env=gym", "env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0' could not be made"),
     (["run_name=../../escape"], "run_name='../../escape' is not allowed"),
+    (["seed=0,1"], "to sweep over it, add --multirun (-m)"),
 ]
 
 
@@ -55,6 +56,13 @@ def test_a_run_from_the_command_line_writes_its_run_dir(tmp_path):
     assert "step 300/600 (50%) | last training episode's return" in log and "ETA" in log
 
 
+def test_a_job_of_several_seeds_is_named_after_all_of_them(tmp_path):
+    result = run_cli(["agent=qnet", "env=toy", *TINY, "seed=13", "seeds=2"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    (job,) = (tmp_path / "outputs/runs").glob("*/*_qnet-toy_seeds13-14")
+    assert sorted(p.name for p in job.glob("seed*")) == ["seed13", "seed14"]
+
+
 def test_run_dir_can_be_chosen_with_hydra_run_dir(tmp_path):
     target = tmp_path / "my_run"
     result = run_cli(["agent=qnet", "env=toy", *TINY, f"hydra.run.dir={target}"], cwd=tmp_path)
@@ -65,9 +73,23 @@ def test_run_dir_can_be_chosen_with_hydra_run_dir(tmp_path):
     assert again.returncode == 2 and "already holds a finished run" in again.stderr
 
 
-def test_help_lists_the_config_groups():
+def test_help_lists_the_groups_a_user_chooses_and_every_field_with_its_doc():
+    from rlexp.config import SCHEMAS
+    from rlexp.help import INTERNAL_GROUPS, field_docs
+
     result = run_cli(["--help"])
     assert result.returncode == 0
-    for group in ("agent", "env", "optimizer", "device"):
+    out = " ".join(result.stdout.split())  # unwrapped
+    groups = [p.name for p in (REPO / "conf").iterdir() if p.is_dir()]
+    for group in groups:
         options = sorted(p.stem for p in (REPO / "conf" / group).glob("*.yaml"))
-        assert f"{group}: {', '.join(options)}" in result.stdout
+        listed = f"{group}: {', '.join(options)}" in result.stdout
+        assert listed == (group not in INTERNAL_GROUPS), group
+    assert "schema/" not in result.stdout
+    for group, schemas in SCHEMAS.items():
+        for cls in schemas.values():
+            docs = field_docs(cls)
+            assert docs, cls
+            for name, doc in docs.items():
+                if name != "name":
+                    assert f"{group}." in out and " ".join(doc.split()) in out, (cls, name)

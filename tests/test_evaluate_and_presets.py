@@ -21,7 +21,7 @@ def test_evaluate_prints_writes_eval_json_and_a_gif(run_dir):
     metrics = run_in_process(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN],
                              run_dir)
     result = evaluate_cli(f"run_dir={run_dir}", "episodes=3", "video=true")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # no SDL noise
     data = json.loads((run_dir / "eval.json").read_text())
     assert data["episodes"] == 3 and len(data["returns"]) == 3
     assert f"eval return {data['return_mean']:.2f} +- {data['return_std']:.2f}" in result.stdout
@@ -66,10 +66,15 @@ def test_evaluating_an_unfinished_run_says_how_to_finish_it(run_dir):
     assert f"plus resume={run_dir}" in result.stderr
 
 
-def test_video_of_an_env_that_cannot_render_is_refused(run_dir):
+def test_video_of_an_env_that_cannot_render_is_refused_in_one_line(tmp_path):
+    # A sweep's job directory: "=" and "," in its name, given as it is.
+    run_dir = tmp_path / "agent=qnet,env=toy,seed=0"
     run_in_process(["agent=qnet", "env=toy", *TINY], run_dir)
-    result = evaluate_cli(f"run_dir={run_dir}", "video=true")
-    assert result.returncode == 2 and "cannot render rgb_array frames" in result.stderr
+    result = evaluate_cli(str(run_dir), "video=true")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr == ("rlexp.evaluate: error: video=true: rlexp/Toy-v0 cannot render "
+                             "frames (its render modes: none; a video needs rgb_array)\n")
+    assert evaluate_cli(str(run_dir), "episodes=2").returncode == 0
 
 
 PRESETS = {

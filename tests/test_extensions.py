@@ -282,7 +282,7 @@ def test_a_minimal_agent_runs_through_the_real_loop_by_the_contract_alone():
     assert [s for s, _ in points["train/count_logged"]] == [100, 200, 300, 400]
     assert points["train/count_logged"][-1][1] == 400
     assert points["train/count"][0] == (100, pytest.approx(np.mean(range(2, 101, 2))))
-    assert [s for s, _ in points["eval/return_mean"]] == [200, 400]
+    assert [s for s, _ in points["eval/return_mean"]] == [0, 200, 400]
     assert "train/epsilon" not in points  # only what the agent reports
 
 

@@ -62,7 +62,7 @@ def test_qnet_on_the_toy_chain_learns_the_optimal_policy_with_no_overrides(tmp_p
     env = gym.make("rlexp/Toy-v0")
     q_star = value_iteration(env.unwrapped.P, 0.99)
     n = env.observation_space.n
-    q = load_agent(tmp_path / "run").q_values(np.arange(n - 1)).numpy()  # the goal is terminal
+    q = load_agent(tmp_path / "run").q_values(np.arange(n - 1))  # the goal is terminal
     assert (q.argmax(axis=1) == 1).all(), q
     np.testing.assert_allclose(q[:, 1], q_star[: n - 1, 1], atol=0.05)
 

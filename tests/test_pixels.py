@@ -267,7 +267,7 @@ def test_every_pixel_option_trains_a_tiny_budget_and_logs_its_curves(name, run_d
     metrics = run_in_process(overrides, run_dir)
     assert metrics.status == "completed" and metrics.env_steps == 400
     scalars = read_scalars(run_dir)
-    assert [s for s, _ in scalars["eval/return_mean"]] == [200, 400]
+    assert [s for s, _ in scalars["eval/return_mean"]] == [0, 200, 400]
     assert [s for s, _ in scalars["train/loss"]] == [100, 200, 300, 400]  # learns from step 100
     assert all(math.isfinite(v) for _, v in scalars["train/loss"] + scalars["train/q_mean"])
 

@@ -48,11 +48,11 @@ def test_an_evaluation_of_a_policy_that_never_ends_is_cut_and_reported(tmp_path,
     assert metrics.status == "completed"
     assert metrics.eval_truncated == 2 and metrics.eval_return_mean == cap  # reward 1 a step
     scalars = read_scalars(tmp_path / "run")
-    assert scalars["eval/truncated"] == [(100, 1.0), (200, 1.0)]
-    assert scalars["eval/return_mean"] == [(100, cap), (200, cap)]
+    assert scalars["eval/truncated"] == [(0, 1.0), (100, 1.0), (200, 1.0)]
+    assert scalars["eval/return_mean"] == [(0, cap), (100, cap), (200, cap)]
     log = caplog.text
     assert log.count("has no time limit: training episodes last until the env ends them") == 1
-    assert log.count(f"2 of 2 episodes reached eval.max_episode_steps={cap} and were cut") == 2
+    assert log.count(f"2 of 2 episodes reached eval.max_episode_steps={cap} and were cut") == 3
 
 
 def test_eval_max_episode_steps_caps_evaluations_and_the_env_limit_is_the_default(tmp_path):
@@ -71,15 +71,15 @@ def test_eval_max_episode_steps_caps_evaluations_and_the_env_limit_is_the_defaul
 
 
 def test_sigterm_in_the_middle_of_a_long_evaluation_stops_the_run_at_once(tmp_path):
-    # The evaluation at step 100 would take hours (10**8 steps); the progress line at 10%
-    # comes just before it starts.
+    # The evaluation at step 0 (the untrained agent) would take hours (10**8 steps); the run's
+    # first log line comes just before it starts.
     args = [*ENDLESS, "total_steps=1000", "eval.every_steps=100", "checkpoint.every_steps=0",
             "eval.max_episode_steps=100000000", "hydra.run.dir=run"]
     proc = start_cli(args, tmp_path)
     for line in proc.stdout:
-        if "(10%)" in line:
+        if ", starting -> " in line:
             break
-    time.sleep(0.5)
+    time.sleep(1.0)
     proc.send_signal(signal.SIGTERM)
     sent = time.monotonic()
     out, _ = proc.communicate(timeout=60)
@@ -87,11 +87,10 @@ def test_sigterm_in_the_middle_of_a_long_evaluation_stops_the_run_at_once(tmp_pa
     assert proc.returncode == 128 + signal.SIGTERM, out
     metrics = read_metrics(tmp_path / "run")
     assert metrics["status"] == "interrupted"
-    assert metrics["error"] == "interrupted by SIGTERM at step 100"
-    assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"] == 100
+    assert metrics["error"] == "interrupted by SIGTERM at step 0"
+    assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"] == 0
     scalars = read_scalars(tmp_path / "run")
     assert "eval/return_mean" not in scalars  # the evaluation cut short is not logged
-    assert [s for s, _ in scalars["train/epsilon"]] == [100]
 
 
 def test_the_same_signal_twice_stops_at_once(tmp_path, monkeypatch):

@@ -38,12 +38,24 @@ def test_every_combination_trains_and_logs_finite_scalars(run_dir, agent, env, o
     assert set(scalars) >= TAGS, f"missing {TAGS - set(scalars)}"
     for tag in TAGS:
         assert all(math.isfinite(v) for _, v in scalars[tag]), tag
-    # Logged every 100 env steps over 600 steps; evaluated at 300 and at the end.
+    # Logged every 100 env steps over 600 steps; evaluated untrained (step 0), at 300 and at
+    # the end.
     assert [s for s, _ in scalars["train/epsilon"]] == [100, 200, 300, 400, 500, 600]
-    assert [s for s, _ in scalars["eval/return_mean"]] == [300, 600]
+    assert [s for s, _ in scalars["eval/return_mean"]] == [0, 300, 600]
     assert metrics.status == "completed" and metrics.env_steps == 600
     assert metrics.eval_return_mean == pytest.approx(scalars["eval/return_mean"][-1][1])
     assert metrics.device == ("cuda:0" if device == "auto" and torch.cuda.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("total_steps", [600, 1000])
+def test_the_default_evaluation_interval_gives_the_same_curve_points_for_any_budget(
+        run_dir, total_steps):
+    from rlexp.config import EVAL_POINTS
+
+    run_in_process([*tiny("qnet", "toy"), f"total_steps={total_steps}", "eval.every_steps=null"],
+                   run_dir)
+    steps = [s for s, _ in read_scalars(run_dir)["eval/return_mean"]]
+    assert steps == list(range(0, total_steps + 1, total_steps // EVAL_POINTS))
 
 
 def test_run_dir_holds_metrics_config_and_a_loadable_checkpoint(run_dir):
@@ -57,11 +69,31 @@ def test_run_dir_holds_metrics_config_and_a_loadable_checkpoint(run_dir):
     agent = rlexp.load_agent(run_dir)
     obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
     q = agent.q_values(obs)
-    assert q.shape == (5, 2) and torch.isfinite(q).all()
+    assert isinstance(q, np.ndarray) and q.shape == (5, 2) and np.isfinite(q).all()
+    # numpy in and out, a batch or one observation (a tensor works too), act agreeing with Q.
+    np.testing.assert_array_equal(agent.act(obs), q.argmax(axis=1))
+    # (a batch of one rounds differently from a batch of five)
+    np.testing.assert_allclose(agent.q_values(torch.from_numpy(obs[1])), q[1], rtol=1e-5)
+    assert agent.act(obs[1]) == int(q[1].argmax()) and isinstance(agent.act(obs[1]), int)
+    with pytest.raises(ValueError, match=r"has shape \(4,\): pass one, or a batch \[n, 4\]; "
+                       r"got shape \(5, 3\)"):
+        agent.q_values(obs[:, :3])
     # The restored network is the trained one: different from a fresh one of the same config.
     weights = torch.load(run_dir / "checkpoints/final.pt", weights_only=True)["agent"]["q_net"]
-    for name, tensor in agent.q_net.state_dict().items():
+    for name, tensor in agent.agent.q_net.state_dict().items():
         torch.testing.assert_close(tensor, weights[name])
+
+
+def test_a_loaded_agent_of_a_discrete_state_env_takes_states_not_one_hot_rows(run_dir):
+    run_in_process(tiny("qnet", "toy"), run_dir)
+    agent = rlexp.load_agent(run_dir)
+    n = agent.observation_space.n
+    q = agent.q_values(np.arange(n))
+    assert q.shape == (n, 2) and agent.q_values(3).shape == (2,)
+    np.testing.assert_allclose(agent.q_values(3), q[3], rtol=1e-5)
+    for wrong in (np.eye(n), np.eye(n)[2], np.array([n])):  # one-hot rows; out of range
+        with pytest.raises(ValueError, match=rf"states, integers in \[0, {n}\)"):
+            agent.q_values(wrong)
 
 
 def test_several_envs_step_together(run_dir):

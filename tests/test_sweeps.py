@@ -44,7 +44,7 @@ def test_a_grid_sweep_writes_one_readable_dir_per_run_and_a_report(tmp_path):
                 metrics = read_metrics(run)
                 assert metrics["status"] == "completed" and metrics["seed"] == seed
                 assert metrics["env_steps"] == 300
-                assert [s for s, _ in read_scalars(run)["eval/return_mean"]] == [150, 300]
+                assert [s for s, _ in read_scalars(run)["eval/return_mean"]] == [0, 150, 300]
                 assert (run / "checkpoints" / "final.pt").is_file()
                 assert yaml.safe_load((run / "config.yaml").read_text())["optimizer"]["name"] \
                     == optimizer
@@ -59,12 +59,12 @@ def test_a_grid_sweep_writes_one_readable_dir_per_run_and_a_report(tmp_path):
         assert len(finals) == 3 and row["completed"] == "3"
         assert float(row["return_mean"]) == pytest.approx(np.mean(finals))
     assert (sweep / "summary.md").read_text().count("| agent=") == 4
-    # The figure, looked at: 800x500 pixels, and each group's line (matplotlib's first four
+    # The figure, looked at: 900x500 pixels, and each group's line (matplotlib's first four
     # colours) drawn in it, at least in the legend.
     from PIL import Image
 
     image = np.asarray(Image.open(sweep / "curves.png").convert("RGB")).astype(int)
-    assert image.shape == (500, 800, 3)
+    assert image.shape == (500, 900, 3)
     for colour in ("1f77b4", "ff7f0e", "2ca02c", "d62728"):
         rgb = np.array([int(colour[i:i + 2], 16) for i in (0, 2, 4)])
         assert (np.abs(image - rgb).sum(axis=2) < 40).sum() > 20, colour
@@ -215,9 +215,22 @@ def test_report_statistics_match_values_computed_by_hand(tmp_path):
         == ("3", "0")
     assert (rows["optimizer.lr=0.01"]["completed"], rows["optimizer.lr=0.01"]["runs"]) == ("2", "3")
     md = (sweep / "summary.md").read_text()
-    assert "| optimizer.lr=0.1 | 5/5 | 40.0 ± 35.4 | 30.0 |" in md
+    assert "| optimizer.lr=0.1 | 5/5 | 40.0 ± 35.4 | 30.0 [" in md
+    # Probability of improvement: every run of lr=0.1 (10..100) ends above both of lr=0.01's
+    # (0, 1), so lr=0.1 is the best group and P(lr=0.01 > lr=0.1) is 0.
+    assert rows["optimizer.lr=0.01"]["p_improvement_vs_best"] == "0.0"
+    assert "| (1) optimizer.lr=0.01 |  | 0.00 |" in md
+    assert "| (2) optimizer.lr=0.1 | 1.00 |  |" in md
     assert "| 100 | 3/5 | 3/5 | 0/5 |" in md  # target, reached, final >= target, last 5
     assert "- lr0.01_s2: failed: RuntimeError: boom" in md
+
+
+def test_probability_of_improvement_counts_ties_as_half():
+    # x=[1,2,3] vs y=[2,2]: 1 loses twice, 2 ties twice (1), 3 wins twice (2): 3 of 6 pairs.
+    assert report.probability_of_improvement([1, 2, 3], [2, 2]) == 0.5
+    # [3,4] vs [1,3]: 3>1, 3=3 (0.5), 4>1, 4>3: 3.5 of 4.
+    assert report.probability_of_improvement([3, 4], [1, 3]) == 0.875
+    assert report.probability_of_improvement([1, 3], [3, 4]) == 0.125
 
 
 def test_report_cli(tmp_path):

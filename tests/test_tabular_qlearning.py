@@ -18,7 +18,7 @@ EXPLORE = ["agent.epsilon.start=1", "agent.epsilon.end=1"]
 
 def learned_and_optimal_q(run_dir, variant, n_states, gamma):
     agent = rlexp.load_agent(run_dir)
-    q = agent.q_values(np.arange(n_states)).numpy()
+    q = agent.q_values(np.arange(n_states))
     env = gym.make("rlexp/Toy-v0", variant=variant, n_states=n_states)
     return q, value_iteration(env.unwrapped.P, gamma)
 

@@ -48,9 +48,9 @@ def tensorboard(sweep):
     base = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     try:
-        while True:  # until it serves, and has loaded all four runs
+        while True:  # until it serves, and has loaded all four runs and the sweep's summary
             try:
-                if len(get(base, "/data/runs")) == 4:
+                if len(get(base, "/data/runs")) == 5:
                     break
             except OSError:
                 pass
@@ -64,7 +64,8 @@ def tensorboard(sweep):
 
 def test_tensorboard_lists_the_sweep_with_scalars_and_hparams(sweep, tensorboard):
     runs = {p.name: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
-    assert sorted(get(tensorboard, "/data/runs")) == sorted(runs)
+    # Named by their overrides; "." is the sweep dir's own experiment summary.
+    assert sorted(get(tensorboard, "/data/runs")) == sorted([*runs, "."])
 
     name = next(n for n in runs if "optimizer.lr=0.01," in n and ",seed=1," in n)
     query = urllib.parse.urlencode({"run": name, "tag": "eval/return_mean"})
@@ -72,11 +73,17 @@ def test_tensorboard_lists_the_sweep_with_scalars_and_hparams(sweep, tensorboard
     assert [(step, value) for _, step, value in served] == \
         read_scalars(runs[name])["eval/return_mean"]
 
+    # The sweep's experiment summary: the HParams tab shows the first five hyperparameters
+    # (those that differ first) and the first five metrics; the swept ones lead.
     experiment = get(tensorboard, "/data/plugin/hparams/experiment", {"experimentName": ""})
-    differs = {h["name"] for h in experiment["hparamInfos"] if h["differs"]}
-    assert differs == {"optimizer.lr", "seed"}  # exactly the swept hyperparameters
-    metrics = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"eval/return_mean", "train/loss", "train/episode_return"} <= metrics
+    infos = experiment["hparamInfos"]
+    assert [(h["name"], h.get("differs", False)) for h in infos[:3]] == [
+        ("optimizer.lr", True), ("seed", True), ("agent.epsilon.end", False)]
+    assert {h["name"] for h in infos} >= {"agent.gamma", "env.variant", "total_steps"}
+    metrics = [m["name"]["tag"] for m in experiment["metricInfos"]]
+    assert metrics[:5] == ["eval/return_mean", "eval/return_std", "train/episode_return",
+                           "train/loss", "train/q_mean"]
+    assert "time/sps" in metrics
 
     groups = get(tensorboard, "/data/plugin/hparams/session_groups", {
         "experimentName": "", "startIndex": 0, "sliceSize": 100,

@@ -36,7 +36,8 @@ class DQNConfig(QLearningConfig):
     """DQN's fields. The defaults are tuned on CartPole-v1 for results that hold to the end of
     the budget and a fast first solve (docs/tuning.md): every 128 env steps, 16 gradient steps
     on batches of 256 for a dueling 128-128 MLP with Adam (lr 4e-3, decaying to 0 over the run),
-    3-step Double DQN targets, Huber loss, unclipped, and a Polyak-averaged target network."""
+    3-step Double DQN targets, Huber loss, unclipped, a Polyak-averaged target network, and
+    epsilon 1 -> 0.01 over the first 16% of the run."""
 
     name: str = "dqn"
     #: Transitions kept in the replay buffer; the oldest are overwritten.
@@ -76,7 +77,7 @@ class DQNConfig(QLearningConfig):
     network: NetworkConfig = field(
         default_factory=lambda: NetworkConfig(hidden=[128, 128], dueling=True))
     epsilon: EpsilonConfig = field(
-        default_factory=lambda: EpsilonConfig(start=1.0, end=0.04, fraction=0.16)
+        default_factory=lambda: EpsilonConfig(start=1.0, end=0.01, fraction=0.16)
     )
 
     def __post_init__(self) -> None:
