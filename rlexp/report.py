@@ -32,6 +32,7 @@ import math
 import shlex
 import signal
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -279,7 +280,8 @@ def best_group(groups: list[Group]) -> Group | None:
 def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
     rows = []
     best = best_group(groups)
-    for g in groups:
+    shown = short_labels(groups, short_keys=False, digits=6)
+    for g, label in zip(groups, shown, strict=True):
         ret, steps = g.returns(), g.steps()
         rows.append({
             "group": g.label, "runs": len(g.runs), "completed": len(g.completed),
@@ -292,7 +294,7 @@ def summary_rows(groups: list[Group]) -> list[dict[str, Any]]:
             "reached": steps.n, "final_holds": g.holding(1), "last5_holds": g.holding(HOLD_LAST),
             "steps_mean": steps.mean, "steps_std": steps.std,
             "steps_iqm": steps.iqm, "steps_ci_low": steps.ci_low, "steps_ci_high": steps.ci_high,
-            "best": g is best,
+            "best": g is best, "label": label,
         })
     return rows
 
@@ -303,7 +305,7 @@ def table(rows: list[dict[str, Any]]) -> list[list[str]]:
               "P(> best)", "target", "reached", "final >= target", f"last {HOLD_LAST} >= target",
               "steps mean ± std", "steps IQM", "steps 95% CI"]
     body = [[
-        r["group"], f"{r['completed']}/{r['runs']}",
+        r["label"], f"{r['completed']}/{r['runs']}",
         f"{_fmt(r['return_mean'])} ± {_fmt(r['return_std'])}",
         f"{_fmt(r['return_iqm'])} [{_fmt(r['return_iqm_ci_low'])}, "
         f"{_fmt(r['return_iqm_ci_high'])}]",
@@ -324,9 +326,10 @@ def pairwise_table(groups: list[Group]) -> list[list[str]] | None:
     if not 2 <= len(scored) <= PAIRWISE_MAX_GROUPS:
         return None
     names = [f"({i + 1})" for i in range(len(scored))]
+    labels = short_labels(scored, short_keys=False, digits=6)
     cells = [["P(row > column)", *names]]
-    for name, g in zip(names, scored, strict=True):
-        cells.append([f"{name} {g.label}", *(
+    for name, label, g in zip(names, labels, scored, strict=True):
+        cells.append([f"{name} {label}", *(
             "" if h is g else _fmt(probability_of_improvement(g.final_returns, h.final_returns), 2)
             for h in scored)])
     return cells
@@ -371,18 +374,19 @@ def _curve_band(group: Group) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nd
     return grid, mean, band[:, 0], band[:, 1]
 
 
-def _short_value(value: str) -> str:
+def _short_value(value: str, digits: int) -> str:
     try:
         number = float(value)
     except ValueError:
         return value
-    return value if value.lstrip("+-").isdigit() else f"{number:.4g}"
+    return value if value.lstrip("+-").isdigit() else f"{number:.{digits}g}"
 
 
-def short_labels(groups: list[Group]) -> list[str]:
-    """The groups' labels for figures: each override's key cut to its last dotted part (or as
-    many as tell it from the sweep's other keys), numbers to 4 significant digits
-    (``optimizer.lr=0.0023456`` -> ``lr=0.002346``); the full labels if two would read alike."""
+def short_labels(groups: list[Group], short_keys: bool = True, digits: int = 4) -> list[str]:
+    """The groups' labels for figures (and, with ``short_keys=False``, tables): each override's
+    key cut to its last dotted part (or as many as tell it from the sweep's other keys), numbers
+    to ``digits`` significant digits (``optimizer.lr=0.0023456`` -> ``lr=0.002346``); the full
+    labels if two would read alike."""
     keys = {rundir.override_key(o) for g in groups for o in g.overrides}
 
     def short_key(key: str) -> str:
@@ -398,7 +402,8 @@ def short_labels(groups: list[Group]) -> list[str]:
         items = []
         for override in g.overrides:
             key = rundir.override_key(override)
-            items.append(f"{short_key(key)}={_short_value(override.split('=', 1)[1])}"
+            shown = short_key(key) if short_keys else key
+            items.append(f"{shown}={_short_value(override.split('=', 1)[1], digits)}"
                          if "=" in override else override)
         labels.append(",".join(items) or g.label)
     return labels if len(set(labels)) == len(labels) else [g.label for g in groups]
@@ -441,7 +446,9 @@ def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
     out: dict[Path, Any] = {}
 
     def curves(drawn: list[tuple[Group, tuple]], title: str) -> Any:
-        fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
+        below = _legend_below([labels[id(g)] for g, _ in drawn])
+        fig, ax = plt.subplots(figsize=(9, 5 + (0.16 * (len(drawn) + 1) if below else 0)),
+                               layout="constrained")
         for group, (grid, mean, low, high) in drawn:
             color = colors[id(group)]
             ax.plot(grid, mean, marker="o", markersize=3, color=color,
@@ -451,12 +458,12 @@ def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
             ax.axhline(target, linestyle="--", linewidth=1, color="0.35",
                        label=f"target {target:g}")
         seeds = _seeds_phrase([len(g.completed) for g, _ in drawn])
-        ax.set_title(f"{title}\ngreedy evaluation return: mean and 95% bootstrap CI over "
-                     f"{seeds}", fontsize=9)
+        ax.set_title(textwrap.fill(title, 90) + "\ngreedy evaluation return: mean and 95% "
+                     f"bootstrap CI over {seeds}", fontsize=9)
         ax.set_xlabel("env steps")
         ax.set_ylabel("greedy evaluation return")
         ax.grid(alpha=0.3)
-        fig.legend(loc="outside right upper", fontsize=7)
+        fig.legend(loc="outside lower center" if below else "outside right upper", fontsize=7)
         return fig
 
     if bands:
@@ -471,15 +478,19 @@ def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
 
 
 def _aggregate(plt, groups: list[Group], labels: dict, colors: dict, target: float | None):
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 2.5 + 0.35 * len(groups)),
-                                      layout="constrained")
+    below = _legend_below([labels[id(g)] for g in groups])
+    # Long labels go in the legend, below, numbered; the IQM panel's rows carry the numbers.
+    names = {id(g): f"({i + 1})" if below else labels[id(g)] for i, g in enumerate(groups)}
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(11, 2.5 + 0.35 * len(groups) + (0.16 * (len(groups) + 1) if below else 0)),
+        layout="constrained")
     for y, g in enumerate(groups):
         stats = g.returns()
         # (a percentile interval need not hold the estimate itself: few or tied runs)
         left.errorbar([stats.iqm], [y], xerr=[[max(stats.iqm - stats.iqm_ci_low, 0)],
                                               [max(stats.iqm_ci_high - stats.iqm, 0)]],
                       fmt="o", capsize=4, color=colors[id(g)])
-    left.set_yticks(range(len(groups)), [labels[id(g)] for g in groups], fontsize=7)
+    left.set_yticks(range(len(groups)), [names[id(g)] for g in groups], fontsize=7)
     left.invert_yaxis()
     left.set_ylabel("configuration")
     left.set_xlabel("interquartile mean (IQM) of the final return, 95% bootstrap CI")
@@ -492,7 +503,8 @@ def _aggregate(plt, groups: list[Group], labels: dict, colors: dict, target: flo
     for g in groups:
         x = np.asarray(g.final_returns)[:, None]
         right.step(taus, (x > taus).mean(axis=0), where="post", color=colors[id(g)],
-                   label=f"{labels[id(g)]} (n={len(g.final_returns)})")
+                   label=(f"{names[id(g)]} " if below else "")
+                   + f"{labels[id(g)]} (n={len(g.final_returns)})")
     if target is not None:
         for ax in (left, right):
             ax.axvline(target, linestyle="--", linewidth=1, color="0.35",
@@ -505,8 +517,16 @@ def _aggregate(plt, groups: list[Group], labels: dict, colors: dict, target: flo
         ax.grid(alpha=0.3)
     fig.suptitle(f"{_headline(groups)}: final greedy evaluation return over "
                  f"{_seeds_phrase([len(g.final_returns) for g in groups])}", fontsize=10)
-    fig.legend(loc="outside right upper", fontsize=7)
+    fig.legend(loc="outside lower center" if below else "outside right upper", fontsize=7)
     return fig
+
+
+#: Labels longer than this put a figure's legend below the plot, not beside it.
+LEGEND_BESIDE_MAX_CHARS = 40
+
+
+def _legend_below(labels: list[str]) -> bool:
+    return max(map(len, labels), default=0) > LEGEND_BESIDE_MAX_CHARS
 
 
 def write_plots(groups: list[Group], sweep_dir: Path) -> list[Path]:

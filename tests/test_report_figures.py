@@ -107,3 +107,7 @@ def test_short_labels_keep_keys_apart_and_fall_back_when_two_would_read_alike():
                                            "epsilon.end=0.2,env.end=3"]
     alike = [group("optimizer.lr=0.100001"), group("optimizer.lr=0.100002")]
     assert report.short_labels(alike) == ["optimizer.lr=0.100001", "optimizer.lr=0.100002"]
+    # Tables keep the keys, with Optuna's 17-digit floats cut to 6 significant digits.
+    optuna = [group("optimizer.lr=0.0012520653814999472", "agent.batch_size=32")]
+    assert report.short_labels(optuna, short_keys=False, digits=6) == [
+        "optimizer.lr=0.00125207,agent.batch_size=32"]
