@@ -477,6 +477,7 @@ def seed_label(seed: int, seeds: int) -> str:
 
 OmegaConf.register_new_resolver("run_label", run_label, replace=True)
 OmegaConf.register_new_resolver("seed_label", seed_label, replace=True)
+OmegaConf.register_new_resolver("job_dirname", rundir.job_dirname, replace=True)
 OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
 OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
 OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)

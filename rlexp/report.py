@@ -29,6 +29,7 @@ import csv
 import io
 import logging
 import math
+import os
 import shlex
 import signal
 import sys
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlexp import rundir
 from rlexp.config import safe_dirname
@@ -620,6 +621,8 @@ class SweepReport(Callback):
     itself failed, or the sweep was stopped by a signal (then saying how to resume it)."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Read by each job's directory name (rundir.job_dirname), in this process or a worker.
+        os.environ[rundir.SWEPT_KEYS_ENV] = ",".join(swept_keys(config))
         sweep_dir = Path(str(config.hydra.sweep.dir))
         clear_sweep_stop(sweep_dir)  # left by an earlier, interrupted launch of this sweep
         SweepSignals.sweep_dir = sweep_dir
@@ -646,6 +649,17 @@ class SweepReport(Callback):
             sys.exit(exit_status(signum))
         if report.problems:
             sys.exit(1)
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun varies: its sweep overrides (``seed=0,1``, ``range()``, ...) in the
+    order typed, then the search space of a sweeper that has one (Optuna's params)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.key_or_group for o in overrides if o.is_sweep_override()]
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return keys + [str(k) for k in params if str(k) not in keys]
 
 
 def resume_command(sweep_dir: Path, argv: list[str] | None = None) -> str:

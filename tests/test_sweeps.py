@@ -38,8 +38,9 @@ def test_a_grid_sweep_writes_one_readable_dir_per_run_and_a_report(tmp_path):
     for agent in ("qnet", "dqn"):
         for optimizer in ("sgd", "adam"):
             for seed in range(3):
-                name = f"agent={agent},env=toy,eval.episodes=2,eval.every_steps=150," \
-                       f"log.every_steps=100,optimizer={optimizer},seed={seed},total_steps=300"
+                # The swept keys first, in the order typed, then the others by name.
+                name = f"agent={agent},optimizer={optimizer},seed={seed},env=toy," \
+                       "eval.episodes=2,eval.every_steps=150,log.every_steps=100,total_steps=300"
                 run = runs[name]
                 metrics = read_metrics(run)
                 assert metrics["status"] == "completed" and metrics["seed"] == seed
@@ -223,6 +224,16 @@ def test_report_statistics_match_values_computed_by_hand(tmp_path):
     assert "| (2) optimizer.lr=0.1 | 1.00 |  |" in md
     assert "| 100 | 3/5 | 3/5 | 0/5 |" in md  # target, reached, final >= target, last 5
     assert "- lr0.01_s2: failed: RuntimeError: boom" in md
+
+
+def test_a_job_directory_leads_with_the_swept_keys(monkeypatch):
+    from rlexp import rundir
+
+    overrides = ["env=toy", "seed=3", "device=cpu", "optimizer.lr=0.1", "resume=true"]
+    monkeypatch.setenv(rundir.SWEPT_KEYS_ENV, "seed,optimizer.lr")
+    assert rundir.job_dirname(overrides) == "seed=3,optimizer.lr=0.1,device=cpu,env=toy"
+    monkeypatch.delenv(rundir.SWEPT_KEYS_ENV)
+    assert rundir.job_dirname(overrides) == "device=cpu,env=toy,optimizer.lr=0.1,seed=3"
 
 
 def test_probability_of_improvement_counts_ties_as_half():
