@@ -652,8 +652,8 @@ class SweepReport(Callback):
 
 
 def swept_keys(config: DictConfig) -> list[str]:
-    """The keys a multirun varies: its sweep overrides (``seed=0,1``, ``range()``, ...) in the
-    order typed, then the search space of a sweeper that has one (Optuna's params)."""
+    """The keys a multirun varies: its sweep overrides (``seed=0,1``, ``range()``, ...) and the
+    search space of a sweeper that has one (Optuna's params)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))

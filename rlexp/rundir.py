@@ -110,24 +110,20 @@ LAUNCH_KEYS = ("resume", "retry_failed")
 
 
 #: Set by a multirun for its jobs (rlexp.report.SweepReport, before it launches them): the keys
-#: the sweep varies, in the order typed, which lead its job directories' names.
+#: the sweep varies, which lead its job directories' names.
 SWEPT_KEYS_ENV = "RLEXP_SWEPT_KEYS"
 
 
 def job_dirname(task_overrides) -> str:
-    """A sweep job's directory name: its overrides, those of the swept keys first in the order
-    they were typed, then the others by name (``optimizer=adam,seed=1,device=cpu,env=toy``), so
-    that the part that tells runs apart survives wherever a long name is cut (TensorBoard's run
-    list). Launch options (``resume``, ``retry_failed``) are left out: a resumed sweep's jobs
-    find their directories."""
-    swept = [k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k]
+    """A sweep job's directory name: its overrides, those of the swept keys first, then the
+    others, each part by name (``optimizer=adam,seed=1,device=cpu,env=toy``), so that the part
+    that tells runs apart survives wherever a long name is cut (TensorBoard's run list). By name,
+    not as typed, so that the same sweep typed in another order (resuming it) finds the same
+    directories; launch options (``resume``, ``retry_failed``) are left out for the same
+    reason."""
+    swept = {k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k}
     kept = [str(o) for o in task_overrides if override_key(str(o)) not in LAUNCH_KEYS]
-
-    def order(override: str) -> tuple[int, str]:
-        key = override_key(override)
-        return (swept.index(key) if key in swept else len(swept), override)
-
-    return ",".join(sorted(kept, key=order))
+    return ",".join(sorted(kept, key=lambda o: (override_key(o) not in swept, o)))
 
 
 def override_key(override: str) -> str:

@@ -420,10 +420,12 @@ def test_a_killed_sweep_resumes_to_the_report_of_one_never_interrupted(tmp_path)
     assert summary(sweep) == expected
     for name in names:  # every run's curves, bit for bit
         assert curves(sweep / name) == curves(only_sweep(tmp_path / "a") / name)
-    # Nothing left to do: resuming again keeps every run as it is.
-    again = run_cli(["-m", *args, f"hydra.sweep.dir={sweep}", "resume=true"], cwd=tmp_path / "b")
+    # Nothing left to do: resuming again, typed in another order, keeps every run as it is.
+    again = run_cli(["-m", *args[::-1], f"hydra.sweep.dir={sweep}", "resume=true"],
+                    cwd=tmp_path / "b")
     assert again.returncode == 0
     assert (again.stdout + again.stderr).count("completed before, kept as it is") == 6
+    assert sorted(p.name for p in sweep.iterdir() if rundir.is_run(p)) == names
     assert [read_metrics(sweep / n) for n in names] == statuses
 
 

@@ -38,7 +38,7 @@ def test_a_grid_sweep_writes_one_readable_dir_per_run_and_a_report(tmp_path):
     for agent in ("qnet", "dqn"):
         for optimizer in ("sgd", "adam"):
             for seed in range(3):
-                # The swept keys first, in the order typed, then the others by name.
+                # The swept keys first, then the others, each part by name.
                 name = f"agent={agent},optimizer={optimizer},seed={seed},env=toy," \
                        "eval.episodes=2,eval.every_steps=150,log.every_steps=100,total_steps=300"
                 run = runs[name]
@@ -231,7 +231,8 @@ def test_a_job_directory_leads_with_the_swept_keys(monkeypatch):
 
     overrides = ["env=toy", "seed=3", "device=cpu", "optimizer.lr=0.1", "resume=true"]
     monkeypatch.setenv(rundir.SWEPT_KEYS_ENV, "seed,optimizer.lr")
-    assert rundir.job_dirname(overrides) == "seed=3,optimizer.lr=0.1,device=cpu,env=toy"
+    assert rundir.job_dirname(overrides) == "optimizer.lr=0.1,seed=3,device=cpu,env=toy"
+    assert rundir.job_dirname(overrides[::-1]) == rundir.job_dirname(overrides)
     monkeypatch.delenv(rundir.SWEPT_KEYS_ENV)
     assert rundir.job_dirname(overrides) == "device=cpu,env=toy,optimizer.lr=0.1,seed=3"
 
