@@ -18,10 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
 from rlexp import rundir
-from rlexp.logger import flatten
 
 #: The metrics shown first (the HParams tab shows five by default), then every other tag.
 FIRST_METRICS = ("eval/return_mean", "eval/return_std", "train/episode_return", "train/loss",
@@ -30,48 +27,33 @@ FIRST_METRICS = ("eval/return_mean", "eval/return_std", "train/episode_return", 
 SUFFIX = ".rlexp-experiment"
 
 
-def _hparams(run_dir: Path) -> dict | None:
-    config = run_dir / rundir.CONFIG
-    return flatten(yaml.safe_load(config.read_text()) or {}) if config.exists() else None
-
-
-def _scalar_tags(run_dir: Path) -> list[str]:
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 1, "tensors": 1})
-    acc.Reload()
-    return acc.Tags()["scalars"]
-
-
 def ordered_hparams(runs: list[tuple[list[str], dict]]) -> list[tuple[str, bool]]:
     """(name, swept) for every hyperparameter of ``runs`` (each: its launch overrides and
-    flattened config): first those the overrides name and that differ between runs, in the
-    order typed (a config group, ``agent=dqn``, stands for its ``agent.name``), then the rest
-    by name."""
+    flattened config): first those the overrides name and that differ between runs (a config
+    group, ``agent=dqn``, stands for its ``agent.name``), then the rest by name."""
     names = sorted({name for _, hp in runs for name in hp})
     differs = {name: len({repr(hp.get(name)) for _, hp in runs}) > 1 for name in names}
     swept: list[str] = []
     for overrides, hp in runs:
         for override in overrides:
-            key = rundir.override_key(override).lstrip("+~")
+            key = rundir.override_key(override)
             name = key if key in hp else f"{key}.name" if f"{key}.name" in hp else None
             if name is not None and differs[name] and name not in swept:
                 swept.append(name)
     return [(n, True) for n in swept] + [(n, False) for n in names if n not in swept]
 
 
-def write_sweep_experiment(sweep_dir: Path, runs: list[tuple[list[str], Path]]) -> Path | None:
-    """Write the experiment summary of a sweep's ``runs`` (each: its launch overrides and run
-    dir) into ``sweep_dir``, replacing an earlier one; returns the event file, or None when no
-    run has a config."""
+def write_sweep_experiment(sweep_dir: Path, runs: list[tuple[list[str], dict]],
+                           tags: list[str]) -> None:
+    """Write the experiment summary of a sweep's ``runs`` (each: its launch overrides and
+    flattened config) and its scalar ``tags`` into ``sweep_dir``, replacing an earlier one;
+    nothing when no run has a config."""
     from tensorboard.compat.proto.summary_pb2 import Summary
     from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
     from torch.utils.tensorboard import SummaryWriter
 
-    run_dirs = [d for _, d in runs]
-    runs = [(overrides, hp) for overrides, d in runs if (hp := _hparams(d)) is not None]
     if not runs:
-        return None
+        return
     types = {}
     for _, hp in runs:
         for name, value in hp.items():
@@ -81,11 +63,8 @@ def write_sweep_experiment(sweep_dir: Path, runs: list[tuple[list[str], Path]]) 
             types[name] = kind if types.get(name, kind) == kind else api_pb2.DATA_TYPE_STRING
     hparam_infos = [api_pb2.HParamInfo(name=name, type=types[name], differs=swept)
                     for name, swept in ordered_hparams(runs)]
-    # The tags of one run that evaluated (every run logs the same ones).
-    tags = next((t for d in run_dirs if FIRST_METRICS[0] in (t := _scalar_tags(d))), [])
-    tags = sorted(tags)
-    metrics = [t for t in FIRST_METRICS if t in tags] + [t for t in tags
-                                                          if t not in FIRST_METRICS]
+    metrics = [t for t in FIRST_METRICS if t in tags] + sorted(t for t in tags
+                                                                if t not in FIRST_METRICS)
     metric_infos = [api_pb2.MetricInfo(name=api_pb2.MetricName(tag=t)) for t in metrics]
     for old in Path(sweep_dir).glob(f"events.out.tfevents.*{SUFFIX}"):
         old.unlink()
@@ -95,4 +74,3 @@ def write_sweep_experiment(sweep_dir: Path, runs: list[tuple[list[str], Path]]) 
     writer.file_writer.add_summary(Summary(value=[Summary.Value(
         tag=metadata.EXPERIMENT_TAG, metadata=metadata.create_summary_metadata(content))]))
     writer.close()
-    return next(Path(sweep_dir).glob(f"events.out.tfevents.*{SUFFIX}"))

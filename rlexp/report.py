@@ -47,6 +47,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp import rundir
 from rlexp.config import safe_dirname
 from rlexp.hparams import write_sweep_experiment
+from rlexp.logger import flatten
 from rlexp.metrics import read_metrics
 from rlexp.rundir import atomic_write
 from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
@@ -63,18 +64,13 @@ CURVES_PNG, CURVES_DIR, AGGREGATE_PNG = "curves.png", "curves", "aggregate.png"
 # the estimators rliable (Agarwal et al. 2021) uses for a single task.
 
 
-def iqm(x) -> float:
-    """Interquartile mean: drop the lowest and highest int(n/4) values, average the rest."""
+def iqm(x, axis: int = -1):
+    """Interquartile mean along ``axis``: drop the lowest and highest int(n/4) values, average
+    the rest (vectorized, so it is a statistic ``bootstrap_ci`` takes too)."""
     from scipy.stats import trim_mean
 
     x = np.asarray(x, dtype=float)
-    return float(trim_mean(x, 0.25)) if len(x) else math.nan
-
-
-def _iqm_along(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    from scipy.stats import trim_mean
-
-    return trim_mean(x, 0.25, axis=axis)
+    return trim_mean(x, 0.25, axis=axis) if x.size else math.nan
 
 
 def bootstrap_ci(x, statistic=np.mean, level: float = 0.95, samples: int = BOOTSTRAP_SAMPLES,
@@ -121,9 +117,9 @@ class Stats:
         x = np.asarray(values, dtype=float)
         n = len(x)
         ci_low, ci_high = bootstrap_ci(x)
-        iqm_low, iqm_high = bootstrap_ci(x, _iqm_along)
+        iqm_low, iqm_high = bootstrap_ci(x, iqm)
         return cls(n=n, mean=float(x.mean()) if n else math.nan,
-                   std=float(x.std(ddof=1)) if n > 1 else math.nan, iqm=iqm(x),
+                   std=float(x.std(ddof=1)) if n > 1 else math.nan, iqm=float(iqm(x)),
                    ci_low=ci_low, ci_high=ci_high, iqm_ci_low=iqm_low, iqm_ci_high=iqm_high)
 
 
@@ -139,9 +135,19 @@ class Run:
     final_return: float | None
     target: float | None
     eval_curve: list[tuple[int, float]]
-    #: From the run's config.yaml, for the figures' titles (None where it has none).
-    env_id: str | None = None
-    agent: str | None = None
+    #: The run's config.yaml, flattened ({} where it has none): the figures' titles and the
+    #: sweep's HParams experiment read it.
+    config: dict[str, Any] = field(default_factory=dict)
+    #: The scalar tags of its event file.
+    scalar_tags: list[str] = field(default_factory=list)
+
+    @property
+    def env_id(self) -> str | None:
+        return self.config.get("env.id")
+
+    @property
+    def agent(self) -> str | None:
+        return self.config.get("agent.name")
 
     @property
     def steps_to_target(self) -> int | None:
@@ -157,15 +163,16 @@ class Run:
         return float(np.mean([v for _, v in self.eval_curve[-last:]])) >= self.target
 
 
-def _read_eval_curve(run_dir: Path) -> list[tuple[int, float]]:
+def _read_events(run_dir: Path) -> tuple[list[tuple[int, float]], list[str]]:
+    """The eval-return curve of a run's event file, and its scalar tags."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     logging.getLogger("tensorboard").setLevel(logging.WARNING)  # "No path found after ..."
     acc = EventAccumulator(str(run_dir), size_guidance={"scalars": 0, "tensors": 0})
     acc.Reload()
-    if EVAL_TAG not in acc.Tags()["scalars"]:
-        return []
-    return [(e.step, e.value) for e in acc.Scalars(EVAL_TAG)]
+    tags = acc.Tags()["scalars"]
+    curve = [(e.step, e.value) for e in acc.Scalars(EVAL_TAG)] if EVAL_TAG in tags else []
+    return curve, tags
 
 
 def _job_runs(job_dir: Path) -> list[Path]:
@@ -191,15 +198,15 @@ def load_runs(sweep_dir: Path, target: float | None = None) -> list[Run]:
 def _load_run(run_dir: Path, overrides: list[str], target: float | None) -> Run:
     metrics = read_metrics(run_dir) if (run_dir / rundir.METRICS).exists() else {}
     config_file = run_dir / rundir.CONFIG
-    config = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
-    env, agent = config.get("env") or {}, config.get("agent") or {}
+    raw = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
     if target is None:
-        target = env.get("solved_return")
+        target = (raw.get("env") or {}).get("solved_return")
+    config = flatten(raw)  # (which writes null as "None": the target is read before)
+    curve, tags = _read_events(run_dir)
     return Run(dir=run_dir, overrides=list(overrides),
                status=metrics.get("status", "unfinished"), error=metrics.get("error"),
                final_return=metrics.get("eval_return_mean"), target=target,
-               eval_curve=_read_eval_curve(run_dir), env_id=env.get("id"),
-               agent=agent.get("name"))
+               eval_curve=curve, config=config, scalar_tags=tags)
 
 
 # ------------------------------------------------------------------------------------- groups
@@ -215,6 +222,8 @@ class Group:
     runs: list[Run] = field(default_factory=list)
     #: The overrides that make the label (those not shared by every run of the sweep).
     overrides: tuple[str, ...] = ()
+    #: returns(), once computed (its bootstraps are the costly part of a report).
+    _returns: Stats | None = field(default=None, repr=False, compare=False)
 
     @property
     def completed(self) -> list[Run]:
@@ -225,7 +234,9 @@ class Group:
         return [r.final_return for r in self.completed]
 
     def returns(self) -> Stats:
-        return Stats.of(self.final_returns)
+        if self._returns is None:
+            self._returns = Stats.of(self.final_returns)
+        return self._returns
 
     def holding(self, last: int) -> int:
         """Completed runs whose last ``last`` evaluations average at least the target."""
@@ -273,7 +284,7 @@ COLUMNS = ["group", "runs", "completed", "return_mean", "return_std", "return_iq
 def best_group(groups: list[Group]) -> Group | None:
     """The group with the highest IQM of the final return (the reference for P(> best)); on a
     tie, the higher mean, then the first."""
-    scored = [(iqm(g.final_returns), float(np.mean(g.final_returns)), -i)
+    scored = [(g.returns().iqm, g.returns().mean, -i)
               for i, g in enumerate(groups) if g.final_returns]
     return groups[-max(scored)[2]] if scored else None
 
@@ -597,7 +608,10 @@ class Report:
     def write(self, plots: bool = True) -> list[Path]:
         """summary.csv, summary.md, the PNGs and the HParams experiment, into the sweep dir."""
         written_plots = write_plots(self.groups, self.sweep_dir) if plots else []
-        write_sweep_experiment(self.sweep_dir, [(r.overrides, r.dir) for r in self.runs])
+        write_sweep_experiment(self.sweep_dir, [(r.overrides, r.config) for r in self.runs
+                                                if r.config],
+                               next((r.scalar_tags for r in self.runs
+                                     if EVAL_TAG in r.scalar_tags), []))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n",
                                 extrasaction="ignore")
