@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -232,24 +233,33 @@ def check_resumable(run_dir: Path, resume: str) -> None:
                           f"(no {LAST} or {CONFIG})")
 
 
-def saved_config(run_dir: Path) -> dict[str, object]:
-    """The flattened config a run was started (or last resumed) with."""
-    from rlexp.logger import flatten  # the same flattening as a run's hparams
+@dataclass(frozen=True)
+class ResumePoint:
+    """Where a resumed run continues from."""
 
-    return flatten(yaml.safe_load((Path(run_dir) / CONFIG).read_text()) or {})
+    checkpoint: Path
+    #: The run's ``total_steps`` before, when it is resumed with a larger one (trained for
+    #: longer); None otherwise.
+    extended_from: int | None
+    #: Whether the run had completed (then it is being trained for longer).
+    completed: bool
 
 
 def checkpoint_to_resume(run_dir: Path, resume: str | None,
-                         config_now: dict[str, object]) -> Path | None:
-    """Before a run starts in ``run_dir``: the checkpoint to continue from (``resume=``), or
-    None for a new run. Refuses a finished run (unless ``resume=`` names it with a larger
+                         config_now: dict[str, object]) -> ResumePoint | None:
+    """Before a run starts in ``run_dir``: where to continue from (``resume=``), or None for a
+    new run. Refuses a finished run (unless ``resume=`` names it with a larger
     ``total_steps``: it is trained for longer), an unfinished one not named by ``resume=``, and
     a resume whose config differs from the saved one (``config_now``: flattened) in anything
     but a larger ``total_steps``."""
-    saved = saved_config(run_dir) if (Path(run_dir) / CONFIG).is_file() else {}
-    extending = resume is not None and int(config_now["total_steps"]) > int(
-        saved.get("total_steps", config_now["total_steps"]))
-    if status(run_dir) == "completed" and not extending:
+    from rlexp.logger import flatten  # the same flattening as config_now's
+
+    config = Path(run_dir) / CONFIG
+    saved = flatten(yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
+    before = int(saved.get("total_steps", config_now["total_steps"]))
+    extending = resume is not None and int(config_now["total_steps"]) > before
+    completed = status(run_dir) == "completed"
+    if completed and not extending:
         raise RunDirError(f"{run_dir} already holds a finished run; choose another "
                           f"hydra.run.dir, or train it for longer with resume={run_dir} "
                           f"total_steps=N (more than its {saved.get('total_steps')})")
@@ -269,7 +279,7 @@ def checkpoint_to_resume(run_dir: Path, resume: str | None,
                           f"{shown}; resume with the same overrides (only a larger "
                           "total_steps may differ)")
     remove_partial_writes((Path(run_dir) / LAST).parent)
-    return Path(run_dir) / LAST
+    return ResumePoint(Path(run_dir) / LAST, before if extending else None, completed)
 
 
 def resumable(run_dir: Path) -> bool:

@@ -61,18 +61,16 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
     """
     resolved = OmegaConf.structured(cfg)
     flat_config = flatten(OmegaConf.to_container(resolved))
-    was_completed = rundir.status(run_dir) == "completed"
-    last = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
+    point = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
+    last = None if point is None else point.checkpoint
     resumed = None if last is None else checkpoint.load_training_state(last)
     # Resumed with a larger total_steps: the run is trained for longer (recorded in metrics).
-    extended_from = None
-    if last is not None and (before := int(rundir.saved_config(run_dir)["total_steps"])) \
-            < cfg.total_steps:
-        extended_from = before
+    extended_from = None if point is None else point.extended_from
+    if extended_from is not None:
         log.warning("training %s for longer: total_steps %d -> %d; schedules tied to "
                     "total_steps (epsilon, the learning-rate decay, prioritized replay's beta) "
-                    "follow the new total from step %d on", run_dir, before, cfg.total_steps,
-                    resumed["loop"]["step"])
+                    "follow the new total from step %d on", run_dir, extended_from,
+                    cfg.total_steps, resumed["loop"]["step"])
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
@@ -92,7 +90,7 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
                                   f"agent: {_first_line(str(e))}") from e
         checkpoint.restore_rng(resumed)
         loop_state = LoopState.from_state_dict(resumed["loop"])
-        if extended_from is not None and was_completed:
+        if point.completed:  # trained for longer: its final evaluation is done
             loop_state.extend(cfg.eval.interval(cfg.total_steps), cfg.checkpoint.every_steps)
 
     yaml_text = OmegaConf.to_yaml(resolved)
