@@ -175,7 +175,7 @@ def main(argv: list[str] | None = None) -> None:
                                   f"not installed ({_first_line(e)}); for classic-control envs "
                                   "(CartPole): pip install -e '.[video]'") from e
     except (OmegaConfBaseException, ConfigError, CheckpointError) as e:
-        message = str(e).strip().splitlines()[0]
+        message = _first_line(e)
         if isinstance(e, MissingMandatoryValue):
             message = f"{e.full_key} is required, e.g. {e.full_key}=outputs/runs/DATE/RUN"
         elif isinstance(e, OmegaConfBaseException) and e.full_key:
