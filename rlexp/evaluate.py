@@ -154,12 +154,10 @@ def main(argv: list[str] | None = None) -> None:
                                  episode_limit(cfg.env))
         evaluation = evaluate(agent, envs, seed, epsilon=cfg.eval.epsilon)
         returns, cap = evaluation.returns, time_limit(envs)
+        modes = envs.metadata.get("render_modes") or []  # the envs' own, as gymnasium made them
         envs.close()
         gif = video_return = None
         if args.video:
-            probe = make_env(cfg.env, cap, evaluation=True)
-            modes = probe.metadata.get("render_modes") or []
-            probe.close()
             if "rgb_array" not in modes:
                 raise ConfigError(f"video=true: {cfg.env.id} cannot render frames (its render "
                                   f"modes: {', '.join(modes) or 'none'}; a video needs "
