@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from omegaconf import OmegaConf
 
 from rlexp import rundir
-from rlexp.agents import AGENTS, Agent
+from rlexp.agents import AGENTS, Agent, Member
 from rlexp.checkpoint import load_training_state
 from rlexp.config import (
     EVAL_MAX_EPISODE_STEPS,
@@ -112,15 +113,16 @@ def episode_limit(cfg: EnvConfig) -> int | None:
         env.close()
 
 
-def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None
-                   ) -> tuple[gym.vector.VectorEnv, int | None]:
-    """The greedy-evaluation envs, one per episode, whose episodes always end (see
-    ``eval.max_episode_steps``; ``env_limit``: the env's own limit); and the cap on their
-    episodes when it is rlexp's rather than the env's own (None then)."""
+def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None,
+                   members: int = 1) -> tuple[gym.vector.VectorEnv, int | None]:
+    """The greedy-evaluation envs, one per episode of each of ``members`` members, whose
+    episodes always end (see ``eval.max_episode_steps``; ``env_limit``: the env's own limit);
+    and the cap on their episodes when it is rlexp's rather than the env's own (None then)."""
+    count = eval_cfg.episodes * members
     if eval_cfg.max_episode_steps is None and env_limit is not None:
-        return make_vector_env(cfg, eval_cfg.episodes, env_limit, evaluation=True), None
+        return make_vector_env(cfg, count, env_limit, evaluation=True), None
     cap = eval_cfg.max_episode_steps or EVAL_MAX_EPISODE_STEPS
-    return make_vector_env(cfg, eval_cfg.episodes, cap, evaluation=True), cap
+    return make_vector_env(cfg, count, cap, evaluation=True), cap
 
 
 def build_optimizer(cfg: OptimizerConfig) -> partial:
@@ -131,26 +133,27 @@ def build_optimizer(cfg: OptimizerConfig) -> partial:
     """
     kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "_target_", "_partial_")}
     factory = partial(optimizer_class(cfg._target_), **kwargs)
-    try:
-        factory(torch.nn.Linear(1, 1).parameters())  # bad keyword arguments fail here, not later
+    try:  # bad keyword arguments fail here, not later (a probe that draws no random numbers)
+        factory([torch.zeros(1, requires_grad=True)])
     except Exception as e:
         raise ConfigError(f"optimizer {cfg._target_} rejects its arguments: {e}") from e
     return factory
 
 
-def make_agent(cfg: Config, observation_space: gym.Space, action_space: gym.Space,
+def make_agent(cfgs: Sequence[Config], observation_space: gym.Space, action_space: gym.Space,
                device: torch.device) -> Agent:
-    """The agent ``cfg.agent`` names, for envs with these spaces: the one place agents are
-    constructed (for training and for :func:`load_run`)."""
+    """The agent ``cfgs`` (one per member of the population; one for a single run) name, for
+    envs with these spaces: the one place agents are constructed (for training and for
+    :func:`load_run`)."""
+    cfg = cfgs[0]
     try:
         return AGENTS[cfg.agent.name](
-            cfg.agent,
+            [Member(c.agent, seed=c.seed, lr=c.optimizer.lr) for c in cfgs],
             observation_space=observation_space,
             action_space=action_space,
             make_optimizer=build_optimizer(cfg.optimizer),
             device=device,
             total_steps=cfg.total_steps,
-            seed=cfg.seed,
             frame_stack=cfg.env.frame_stack,
         )
     except ValueError as e:  # a network that does not fit the observations
@@ -199,12 +202,12 @@ class TrainedAgent:
 
     def q_values(self, obs) -> np.ndarray:
         batch, single = self._batch(obs)
-        q = self.agent.q_values(batch).cpu().numpy()
+        q = self.agent.q_values(batch[None])[0].cpu().numpy()
         return q[0] if single else q
 
     def act(self, obs, explore: bool = False) -> np.ndarray | int:
         batch, single = self._batch(obs)
-        actions = self.agent.act(batch, explore=explore)
+        actions = self.agent.act(batch[None], explore=explore)[0]
         return int(actions[0]) if single else actions
 
 
@@ -226,11 +229,11 @@ def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[C
         raise ConfigError(f"{run_dir} is not an rlexp run directory (no {rundir.CONFIG})")
     cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(config_path)))
     env = make_env(cfg.env)
-    agent = make_agent(cfg, env.observation_space, env.action_space, torch.device(device))
+    agent = make_agent([cfg], env.observation_space, env.action_space, torch.device(device))
     env.close()
     if not (run_dir / rundir.FINAL).is_file() and (run_dir / rundir.LAST).is_file():
         raise ConfigError(f"{run_dir} has no {rundir.FINAL}: the run did not complete "
                           f"({rundir.status(run_dir)}); finish it with the command that "
                           f"started it plus resume={run_dir}")
-    agent.load_state_dict(load_training_state(run_dir / rundir.FINAL, device)["agent"])
+    agent.load_state_dicts([load_training_state(run_dir / rundir.FINAL, device)["agent"]])
     return cfg, agent

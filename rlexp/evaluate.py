@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,33 +43,39 @@ class Evaluation:
     truncated: np.ndarray
 
 
-def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seed: int,
+def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seeds: Sequence[int],
              should_stop: Callable[[], bool] | None = None, epsilon: float = 0.0
-             ) -> Evaluation | None:
-    """One episode per sub-env of ``envs``, reset with seeds seed, seed+1, ...; None if
-    ``should_stop()`` became true before they all ended (it is asked after every step).
+             ) -> list[Evaluation] | None:
+    """Each member's evaluation: one episode per sub-env of ``envs`` (``episodes`` for each
+    member, member-major), those of member ``i`` reset with seeds ``seeds[i]``,
+    ``seeds[i] + 1``, ...; None if ``should_stop()`` became true before they all ended (it is
+    asked after every step).
 
     Actions are greedy, or with probability ``epsilon`` uniformly random (``eval.epsilon``,
-    as the Atari literature evaluates), drawn from a generator seeded with ``seed``: the same
-    seeds at every evaluation of a run make its evaluations comparable over time, and training
-    draws nothing for them. The envs' time limit (:func:`rlexp.build.make_eval_envs`) makes
-    every episode end.
+    as the Atari literature evaluates), drawn from a generator seeded with the member's seed:
+    the same seeds at every evaluation of a run make its evaluations comparable over time, and
+    training draws nothing for them. The envs' time limit (:func:`rlexp.build.make_eval_envs`)
+    makes every episode end.
     """
-    obs, _ = envs.reset(seed=seed)
-    n = envs.num_envs
-    explore = _Exploration(epsilon, envs.single_action_space.n, seed)
-    returns = np.zeros(n)
-    cut = np.zeros(n, dtype=bool)
-    running = np.ones(n, dtype=bool)
+    members = len(seeds)
+    episodes = envs.num_envs // members
+    obs, _ = envs.reset(seed=[seed + j for seed in seeds for j in range(episodes)])
+    explore = [_Exploration(epsilon, envs.single_action_space.n, seed) for seed in seeds]
+    returns = np.zeros(envs.num_envs)
+    cut = np.zeros(envs.num_envs, dtype=bool)
+    running = np.ones(envs.num_envs, dtype=bool)
     while running.any():
-        obs, reward, terminated, truncated, _ = envs.step(explore(agent.act(obs, explore=False)))
+        greedy = agent.act(obs.reshape(members, episodes, *obs.shape[1:]), explore=False)
+        actions = np.concatenate([e(a) for e, a in zip(explore, greedy, strict=True)])
+        obs, reward, terminated, truncated, _ = envs.step(actions)
         returns += np.where(running, reward, 0.0)
         cut |= running & truncated & ~terminated
         # Sub-envs reset themselves when done; their later episodes are not counted.
         running &= ~(terminated | truncated)
         if should_stop is not None and should_stop():
             return None
-    return Evaluation(returns, cut)
+    return [Evaluation(r, c) for r, c in zip(returns.reshape(members, episodes),
+                                             cut.reshape(members, episodes), strict=True)]
 
 
 class _Exploration:
@@ -100,7 +106,7 @@ def record_episode(agent: Agent, env: gym.Env, seed: int, path: Path, epsilon: f
     frames, total, done = [], 0.0, False
     while not done:
         frames.append(env.render())
-        action = explore(agent.act(np.asarray(obs)[None], explore=False))[0]
+        action = explore(agent.act(np.asarray(obs)[None, None], explore=False)[0])[0]
         obs, reward, terminated, truncated, _ = env.step(int(action))
         total += float(reward)
         done = terminated or truncated
@@ -152,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         seed = cfg.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
         envs, _ = make_eval_envs(cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes),
                                  episode_limit(cfg.env))
-        evaluation = evaluate(agent, envs, seed, epsilon=cfg.eval.epsilon)
+        (evaluation,) = evaluate(agent, envs, [seed], epsilon=cfg.eval.epsilon)
         returns, cap = evaluation.returns, time_limit(envs)
         modes = envs.metadata.get("render_modes") or []  # the envs' own, as gymnasium made them
         envs.close()

@@ -1,8 +1,12 @@
 """The interaction loop: act -> env.step -> agent.learn -> log / evaluate / checkpoint.
 
-It knows the :class:`~rlexp.agents.base.Agent` interface, never a concrete agent, and does no
-torch work of its own: per env step it adds only a few numpy operations to what the env and the
-agent cost. Everything it needs to continue after a restart is in :class:`LoopState`.
+It trains a population (a single run is a population of one): every member has its own envs
+(consecutive sub-envs of one vector env, stepped together), its own run (settings, TensorBoard
+log, checkpoints, :class:`LoopState`) and ends on its own (solved, diverged) while the others go
+on; a stop signal ends them all. It knows the :class:`~rlexp.agents.base.Agent` interface, never
+a concrete agent, and does no torch work of its own: per env step it adds only a few numpy
+operations to what the env and the agent cost. Everything a member needs to continue after a
+restart is in its :class:`LoopState`.
 """
 
 from __future__ import annotations
@@ -107,134 +111,221 @@ class LoopResult:
     error: str | None = None
 
 
+@dataclass
+class MemberRun:
+    """One member's run as the loop drives it. Members share every setting but the seed,
+    ``stop_on_return`` and ``max_abs_q``."""
+
+    settings: LoopSettings
+    tb: TensorBoardLogger
+    save_checkpoint: Callable[[LoopState], None]
+    #: Called once, when the member's run ends, with its result (the agent then holds the
+    #: member's final state).
+    finish: Callable[[LoopResult], None]
+    #: A resumed run's state (None: a new run).
+    state: LoopState | None = None
+
+
+@dataclass
+class _Member:
+    """What the loop tracks of one member."""
+
+    index: int
+    run: MemberRun
+    state: LoopState
+    envs: slice  # its sub-envs
+    last_log: list  # step and time of the last log point
+    final: Evaluation | None = None
+    eval_step: int = -1
+    done: bool = False
+
+
 def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
-          settings: LoopSettings, tb: TensorBoardLogger,
-          save_checkpoint: Callable[[LoopState], None], state: LoopState | None = None,
-          stop: StopSignals | None = None) -> LoopResult:
-    """Train until ``total_steps`` (or ``stop_on_return``); a given ``state`` resumes a run.
+          runs: list[MemberRun], stop: StopSignals | None = None) -> None:
+    """Train every member's run until ``total_steps`` (or its ``stop_on_return``); a run with
+    a ``state`` resumes (the members of a population are all new, or all resume from one
+    step). ``envs`` and ``eval_envs`` hold the members' sub-envs one member after another.
 
     Training also ends when ``stop`` receives a signal (outcome "interrupted"): after the
     current env step, between the gradient steps of an update, or after the current step of an
     evaluation's episodes; what was cut short is finished when the run resumes, so its curves
-    are those of a run never stopped. It ends too when the agent reports a non-finite loss or
-    Q-value ("diverged"). The checkpoint is then saved (after a divergence, the last good one is
-    kept), and the partial log interval is written. A resumed run continues the episodes in
-    progress at its checkpoint when their state could be saved, and otherwise starts new ones
-    (its envs reset with a seed derived from the step).
+    are those of a run never stopped. A member's run ends too when the agent reports a
+    non-finite loss or Q-value for it ("diverged"). The checkpoint is then saved (after a
+    divergence, the last good one is kept), and the partial log interval is written. A resumed
+    run continues the episodes in progress at its checkpoint when their state could be saved,
+    and otherwise starts new ones (its envs reset with a seed derived from the step).
     """
-    n = envs.num_envs
-    state = state or LoopState.start(settings)
-    if state.logged_before_partial is not None:  # hidden with the partial point: write again
-        for tag, value in state.logged_before_partial.items():
-            tb.scalar(tag, value, state.step)
-        state.logged_before_partial = None
-    started = time.perf_counter() - state.wall_seconds
-    progress = Progress(settings.total_steps, start_step=state.step)
-    last_log = [state.step, time.perf_counter()]  # step and time of the last log point
-    final: Evaluation | None = None
-    eval_step = -1
+    count = len(runs)
+    n = envs.num_envs // count  # envs per member
+    members = [_Member(i, run, run.state or LoopState.start(run.settings),
+                       slice(i * n, (i + 1) * n), []) for i, run in enumerate(runs)]
+    if len({m.state.step for m in members}) != 1:
+        raise ValueError("the members of a population resume from one step")
+    shared = runs[0].settings  # total_steps, log_every, eval_every, checkpoint_every, eval
+    step = members[0].state.step
+    for m in members:
+        if m.state.logged_before_partial is not None:  # hidden with the partial point: again
+            for tag, value in m.state.logged_before_partial.items():
+                m.run.tb.scalar(tag, value, step)
+            m.state.logged_before_partial = None
+        m.last_log[:] = [step, time.perf_counter()]
+    started = time.perf_counter() - members[0].state.wall_seconds
+    progress = Progress(shared.total_steps, start_step=step)
     stopping = (lambda: stop.received is not None) if stop is not None else None
     # The agent's metric that train.max_abs_q bounds (the agent contract's value_metric).
-    checked = agent.value_metric if settings.max_abs_q is not None else None
+    bounded = any(r.settings.max_abs_q is not None for r in runs)
+    checked = agent.value_metric if bounded else None
 
-    def scheduled_eval(step: int) -> str | None:
-        """Run the evaluation due at ``step``, if one is; returns "interrupted" or "solved" when
-        training must end, else None."""
-        nonlocal final, eval_step
-        if not state.next_eval <= step < settings.total_steps:  # the final one: after the loop
+    live = list(members)  # the members whose runs go on (close() removes them)
+
+    def active() -> list[_Member]:
+        return list(live)  # a copy: close() may remove one while a caller goes through them
+
+    def run_eval() -> list[Evaluation] | None:
+        t = time.perf_counter()
+        results = evaluate(agent, eval_envs, [r.settings.seed + EVAL_SEED_OFFSET for r in runs],
+                           stopping, shared.eval_epsilon)
+        for m in active():
+            m.state.eval_seconds += time.perf_counter() - t
+        if results is None:
             return None
-        result = run_eval(step)
-        if result is None:
+        for m in active():
+            result = results[m.index]
+            m.run.tb.scalar("eval/return_mean", float(result.returns.mean()), step)
+            m.run.tb.scalar("eval/return_std", float(result.returns.std()), step)
+            m.run.tb.scalar("eval/truncated", float(result.truncated.mean()), step)
+            if shared.eval_cap is not None and result.truncated.any():
+                log.warning("evaluation at step %d: %d of %d episodes reached "
+                            "eval.max_episode_steps=%d and were cut (counted as truncated)",
+                            step, result.truncated.sum(), len(result.truncated),
+                            shared.eval_cap)
+        return results
+
+    def scheduled_eval() -> str | None:
+        """Run the evaluation due at ``step``, if one is (members that reach their
+        ``stop_on_return`` end); returns "interrupted" when training must end."""
+        due = [m for m in active() if m.state.next_eval <= step < shared.total_steps]
+        if not due:  # the final one: after the loop
+            return None
+        results = run_eval()
+        if results is None:
             return "interrupted"
-        final, eval_step = result, step
-        state.next_eval += settings.eval_every
-        target = settings.stop_on_return
-        if target is not None and result.returns.mean() >= target:
-            log.info("stopping at step %d: greedy eval return %.2f >= %g "
-                     "(train.stop_on_return)", step, result.returns.mean(), target)
-            state.stopped_early = True
-            return "solved"
+        for m in due:
+            m.final, m.eval_step = results[m.index], step
+            m.state.next_eval += shared.eval_every
+            target = m.run.settings.stop_on_return
+            if target is not None and m.final.returns.mean() >= target:
+                log.info("stopping at step %d: greedy eval return %.2f >= %g "
+                         "(train.stop_on_return)", step, m.final.returns.mean(), target)
+                m.state.stopped_early = True
+                if _pending(m.state):
+                    _log_point(m, agent)
+                close(m, "completed")
         return None
 
-    def run_eval(step: int) -> Evaluation | None:
-        t = time.perf_counter()
-        result = evaluate(agent, eval_envs, settings.seed + EVAL_SEED_OFFSET, stopping,
-                          settings.eval_epsilon)
-        state.eval_seconds += time.perf_counter() - t
-        if result is None:
-            return None
-        tb.scalar("eval/return_mean", float(result.returns.mean()), step)
-        tb.scalar("eval/return_std", float(result.returns.std()), step)
-        tb.scalar("eval/truncated", float(result.truncated.mean()), step)
-        if settings.eval_cap is not None and result.truncated.any():
-            log.warning("evaluation at step %d: %d of %d episodes reached "
-                        "eval.max_episode_steps=%d and were cut (counted as truncated)", step,
-                        result.truncated.sum(), len(result.truncated), settings.eval_cap)
-        return result
-
-    def record(metrics: dict[str, torch.Tensor] | None) -> str | None:
-        """Add an update's metrics to the interval's sums; the error if one is not finite."""
+    def record(metrics: dict[str, torch.Tensor] | None) -> None:
+        """Add an update's metrics to the members' sums; a member with a metric that is not
+        finite has diverged."""
         if metrics is None:
-            return None
+            return
         if checked is not None and checked not in metrics:  # else divergence goes unseen
             raise ValueError(f"{type(agent).__name__}.learn reports no {checked!r} (its "
                              "value_metric), which train.max_abs_q bounds: report it, or set "
                              "value_metric = None")
         # One sync per update: a NaN or inf in any metric makes the sum non-finite.
-        if not math.isfinite(float(sum(metrics.values()))):
-            bad = next(k for k, v in metrics.items() if not torch.isfinite(v).all())
-            return f"train/{bad} is {float(metrics[bad])} at step {state.step}"
-        for key, value in metrics.items():
-            state.sums[key] = state.sums[key] + value if key in state.sums else value
-        state.updates += 1
-        return None
+        if not math.isfinite(float(sum(v.sum() for v in metrics.values()))):
+            finite = {k: torch.isfinite(v).tolist() for k, v in metrics.items()}
+            for m in active():
+                bad = next((k for k, ok in finite.items() if not ok[m.index]), None)
+                if bad is not None:
+                    close(m, "diverged", f"train/{bad} is "
+                                         f"{float(metrics[bad][m.index])} at step {step}")
+        for m in active():
+            sums = m.state.sums
+            for key, value in metrics.items():
+                mine = value[m.index]
+                sums[key] = sums[key] + mine if key in sums else mine.clone()
+            m.state.updates += 1
 
-    def post_step(step: int) -> str | None:
-        """What follows an env step and its update: the log point, evaluation and checkpoint
+    def post_step() -> str | None:
+        """What follows an env step and its update: the log points, evaluation and checkpoints
         due at ``step``. Each is done once (the counters say so), so a resumed run can call it
-        for the step it stopped at. Returns the outcome when training must end."""
-        nonlocal error
-        if step >= state.next_log:
-            means = _log_point(state, agent, tb, last_log)
-            state.next_log += settings.log_every
-            if checked is not None and abs(value := means.get(checked, 0.0)) > settings.max_abs_q:
-                error = (f"train/{checked} is {value:.3g} at step {step}, beyond "
-                         f"train.max_abs_q={settings.max_abs_q:g}")
-                return "diverged"
-        ended = scheduled_eval(step)
-        if ended is None and step >= state.next_checkpoint and step < settings.total_steps:
-            state.next_checkpoint += settings.checkpoint_every  # the final one: after the loop
-            checkpoint(obs)
+        for the step it stopped at. Returns "interrupted" when training must end."""
+        lead = live[0].state  # the live members' schedules are one (they share settings)
+        if step < lead.next_log and step < lead.next_eval and step < lead.next_checkpoint:
+            return None  # nothing due: most steps
+        for m in active():
+            if step >= m.state.next_log:
+                means = _log_point(m, agent)
+                m.state.next_log += shared.log_every
+                limit = m.run.settings.max_abs_q
+                if limit is not None and abs(value := means.get(checked, 0.0)) > limit:
+                    close(m, "diverged", f"train/{checked} is {value:.3g} at step {step}, "
+                                         f"beyond train.max_abs_q={limit:g}")
+        ended = scheduled_eval()
+        if ended is None and step < shared.total_steps:  # the final checkpoint: after the loop
+            for m in active():
+                if step >= m.state.next_checkpoint:
+                    m.state.next_checkpoint += shared.checkpoint_every
+                    checkpoint(m)
         return ended
 
-    def checkpoint(obs: np.ndarray) -> None:
-        state.wall_seconds = time.perf_counter() - started
-        state.env_state = snapshot.capture(envs)
-        state.obs = torch.from_numpy(obs.copy())
-        save_checkpoint(state)
+    def checkpoint(m: _Member) -> None:
+        m.state.wall_seconds = time.perf_counter() - started
+        m.state.env_state = snapshot.capture(envs, m.envs)
+        m.state.obs = torch.from_numpy(obs[m.envs].copy())
+        m.run.save_checkpoint(m.state)
 
-    if state.env_state is not None and snapshot.restore(envs, state.env_state):
-        obs = state.obs.numpy().copy()
+    def close(m: _Member, outcome: str, error: str | None = None) -> None:
+        """End member ``m``'s run: its checkpoint (after a divergence, the last good one is
+        kept) and partial log point, then its ``finish``."""
+        s = m.state
+        if outcome == "diverged":
+            s.wall_seconds = time.perf_counter() - started
+        elif outcome == "interrupted" and _pending(s):
+            # The checkpoint keeps the interval's sums, so a resumed run logs the point a run
+            # never stopped would; this run's curves still end where it stopped (the partial
+            # point).
+            tb = m.run.tb
+            s.logged_before_partial = dict(tb.latest_points) if tb.latest_step == step else {}
+            checkpoint(m)
+            s.logged_before_partial = None
+        else:
+            checkpoint(m)
+        if outcome != "completed" and _pending(s):
+            _log_point(m, agent)
+        m.done = True
+        live.remove(m)
+        m.run.finish(LoopResult(state=s, evaluation=m.final if outcome == "completed" else None,
+                                outcome=outcome, error=error))
+
+    restored = all(m.state.env_state is not None for m in members) and all(
+        snapshot.restore(envs, m.state.env_state, m.envs) for m in members)
+    if restored:
+        obs = np.concatenate([m.state.obs.numpy() for m in members])
     else:
-        if state.step:
+        if step:
             log.info("the envs' state was not saved or does not fit them: resuming with new "
                      "episodes")
-        obs = envs.reset(seed=settings.seed + state.step)[0].copy()
+        obs = envs.reset(seed=[r.settings.seed + step + j for r in runs for j in range(n)]
+                         )[0].copy()
 
-    outcome, error = "completed", None
     try:
         # Resumed: first what a stop cut short at the checkpoint's step (the rest of an update,
         # a log point, an evaluation); all of it is done already after any other checkpoint.
-        ended = None
-        if state.step:
-            error = record(agent.finish_pending())
-            ended = "diverged" if error else post_step(state.step)
+        if step:
+            record(agent.finish_pending())
+            ended = post_step() if active() else None
         else:  # the untrained agent: where every curve starts
-            ended = scheduled_eval(0)
-        while ended is None and state.step < settings.total_steps:
-            action = agent.act(obs)
+            ended = scheduled_eval()
+        shape = (count, n)  # [members, envs of each]
+        obs_shape = (*shape, *envs.single_observation_space.shape)
+        while ended is None and active() and step < shared.total_steps:
+            action = agent.act(obs.reshape(obs_shape)).reshape(-1)
             next_obs, reward, terminated, truncated, info = envs.step(action)
-            state.step += n
+            step += n
+            for m in live:
+                m.state.step = step
             last_return = None
             real_next_obs = next_obs
             if "final_obs" in info:  # some sub-env's episode ended and it was reset
@@ -245,53 +336,45 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                 # Not every end is a finished episode: an Atari life lost ends the learner's
                 # episode, while "episode" reports whole games.
                 for i in np.flatnonzero(stats.get("_episode", ())):
+                    m = members[i // n]
+                    if m.done:
+                        continue
                     last_return = float(stats["episode"]["r"][i])
-                    state.ended_returns.append(last_return)
-                    state.ended_lengths.append(int(stats["episode"]["l"][i]))
-                    state.episodes += 1
-            metrics = agent.learn(Transition(obs, action, reward, real_next_obs, terminated,
-                                             truncated), stopping)
+                    m.state.ended_returns.append(last_return)
+                    m.state.ended_lengths.append(int(stats["episode"]["l"][i]))
+                    m.state.episodes += 1
+            metrics = agent.learn(Transition(
+                obs.reshape(obs_shape), action.reshape(shape), reward.reshape(shape),
+                real_next_obs.reshape(obs_shape), terminated.reshape(shape),
+                truncated.reshape(shape)), stopping)
             obs = next_obs.copy()  # the env's buffer: the next step overwrites it
-            error = record(metrics)
-            if error:
-                ended = "diverged"
-                break
-            progress.update(state.step, last_return)
-            if stop is not None and stop.received:  # post_step(step) runs after the resume
+            record(metrics)
+            progress.update(step, last_return)
+            if stop is not None and stop.received:  # post_step() runs after the resume
                 ended = "interrupted"
                 break
-            ended = post_step(state.step)
+            ended = post_step()
             if ended is None and stop is not None and stop.received:
                 ended = "interrupted"
-        if ended in ("interrupted", "diverged"):
-            outcome = ended
-            if ended == "interrupted":
-                error = f"interrupted by {stop.name} at step {state.step}"
-        else:
-            if _pending(state):  # the last, partial interval, logged before the final eval
-                _log_point(state, agent, tb, last_log)
-            if eval_step != state.step:  # unless one just ran here
-                final = run_eval(state.step)
-                if final is None:
-                    outcome = "interrupted"
-                    error = f"interrupted by {stop.name} in the final evaluation"
+        where = f"at step {step}"
+        if ended is None and active():  # the budget is spent
+            for m in active():
+                if _pending(m.state):  # the last, partial interval, before the final eval
+                    _log_point(m, agent)
+            if any(m.eval_step != step for m in active()):  # unless one just ran here
+                results = run_eval()
+                if results is None:
+                    ended, where = "interrupted", "in the final evaluation"
+                else:
+                    for m in active():
+                        m.final = results[m.index]
     finally:
         progress.close()
-    if outcome == "diverged":  # the last good checkpoint stays as it is
-        state.wall_seconds = time.perf_counter() - started
-    elif outcome == "interrupted" and _pending(state):
-        # The checkpoint keeps the interval's sums, so a resumed run logs the point a run never
-        # stopped would; this run's curves still end where it stopped (the partial point).
-        state.logged_before_partial = (dict(tb.latest_points) if tb.latest_step == state.step
-                                       else {})
-        checkpoint(obs)
-        state.logged_before_partial = None
-    else:
-        checkpoint(obs)
-    if outcome != "completed" and _pending(state):
-        _log_point(state, agent, tb, last_log)
-    return LoopResult(state=state, evaluation=final if outcome == "completed" else None,
-                      outcome=outcome, error=error)
+    for m in active():
+        if ended is None:
+            close(m, "completed")
+        else:
+            close(m, "interrupted", f"interrupted by {stop.name} {where}")
 
 
 def _pending(state: LoopState) -> bool:
@@ -299,10 +382,10 @@ def _pending(state: LoopState) -> bool:
     return bool(state.updates or state.ended_returns)
 
 
-def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, last: list
-               ) -> dict[str, float]:
-    """Write the train/ and time/ scalars at the current step; returns the agent's metrics
-    averaged since the last point. ``last``: the step and time of the last point (updated)."""
+def _log_point(m: _Member, agent: Agent) -> dict[str, float]:
+    """Write member ``m``'s train/ and time/ scalars at its current step; returns the agent's
+    metrics averaged since the last point."""
+    state, tb, last = m.state, m.run.tb, m.last_log
     step, now = state.step, time.perf_counter()
     means = {key: float(total) / state.updates for key, total in state.sums.items()}
     for key, mean in means.items():
@@ -312,8 +395,8 @@ def _log_point(state: LoopState, agent: Agent, tb: TensorBoardLogger, last: list
         tb.scalar("train/episode_return", float(np.mean(state.ended_returns)), step)
         tb.scalar("train/episode_length", float(np.mean(state.ended_lengths)), step)
         state.ended_returns, state.ended_lengths = [], []
-    for key, value in agent.log_scalars().items():
-        tb.scalar(f"train/{key}", value, step)
+    for key, values in agent.log_scalars().items():
+        tb.scalar(f"train/{key}", values[m.index], step)
     tb.scalar("time/sps", (step - last[0]) / max(now - last[1], 1e-9), step)
     last[:] = [step, now]
     return means

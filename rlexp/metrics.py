@@ -64,6 +64,8 @@ class RunMetrics:
     device: str | None = None
     #: torch's CPU threads in the run's process (device.threads).
     torch_threads: int | None = None
+    #: The number of runs trained together with this one as a population (1: alone).
+    population: int = 1
     schema_version: int = SCHEMA_VERSION
 
 

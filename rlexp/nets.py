@@ -8,7 +8,10 @@ converted to floats inside it, on its device: they travel and are stored at 1 by
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
 
 import numpy as np
 import torch
@@ -200,10 +203,236 @@ def functional_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Ten
             steps.append(torch.tanh)
         else:  # OneHot, Flatten, ELU: their own forward, without the call machinery
             steps.append(module.forward)
+    return _chain(steps)
 
+
+def _chain(steps: list[Callable[[torch.Tensor], torch.Tensor]]
+           ) -> Callable[[torch.Tensor], torch.Tensor]:
     def forward(x: torch.Tensor) -> torch.Tensor:
         for step in steps:
             x = step(x)
         return x
 
     return forward
+
+
+# ------------------------------------------------------------------ the members of a population
+
+
+class MemberNetworks(nn.Module):
+    """The Q-networks of a population's members (one architecture), as one module: inputs
+    ``[members, batch, ...]``, outputs ``[members, batch, outputs]``; member ``i``'s outputs
+    depend on member ``i``'s inputs and parameters only.
+
+    Each member's part reads and writes as the state dict of the network it would have alone
+    (:meth:`member_state_dict`), so a member's checkpoint is a single run's checkpoint.
+    :func:`member_networks` picks the implementation.
+    """
+
+    members: int
+    #: The solo network's parameter names, in the order of ``parameters()``.
+    names: list[str]
+
+    def per_member(self, tensor: torch.Tensor, index: int) -> torch.Tensor:
+        """A tensor shaped like parameter ``index`` (its gradient, its optimizer state),
+        viewed as ``[members, *the single network's shape]``."""
+        raise NotImplementedError
+
+    def join(self, parts: Sequence[torch.Tensor], index: int) -> torch.Tensor:
+        """The members' parts of a tensor shaped like parameter ``index`` as one
+        (``per_member``'s inverse)."""
+        raise NotImplementedError
+
+    def act_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward`` without nn.Module's call machinery (acting does one per env step)."""
+        return self._forward(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
+
+    def clone(self) -> MemberNetworks:
+        """An independent copy (a target network)."""
+        twin = copy.deepcopy(self)
+        twin._compile()
+        return twin
+
+    def member_state_dict(self, i: int) -> dict[str, torch.Tensor]:
+        return {name: self.per_member(p.detach(), k)[i].clone()
+                for k, (name, p) in enumerate(zip(self.names, self.parameters(), strict=True))}
+
+    @torch.no_grad()
+    def load_member_state_dict(self, i: int, state: dict[str, torch.Tensor]) -> None:
+        missing = set(self.names) ^ set(state)
+        if missing:
+            raise KeyError(f"the network's parameters are {sorted(self.names)}, the state's "
+                           f"{sorted(state)}")
+        for k, (name, p) in enumerate(zip(self.names, self.parameters(), strict=True)):
+            self.per_member(p, k)[i].copy_(state[name])
+
+
+#: Each member's part of a StackedMLP parameter is padded to a multiple of this many values.
+MEMBER_ALIGNMENT = 64
+
+
+class StackedMLP(MemberNetworks):
+    """MLPs of one shape with each layer's parameters stacked along a leading member axis:
+    each linear layer of every member is one batched matrix product (``torch.baddbmm``).
+
+    A linear layer's weight is stored ``[members, out, in]``, as the single network's, and its
+    bias as ``[members, 1, out]``, the shape the batched product adds. A member's arithmetic
+    is exactly that of a population of one: batched matrix products compute each member
+    alone, and each member's part of a parameter starts at a multiple of ``MEMBER_ALIGNMENT``
+    values (a part of another size, e.g. a 3-value bias, is stored flat and padded with zeros,
+    which stay zero), so elementwise kernels (optimizer steps, target updates) give it the
+    same vector lanes whatever the population's size.
+    """
+
+    def __init__(self, nets: Sequence[nn.Sequential]):
+        super().__init__()
+        self.members = len(nets)
+        self.names = [name for name, _ in nets[0].named_parameters()]
+        #: The single network's parameter shapes.
+        self.shapes = [nets[0].get_parameter(name).shape for name in self.names]
+        self.weights = nn.ParameterList(
+            [self._stored(torch.stack([net.get_parameter(name).detach() for net in nets]), k)
+             for k, name in enumerate(self.names)])
+        self.layers = [_stacked_layer(module) for module in nets[0]]
+        self._compile()
+
+    def _layout(self, k: int) -> torch.Size:
+        """How one member's part of parameter ``k`` is laid out: a weight's as the single
+        network's, ``[1, out]`` for a bias."""
+        shape = self.shapes[k]
+        return shape if len(shape) == 2 else torch.Size([1, *shape])
+
+    def _padded(self, k: int) -> bool:
+        return self.shapes[k].numel() % MEMBER_ALIGNMENT != 0
+
+    def _stored(self, solo: torch.Tensor, k: int) -> torch.Tensor:
+        """The members' values ``[members, *single network's shape]`` as parameter ``k``
+        stores them."""
+        laid = solo if solo.dim() == 3 else solo.unsqueeze(1)
+        if not self._padded(k):
+            return laid.contiguous()
+        numel = self.shapes[k].numel()
+        padded = solo.new_zeros(len(solo), -(-numel // MEMBER_ALIGNMENT) * MEMBER_ALIGNMENT)
+        padded[:, :numel] = laid.flatten(1)
+        return padded
+
+    def _laid_out(self, tensor: torch.Tensor, k: int) -> torch.Tensor:
+        """A tensor stored like parameter ``k``, as ``[members, *layout]`` (a view)."""
+        if not self._padded(k):
+            return tensor
+        return tensor[:, :self.shapes[k].numel()].view(-1, *self._layout(k))
+
+    def per_member(self, tensor: torch.Tensor, index: int) -> torch.Tensor:
+        laid = self._laid_out(tensor, index)
+        return laid if len(self.shapes[index]) == 2 else laid.squeeze(1)
+
+    def join(self, parts: Sequence[torch.Tensor], index: int) -> torch.Tensor:
+        return self._stored(torch.stack(list(parts)), index)
+
+    def _compile(self) -> None:
+        # Learning: views of the parameters taken at each pass, so autograd sees them.
+        # Acting: the same views taken once, outside autograd; they follow every in-place
+        # update.
+        learn = [self._operand_of(p, k) for k, p in enumerate(self.weights)]
+        fixed = [self._operand(p.detach(), k) for k, p in enumerate(self.weights)]
+        self._forward = self._chain(learn)
+        self._act = self._chain([lambda t=t: t for t in fixed])
+
+    def _operand_of(self, p: torch.Tensor, k: int) -> Callable[[], torch.Tensor]:
+        """A function giving ``_operand(p, k)``, with as few calls as it can."""
+        if self._padded(k):
+            return lambda: self._operand(p, k)
+        if len(self.shapes[k]) == 2:
+            return lambda: p.transpose(1, 2)
+        return lambda: p
+
+    def _operand(self, p: torch.Tensor, k: int) -> torch.Tensor:
+        """Parameter ``k`` as the batched product takes it: a weight ``[members, in, out]``,
+        a bias ``[members, 1, out]``."""
+        laid = self._laid_out(p, k)
+        return laid.transpose(1, 2) if len(self.shapes[k]) == 2 else laid
+
+    def _chain(self, params: list[Callable[[], torch.Tensor]]):
+        params = iter(params)
+        steps = []
+        for kind, arg in self.layers:
+            if kind in ("linear", "dueling"):
+                weight, bias = next(params), next(params) if arg[0] else None
+                if bias is None:
+                    steps.append(lambda x, w=weight: torch.bmm(x, w()))
+                else:
+                    steps.append(lambda x, w=weight, b=bias: torch.baddbmm(b(), x, w()))
+                if kind == "dueling":
+                    steps.append(partial(_dueling, shape=arg[1]))
+            else:
+                steps.append(arg)
+        return _chain(steps)
+
+    def act_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._act(x)
+
+
+def _stacked_layer(module: nn.Module) -> tuple[str, Any]:
+    """How a StackedMLP applies one module of the single network."""
+    if isinstance(module, nn.Linear):
+        return "linear", (module.bias is not None,)
+    if isinstance(module, DuelingHead):
+        return "dueling", (module.linear.bias is not None, module.shape)
+    if isinstance(module, nn.Flatten):
+        return "plain", partial(torch.flatten, start_dim=2)  # keep [members, batch]
+    if isinstance(module, nn.ReLU | nn.Tanh | nn.ELU | OneHot) or (
+            isinstance(module, PixelInput) and not module.convolutional):
+        return "plain", module.forward  # elementwise: the member axis changes nothing
+    raise ValueError(f"{type(module).__name__} layers have no stacked form")
+
+
+def _dueling(out: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    """A DuelingHead's combination, on ``[members, batch, (n_actions + 1) * atoms]``."""
+    atoms = shape[1]
+    value = out[:, :, None, :atoms]
+    advantage = out[:, :, atoms:].view(*out.shape[:2], *shape)
+    return (value + advantage - advantage.mean(dim=2, keepdim=True)).flatten(2)
+
+
+class OneMember(MemberNetworks):
+    """A single network of any kind (the convolutional ones) as a population of one."""
+
+    def __init__(self, net: nn.Sequential):
+        super().__init__()
+        self.members = 1
+        self.net = net
+        self.names = [name for name, _ in net.named_parameters()]
+        self._compile()
+
+    def per_member(self, tensor: torch.Tensor, index: int) -> torch.Tensor:
+        return tensor.unsqueeze(0)
+
+    def join(self, parts: Sequence[torch.Tensor], index: int) -> torch.Tensor:
+        (part,) = parts
+        return part
+
+    def _compile(self) -> None:
+        act = functional_forward(self.net)
+        self._act = lambda x: act(x[0]).unsqueeze(0)
+
+    def act_forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._act(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x[0]).unsqueeze(0)
+
+
+def member_networks(nets: Sequence[nn.Sequential]) -> MemberNetworks:
+    """The members' networks (one per member, of one architecture) as one module: stacked when
+    they are MLPs, else (a convolutional network) only a population of one."""
+    try:
+        return StackedMLP(nets)
+    except ValueError:
+        if len(nets) > 1:
+            raise ValueError(f"population training batches MLP Q-networks; these are "
+                             f"{', '.join(type(m).__name__ for m in nets[0])}: train them one "
+                             "run per process (hydra/launcher=parallel)") from None
+        return OneMember(nets[0])

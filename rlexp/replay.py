@@ -21,6 +21,7 @@ stored so far.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import deque
 from dataclasses import dataclass, field
@@ -133,6 +134,9 @@ class ReplayMemory:
         self.device = torch.device(device)
         self.n_step, self.gamma = n_step, gamma
         self.written = 0  # rows written so far (absolute row number of the next one)
+        #: Transitions given to ``add`` so far (some may wait for their n-step return, or be
+        #: overwritten): the same count for every member of a population.
+        self.added = 0
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(seed)
         #: Draws rows in proportion to priorities when set (see ``prioritize``), else uniform.
@@ -237,6 +241,7 @@ class ReplayBuffer(ReplayMemory):
 
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append a batch of transitions (numpy arrays, one row per env, always as many)."""
+        self.added += len(obs)
         if self.n_step == 1:
             discount = self.gamma * (1.0 - np.asarray(terminated, dtype=np.float32))
             self._write(self.table.pack(obs=obs, next_obs=next_obs, action=action,
@@ -282,6 +287,7 @@ class ReplayBuffer(ReplayMemory):
         pending = [[(torch.from_numpy(o), int(a), r) for o, a, r in steps]
                    for steps in self.pending]
         return {"table": self.table.data[: len(self)].clone(), "written": self.written,
+                "added": self.added,
                 "pending": pending, "generator": self.generator.get_state(),
                 **self._sampler_state()}
 
@@ -289,6 +295,7 @@ class ReplayBuffer(ReplayMemory):
         size = len(state["table"])
         self.table.data[:size] = state["table"].to(self.device)
         self.written = int(state["written"])
+        self.added = int(state.get("added", self.written))
         self.pending = [deque((o.numpy(), a, r) for o, a, r in steps)
                         for steps in state.get("pending", [])]
         self.generator.set_state(state["generator"])
@@ -402,6 +409,7 @@ class FrameReplayBuffer(ReplayMemory):
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append a batch of transitions (numpy arrays, one row per env, always as many)."""
         n = len(obs)
+        self.added += n
         if not self.streams:
             self.streams = [_Stream() for _ in range(n)]
         elif n != len(self.streams):
@@ -474,6 +482,7 @@ class FrameReplayBuffer(ReplayMemory):
         filled = self._filled()
         return {"frames": self.frames[:filled].clone(), "refs": self.refs[:filled].clone(),
                 "scalars": self.scalars.data[:filled].clone(), "written": self.written,
+                "added": self.added,
                 "transitions": self.transitions,
                 "tails": [list(s.tail) for s in self.streams],
                 "previous": [-1 if s.previous is None else s.previous for s in self.streams],
@@ -487,6 +496,7 @@ class FrameReplayBuffer(ReplayMemory):
         self.refs[:filled] = state["refs"].to(self.device)
         self.scalars.data[:filled] = state["scalars"].to(self.device)
         self.written, self.transitions = int(state["written"]), int(state["transitions"])
+        self.added = int(state.get("added", self.transitions))
         self.streams = [_Stream(list(tail), None if last is None else last.numpy().copy(),
                                 None if previous < 0 else int(previous))
                         for tail, last, previous in zip(state["tails"], state["last"],
@@ -564,6 +574,8 @@ class PrioritizedSampler:
     def update(self, rows: torch.Tensor, errors: torch.Tensor) -> None:
         """New priorities ``|error| + epsilon`` for sampled rows (e.g. their TD errors)."""
         priority = errors.detach().abs().double().cpu().numpy() + self.epsilon
+        if not np.isfinite(priority).all():  # a diverged member's: the loop retires it
+            return
         self.max_priority = max(self.max_priority, float(priority.max()))
         self.tree.set(rows.cpu().numpy(), priority ** self.alpha)
 
@@ -588,3 +600,57 @@ def make_replay(capacity: int, observation_space: spaces.Space, frame_stack: int
         return FrameReplayBuffer(capacity, observation_space.shape, observation_space.dtype,
                                  frame_stack, device, seed, n_step, gamma)
     return ReplayBuffer(capacity, observation_space.shape, device, seed, n_step, gamma)
+
+
+class MemberReplay:
+    """The replay memories of a population's members, one each (own capacity, seed, n-step
+    returns, discount and priorities), sampled together as ``[members, batch]`` tensors."""
+
+    def __init__(self, memories: list[ReplayMemory]):
+        self.memories = memories
+        prioritized = {m.sampler is not None for m in memories}
+        if len(prioritized) != 1:
+            raise ValueError("the members of a population all use prioritized replay or none")
+        self.prioritized = prioritized.pop()
+
+    def __len__(self) -> int:
+        """Transitions every member can sample."""
+        return min(len(m) for m in self.memories)
+
+    @property
+    def added(self) -> int:
+        """Transitions added to each member's memory (the same for all of them)."""
+        return self.memories[0].added
+
+    def describe(self) -> str:
+        each = self.memories[0].describe()
+        return each if len(self.memories) == 1 else f"{len(self.memories)} x {each}"
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
+        """Each member's batch of transitions (``[members, envs, ...]`` numpy arrays)."""
+        for i, memory in enumerate(self.memories):
+            memory.add(obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i])
+
+    def sample(self, batch_size: int, betas: list[float]) -> ReplaySample:
+        """A batch from each member's memory (``betas``: each member's importance-sampling
+        exponent), stacked along a leading member axis."""
+        samples = [m.sample(batch_size, beta) for m, beta in zip(self.memories, betas,
+                                                                  strict=True)]
+        join = (lambda parts: parts[0].unsqueeze(0)) if len(samples) == 1 else torch.stack
+        return ReplaySample(**{
+            f.name: None if getattr(samples[0], f.name) is None
+            else join([getattr(s, f.name) for s in samples])
+            for f in dataclasses.fields(ReplaySample)})
+
+    def update_priorities(self, index: torch.Tensor, errors: torch.Tensor,
+                          members: list[int] | None = None) -> None:
+        """New priorities from a sample's ``[members, batch]`` errors (``members``: only
+        these members' memories; all by default)."""
+        for i in range(len(self.memories)) if members is None else members:
+            self.memories[i].sampler.update(index[i], errors[i])
+
+    def state_dict(self, i: int) -> dict:
+        return self.memories[i].state_dict()
+
+    def load_state_dict(self, i: int, state: dict) -> None:
+        self.memories[i].load_state_dict(state)

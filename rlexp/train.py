@@ -22,6 +22,7 @@ import logging
 import os
 import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
@@ -35,9 +36,16 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from rlexp import build, checkpoint, rundir
 from rlexp.checkpoint import CheckpointError
-from rlexp.config import CONFIG_DIR, Config, ConfigError, resumes_latest, validate
+from rlexp.config import (
+    CONFIG_DIR,
+    Config,
+    ConfigError,
+    check_population,
+    resumes_latest,
+    validate,
+)
 from rlexp.logger import TensorBoardLogger, flatten
-from rlexp.loop import LoopSettings, LoopState, train
+from rlexp.loop import LoopResult, LoopSettings, LoopState, MemberRun, train
 from rlexp.metrics import RunMetrics, read_run_metrics, write_metrics
 from rlexp.rundir import RunDirError
 from rlexp.stop import (
@@ -59,76 +67,154 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
     ``stop`` has status ``interrupted`` and one whose loss diverged ``diverged``. Any exception
     propagates (the caller records the run as failed).
     """
-    resolved = OmegaConf.structured(cfg)
-    flat_config = flatten(OmegaConf.to_container(resolved))
-    point = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
-    last = None if point is None else point.checkpoint
-    resumed = None if last is None else checkpoint.load_training_state(last)
-    # Resumed with a larger total_steps: the run is trained for longer (recorded in metrics).
-    extended_from = None if point is None else point.extended_from
-    if extended_from is not None:
-        log.warning("training %s for longer: total_steps %d -> %d; schedules tied to "
-                    "total_steps (epsilon, the learning-rate decay, prioritized replay's beta) "
-                    "follow the new total from step %d on", run_dir, extended_from,
-                    cfg.total_steps, resumed["loop"]["step"])
+    return run_population([cfg], [run_dir], stop)[0]
+
+
+@dataclass
+class _Start:
+    """A run about to train: its config and directory, and where it resumes from."""
+
+    cfg: Config
+    run_dir: Path
+    flat_config: dict
+    #: The checkpoint it resumes from (None: a new run), and its total_steps before, when the
+    #: run is trained for longer.
+    resumed: dict | None = None
+    point: rundir.ResumePoint | None = None
+
+    @property
+    def step(self) -> int:
+        return 0 if self.resumed is None else int(self.resumed["loop"]["step"])
+
+
+def run_population(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals | None = None,
+                   finished: dict[Path, RunMetrics] | None = None) -> list[RunMetrics]:
+    """Train runs whose configs differ only in what members of a population may differ in
+    (:func:`rlexp.config.check_population`) as populations, one process, each run writing its
+    ``run_dirs`` entry as it would alone. Runs that resume from different steps train as
+    separate populations, one after another; a stop signal ends them all.
+
+    Returns the runs' metrics (also in each ``metrics.json``), in order; runs not reached
+    after a stop signal have none (the list is shorter). Any exception propagates (the caller
+    records the unfinished runs as failed); ``finished`` gets each run's metrics as it ends.
+    """
+    check_population(cfgs)
+    starts = []
+    for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
+        resolved = OmegaConf.structured(cfg)
+        flat_config = flatten(OmegaConf.to_container(resolved))
+        point = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
+        last = None if point is None else point.checkpoint
+        resumed = None if last is None else checkpoint.load_training_state(last)
+        starts.append(_Start(cfg, run_dir, flat_config, resumed, point))
+    results: dict[int, RunMetrics] = {}
+    for step in sorted({s.step for s in starts}):
+        if stop is not None and stop.received is not None:
+            break
+        group = [i for i, s in enumerate(starts) if s.step == step]
+        for i, metrics in zip(group, _train_together([starts[i] for i in group], stop,
+                                                     {} if finished is None else finished),
+                              strict=True):
+            results[i] = metrics
+    return [results[i] for i in sorted(results)]
+
+
+def _train_together(starts: list[_Start], stop: StopSignals | None,
+                    finished: dict[Path, RunMetrics]) -> list[RunMetrics]:
+    """Train runs that start from the same step as one population."""
+    cfg = starts[0].cfg
+    for s in starts:
+        extended_from = None if s.point is None else s.point.extended_from
+        if extended_from is not None:  # resumed with a larger total_steps
+            log.warning("training %s for longer: total_steps %d -> %d; schedules tied to "
+                        "total_steps (epsilon, the learning-rate decay, prioritized replay's "
+                        "beta) follow the new total from step %d on", s.run_dir, extended_from,
+                        s.cfg.total_steps, s.step)
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
-    envs = build.make_vector_env(cfg.env, cfg.env.num_envs)
+    size = len(starts)
+    envs = build.make_vector_env(cfg.env, cfg.env.num_envs * size)
     env_limit = build.time_limit(envs)
     if env_limit is None:
         log.info("%s has no time limit: training episodes last until the env ends them (set "
                  "env.max_steps to cut them)", cfg.env.id)
-    eval_envs, eval_cap = build.make_eval_envs(cfg.env, cfg.eval, env_limit)
-    agent = build.make_agent(cfg, envs.single_observation_space, envs.single_action_space,
-                             device)
-    loop_state = None
-    if resumed is not None:
+    eval_envs, eval_cap = build.make_eval_envs(cfg.env, cfg.eval, env_limit, size)
+    agent = build.make_agent([s.cfg for s in starts], envs.single_observation_space,
+                             envs.single_action_space, device)
+    loop_states = [None] * size
+    if starts[0].resumed is not None:
         try:
-            agent.load_state_dict(resumed["agent"])
+            agent.load_state_dicts([s.resumed["agent"] for s in starts])
         except (KeyError, RuntimeError, ValueError) as e:  # e.g. other network shapes
-            raise CheckpointError(f"{last} does not fit this config's "
+            where = ", ".join(str(s.point.checkpoint) for s in starts)
+            raise CheckpointError(f"{where} does not fit this config's "
                                   f"agent: {_first_line(str(e))}") from e
-        checkpoint.restore_rng(resumed)
-        loop_state = LoopState.from_state_dict(resumed["loop"])
-        if point.completed:  # trained for longer: its final evaluation is done
-            loop_state.extend(cfg.eval.interval(cfg.total_steps), cfg.checkpoint.every_steps)
+        checkpoint.restore_rng(starts[0].resumed)
+        loop_states = [LoopState.from_state_dict(s.resumed["loop"]) for s in starts]
+        for s, state in zip(starts, loop_states, strict=True):
+            if s.point.completed:  # trained for longer: its final evaluation is done
+                state.extend(s.cfg.eval.interval(s.cfg.total_steps),
+                             s.cfg.checkpoint.every_steps)
+    loggers = []
+    for s, state in zip(starts, loop_states, strict=True):
+        yaml_text = OmegaConf.to_yaml(OmegaConf.structured(s.cfg))
+        # Written before training: an unwritable or full output dir fails here, not at the end.
+        rundir.atomic_write(s.run_dir / rundir.CONFIG, lambda tmp, t=yaml_text: tmp.write_text(t))
+        # A resumed run hides the points its previous process logged after the checkpoint.
+        tb = TensorBoardLogger(s.run_dir, purge_step=state.purge_step if state else None)
+        if state is None:  # a resumed run has its config and hparams logged already
+            tb.config(yaml_text, s.flat_config)
+        loggers.append(tb)
+        begin = f"resuming at step {state.step}" if state else "starting"
+        log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", s.cfg.run_name,
+                 s.cfg.agent.name, s.cfg.env.id, s.cfg.total_steps, device, begin, s.run_dir)
+    if size > 1:
+        log.info("training %d runs as one population", size)
+    results: list[RunMetrics | None] = [None] * size
 
-    yaml_text = OmegaConf.to_yaml(resolved)
-    # Written before training: an unwritable or full output dir fails here, not at the end.
-    rundir.atomic_write(run_dir / rundir.CONFIG, lambda tmp: tmp.write_text(yaml_text))
-    # A resumed run hides the points its previous process logged after the checkpoint.
-    tb = TensorBoardLogger(run_dir, purge_step=loop_state.purge_step if loop_state else None)
-    if loop_state is None:  # a resumed run has its config and hparams logged already
-        tb.config(yaml_text, flat_config)
-    start = f"resuming at step {loop_state.step}" if loop_state else "starting"
-    log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", cfg.run_name,
-             cfg.agent.name, cfg.env.id, cfg.total_steps, device, start, run_dir)
+    def member_run(i: int) -> MemberRun:
+        s, tb = starts[i], loggers[i]
 
-    def save_last(state: LoopState) -> None:
-        # The curves up to the checkpoint go to disk first: a run killed after it (SIGKILL)
-        # and resumed from it hides only points from after it, so none may be still buffered.
-        tb.flush()
-        checkpoint.save_checkpoint(run_dir / rundir.LAST, checkpoint.training_state(
-            agent.state_dict(), state.state_dict(), include_replay=cfg.checkpoint.replay))
+        def save_last(state: LoopState) -> None:
+            # The curves up to the checkpoint go to disk first: a run killed after it (SIGKILL)
+            # and resumed from it hides only points from after it, so none may be still
+            # buffered.
+            tb.flush()
+            checkpoint.save_checkpoint(s.run_dir / rundir.LAST, checkpoint.training_state(
+                agent.state_dict(i), state.state_dict(), include_replay=s.cfg.checkpoint.replay))
+
+        def finish(result: LoopResult) -> None:
+            tb.close()
+            results[i] = finished[s.run_dir] = _finish(s, agent.state_dict(i), result, device,
+                                                       size)
+
+        settings = LoopSettings(
+            total_steps=s.cfg.total_steps, seed=s.cfg.seed, log_every=s.cfg.log.every_steps,
+            eval_every=s.cfg.eval.interval(s.cfg.total_steps),
+            checkpoint_every=s.cfg.checkpoint.every_steps,
+            stop_on_return=s.cfg.train.stop_on_return, max_abs_q=s.cfg.train.max_abs_q,
+            eval_cap=eval_cap, eval_epsilon=s.cfg.eval.epsilon)
+        return MemberRun(settings, tb, save_last, finish, loop_states[i])
 
     try:
-        settings = LoopSettings(
-            total_steps=cfg.total_steps, seed=cfg.seed, log_every=cfg.log.every_steps,
-            eval_every=cfg.eval.interval(cfg.total_steps),
-            checkpoint_every=cfg.checkpoint.every_steps,
-            stop_on_return=cfg.train.stop_on_return, max_abs_q=cfg.train.max_abs_q,
-            eval_cap=eval_cap, eval_epsilon=cfg.eval.epsilon)
-        result = train(agent, envs, eval_envs, settings, tb, save_last, loop_state, stop)
+        train(agent, envs, eval_envs, [member_run(i) for i in range(size)], stop)
     finally:
-        tb.close()
+        for tb in loggers:
+            tb.close()
         envs.close()
         eval_envs.close()
+    return results
 
+
+def _finish(s: _Start, agent_state: dict, result: LoopResult, device: torch.device,
+            population: int) -> RunMetrics:
+    """A run's end: its final checkpoint (when it completed) and metrics.json."""
+    cfg, run_dir = s.cfg, s.run_dir
     state, final = result.state, result.evaluation
     returns = None if final is None else final.returns
     if result.outcome == "completed":
         checkpoint.save_checkpoint(run_dir / rundir.FINAL, checkpoint.training_state(
-            agent.state_dict(), state.state_dict(), include_replay=False))
+            agent_state, state.state_dict(), include_replay=False))
     error = result.error
     if result.outcome == "diverged":
         kept = (f"{rundir.LAST} is the last good checkpoint"
@@ -144,14 +230,15 @@ def run(cfg: Config, run_dir: Path, stop: StopSignals | None = None) -> RunMetri
         env_steps=state.step,
         episodes=state.episodes,
         stopped_early=state.stopped_early,
-        resumed_from_step=None if resumed is None else int(resumed["loop"]["step"]),
-        extended_from_steps=extended_from,
+        resumed_from_step=None if s.resumed is None else s.step,
+        extended_from_steps=None if s.point is None else s.point.extended_from,
         wall_seconds=round(state.wall_seconds, 3),
         eval_seconds=round(state.eval_seconds, 3),
         sps=round(state.step / max(state.wall_seconds, 1e-9), 1),
         seed=cfg.seed,
         device=str(device),
         torch_threads=torch.get_num_threads(),
+        population=population,
     )
     write_metrics(run_dir, metrics)
     if metrics.status == "completed":
@@ -192,20 +279,22 @@ def _hydra_main(cfg: DictConfig) -> float | None:
                               "its hydra.sweep.dir, not a run directory")
         if typed.seeds == 1:
             runs = [(typed, job_dir)]
-        else:  # seed, seed + 1, ... each in a directory of its own
+        else:  # seed, seed + 1, ... each in a directory of its own, trained as a population
             runs = [(dataclasses.replace(typed, seed=seed, seeds=1), job_dir / f"seed{seed}")
                     for seed in range(typed.seed, typed.seed + typed.seeds)]
-        results = []
+        results: dict[Path, RunMetrics] = {}
+        todo = []
+        for run_cfg, run_dir in runs:
+            auto = sweeping or run_dir != job_dir  # the job decides what to do with it
+            run_cfg = _prepare(run_cfg, run_dir) if auto else run_cfg
+            if run_cfg is None:  # done before: completed, or failed and not retried
+                results[run_dir] = read_run_metrics(run_dir)
+            else:
+                todo.append((run_cfg, run_dir))
         with StopSignals() as stop:
-            for run_cfg, run_dir in runs:
-                auto = sweeping or run_dir != job_dir  # the job decides what to do with it
-                run_cfg = _prepare(run_cfg, run_dir) if auto else run_cfg
-                if run_cfg is None:  # done before: completed, or failed and not retried
-                    results.append(read_run_metrics(run_dir))
-                else:
-                    results.append(_run_recorded(run_cfg, run_dir, stop, sweeping))
-                if results[-1].status != "completed":
-                    break
+            if todo:
+                results.update(_run_recorded([c for c, _ in todo], [d for _, d in todo], stop,
+                                             sweeping))
     except INPUT_ERRORS as e:  # refused before training; in a sweep, _run_recorded saw it
         if sweeping:  # the job's directory stays, saying why it failed
             _record_failure(job_dir, describe_error(e), cfg.get("seed"))
@@ -215,10 +304,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         _exit_with_one_line(e)  # raising would make Hydra print a second line
     finally:
         rundir.unlock(job_dir)
-    last = results[-1]
-    if last.status == "completed":
-        return sum(m.eval_return_mean for m in results) / len(results)
-    if last.status == "interrupted" and stop.received is not None:
+    ended = [results[d] for _, d in runs if d in results]  # runs a stop kept from starting: none
+    if len(ended) == len(runs) and all(m.status == "completed" for m in ended):
+        return sum(m.eval_return_mean for m in ended) / len(ended)
+    if stop.received is not None and (len(ended) < len(runs) or any(
+            m.status == "interrupted" for m in ended)):
         if stop.received == signal.SIGUSR2:
             log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
             stop.forward()  # submitit's handler requeues the job and exits
@@ -253,16 +343,24 @@ def _prepare(cfg: Config, run_dir: Path) -> Config | None:
     return dataclasses.replace(cfg, resume=None)
 
 
-def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool) -> RunMetrics:
-    """:func:`run`, with an exception recorded as a failed run (metrics.json and train.log).
-    Outside a sweep, input errors propagate, to be reported in one line."""
+def _run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sweeping: bool
+                  ) -> dict[Path, RunMetrics]:
+    """:func:`run_population`, with an exception recorded as the failure of the runs it cut
+    short (metrics.json and train.log). Outside a sweep, input errors propagate, to be reported
+    in one line."""
+    finished: dict[Path, RunMetrics] = {}
     try:
-        metrics = run(cfg, run_dir, stop)
+        run_population(cfgs, run_dirs, stop, finished)
     except StopNow as e:  # no checkpoint now: say which one is left, then stop
-        last = rundir.LAST if (run_dir / rundir.LAST).is_file() else None
-        message = f"{e}; " + (f"{last} is the last checkpoint" if last else "no checkpoint")
-        write_metrics(run_dir, RunMetrics(status="interrupted", error=message, seed=cfg.seed))
-        raise StopNow(e.signum, message) from None
+        messages = []
+        for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
+            if run_dir not in finished:
+                last = rundir.LAST if (run_dir / rundir.LAST).is_file() else None
+                messages.append(f"{e}; " + (f"{last} is the last checkpoint" if last else
+                                            "no checkpoint"))
+                write_metrics(run_dir, RunMetrics(status="interrupted", error=messages[-1],
+                                                  seed=cfg.seed))
+        raise StopNow(e.signum, messages[0] if len(messages) == 1 else str(e)) from None
     except Exception as e:
         if isinstance(e, INPUT_ERRORS) and not sweeping:
             raise
@@ -272,11 +370,14 @@ def _run_recorded(cfg: Config, run_dir: Path, stop: StopSignals, sweeping: bool)
         else:
             message = f"{type(e).__name__}: {_first_line(str(e))}"
             log.exception("run failed: %s", message)  # the traceback, into train.log too
-        _record_failure(run_dir, message, cfg.seed)
-        return RunMetrics(status="failed", error=message, seed=cfg.seed)
-    if metrics.status != "completed":
-        log.error("run %s: %s", metrics.status, metrics.error)
-    return metrics
+        for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
+            if run_dir not in finished:
+                _record_failure(run_dir, message, cfg.seed)
+                finished[run_dir] = RunMetrics(status="failed", error=message, seed=cfg.seed)
+    for metrics in finished.values():
+        if metrics.status not in ("completed", "failed"):
+            log.error("run %s: %s", metrics.status, metrics.error)
+    return finished
 
 
 def _record_failure(run_dir: Path, message: str, seed: int | None) -> None:

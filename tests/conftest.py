@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rlexp.config import CONFIG_DIR
@@ -33,6 +34,47 @@ TINY_DQN = [
     "agent.buffer_size=1000",
     "agent.network.hidden=[32]",
 ]
+
+
+def solo_agent(agent_cls, cfg, observation_space, action_space, make_optimizer, total_steps,
+               seed=0, **kw):
+    """A population of one built from plain arguments, as a single run's agent."""
+    from rlexp.agents import Member
+
+    member = Member(cfg, seed=seed, lr=make_optimizer.keywords.get("lr", 1e-3))
+    return agent_cls([member], observation_space, action_space, make_optimizer,
+                     torch.device("cpu"), total_steps, **kw)
+
+
+def solo_state(net, **values) -> dict:
+    """A state for a population of one's network: zeros, with the named parameters set
+    (``values``: name -> values, by the single network's parameter names, dots as ``__``)."""
+    state = {k: torch.zeros_like(v) for k, v in net.member_state_dict(0).items()}
+    for name, value in values.items():
+        state[name.replace("__", ".")] = torch.as_tensor(value, dtype=torch.float32)
+    return state
+
+
+class NullLogger:
+    """Stands in for the TensorBoard logger."""
+
+    latest_step = None
+    latest_points: dict = {}
+
+    def scalar(self, *args):
+        pass
+
+
+def train_alone(agent, envs, eval_envs, settings, tb=None, save=lambda state: None,
+                state=None, stop=None):
+    """The loop for a population of one; returns its result."""
+    from rlexp.loop import MemberRun, train
+
+    results = []
+    train(agent, envs, eval_envs, [MemberRun(settings, tb or NullLogger(), save, results.append,
+                                             state)], stop)
+    (result,) = results
+    return result
 
 
 def options(group: str) -> list[str]:

@@ -74,30 +74,30 @@ def test_round_trip_restores_networks_optimizer_replay_and_rngs(tmp_path):
     cfg = compose_config(["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN])
     envs = make_vector_env(cfg.env, 1)
     spaces = (envs.single_observation_space, envs.single_action_space)
-    agent = make_agent(cfg, *spaces, torch.device("cpu"))
+    agent = make_agent([cfg], *spaces, torch.device("cpu"))
     rng = np.random.default_rng(0)
     for _ in range(300):  # train it: replay, optimizer state, counters and RNGs all move
-        obs = rng.normal(size=(1, 4)).astype(np.float32)
-        agent.learn(Transition(obs, agent.act(obs), np.ones(1), obs + 0.1,
-                               np.zeros(1, bool), np.zeros(1, bool)))
-    save_checkpoint(tmp_path / "last.pt", training_state(agent.state_dict(), {"step": 300}))
-    restored = make_agent(cfg, *spaces, torch.device("cpu"))
-    restored.load_state_dict(load_training_state(tmp_path / "last.pt")["agent"])
+        obs = rng.normal(size=(1, 1, 4)).astype(np.float32)
+        agent.learn(Transition(obs, agent.act(obs), np.ones((1, 1)), obs + 0.1,
+                               np.zeros((1, 1), bool), np.zeros((1, 1), bool)))
+    save_checkpoint(tmp_path / "last.pt", training_state(agent.state_dict(0), {"step": 300}))
+    restored = make_agent([cfg], *spaces, torch.device("cpu"))
+    restored.load_state_dicts([load_training_state(tmp_path / "last.pt")["agent"]])
     # 3-step transitions: the last two steps wait for theirs (and are in the state too).
     assert restored.env_steps == agent.env_steps == 300
     assert len(restored.replay) == len(agent.replay) == 298
     for name in ("q_net", "target_net"):
-        for (key, a), b in zip(getattr(agent, name).state_dict().items(),
-                               getattr(restored, name).state_dict().values(), strict=True):
-            assert torch.equal(a, b), (name, key)
-    assert agent.optimizer.state_dict()["state"][0]["step"] > 0
-    for a, b in zip(agent.optimizer.state_dict()["state"].values(),
-                    restored.optimizer.state_dict()["state"].values(), strict=True):
+        for a, b in zip(getattr(agent, name).parameters(), getattr(restored, name).parameters(),
+                        strict=True):
+            assert torch.equal(a, b), name
+    assert agent.optimizer.optimizer.state_dict()["state"][0]["step"] > 0
+    for a, b in zip(agent.optimizer.optimizer.state_dict()["state"].values(),
+                    restored.optimizer.optimizer.state_dict()["state"].values(), strict=True):
         assert all(torch.equal(a[k], b[k]) for k in a)
     # The restored agent goes on exactly as the original: same actions, same samples.
-    obs = rng.normal(size=(64, 4)).astype(np.float32)
+    obs = rng.normal(size=(1, 64, 4)).astype(np.float32)
     np.testing.assert_array_equal(agent.act(obs), restored.act(obs))
-    assert torch.equal(agent.replay.sample(32).obs, restored.replay.sample(32).obs)
+    assert torch.equal(agent.replay.sample(32, [1.0]).obs, restored.replay.sample(32, [1.0]).obs)
 
 
 RESUMABLE = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",

@@ -12,6 +12,7 @@ import torch
 from rlexp.agents.base import Transition
 from rlexp.agents.dqn import DQNAgent, DQNConfig
 from rlexp.agents.qlearning import EpsilonConfig, NetworkConfig
+from tests.conftest import solo_agent, solo_state, train_alone
 
 SPACE = gym.spaces.Box(-1, 1, (2,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)
@@ -22,23 +23,20 @@ def make_agent(**kw) -> DQNAgent:
                        "batch_size": 4, "train_freq": 1, "gradient_steps": 1, "double_q": False,
                        "n_step": 1,
                        **kw})
-    return DQNAgent(cfg, SPACE, ACTIONS, partial(torch.optim.SGD, lr=0.1), torch.device("cpu"),
-                    total_steps=1000, seed=0)
+    return solo_agent(DQNAgent, cfg, SPACE, ACTIONS, partial(torch.optim.SGD, lr=0.1),
+                      total_steps=1000)
 
 
 def step(agent, terminated=False, truncated=False, n=1):
     return agent.learn(Transition(
-        obs=np.zeros((n, 2), np.float32), action=np.zeros(n, np.int64), reward=np.ones(n),
-        next_obs=np.ones((n, 2), np.float32), terminated=np.full(n, terminated),
-        truncated=np.full(n, truncated)))
+        obs=np.zeros((1, n, 2), np.float32), action=np.zeros((1, n), np.int64),
+        reward=np.ones((1, n)), next_obs=np.ones((1, n, 2), np.float32),
+        terminated=np.full((1, n), terminated), truncated=np.full((1, n), truncated)))
 
 
 def constant_q(net, values):
     """Make ``net`` output ``values`` for every input (zero weights, the values as bias)."""
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        net[-1].bias.copy_(torch.tensor(values))
+    net.load_member_state_dict(0, solo_state(net, **{net.names[-1].replace(".", "__"): values}))
 
 
 def loss_of_one_transition(terminated=False, truncated=False, **kw) -> float:
@@ -49,7 +47,7 @@ def loss_of_one_transition(terminated=False, truncated=False, **kw) -> float:
     constant_q(agent.q_net, [0.0, 5.0])
     constant_q(agent.target_net, [3.0, 1.0])
     loss, _ = agent._gradient_update()
-    return loss.item()
+    return loss[0].item()
 
 
 def test_truncated_transitions_bootstrap_and_terminated_do_not():
@@ -97,26 +95,21 @@ def test_learning_starts_and_train_frequency():
 def test_vector_env_never_stores_a_reset_observation_as_next_state(tmp_path):
     from rlexp.build import make_vector_env
     from rlexp.config import EnvConfig
-    from rlexp.loop import LoopSettings, train
-
-    class Recorder:
-        """Stands in for the TensorBoard logger."""
-
-        def scalar(self, *args):
-            pass
+    from rlexp.loop import LoopSettings
 
     envs = make_vector_env(EnvConfig(id="rlexp/Toy-v0", kwargs={"variant": "chain",
                                                                 "n_states": 4}), 3)
     eval_envs = make_vector_env(EnvConfig(id="rlexp/Toy-v0", kwargs={"n_states": 4}), 1)
     torch.manual_seed(0)
     random_walk = EpsilonConfig(start=1.0, end=1.0)
-    agent = DQNAgent(DQNConfig(network=NetworkConfig(hidden=[8]), learning_starts=10_000, n_step=1,
-                               epsilon=random_walk),
-                     envs.single_observation_space, envs.single_action_space,
-                     partial(torch.optim.Adam), torch.device("cpu"), 3000, 0)
-    train(agent, envs, eval_envs, LoopSettings(total_steps=3000, seed=0, log_every=1000,
-                                               eval_every=0), Recorder(), lambda state: None)
-    b = agent.replay.sample(5000)
+    agent = solo_agent(DQNAgent, DQNConfig(network=NetworkConfig(hidden=[8]),
+                                           learning_starts=10_000, n_step=1,
+                                           epsilon=random_walk),
+                       envs.single_observation_space, envs.single_action_space,
+                       partial(torch.optim.Adam), 3000)
+    train_alone(agent, envs, eval_envs, LoopSettings(total_steps=3000, seed=0, log_every=1000,
+                                                     eval_every=0))
+    b = agent.replay.memories[0].sample(5000)
     # On the chain a step moves one cell. A reset observation (cell 0) stored as the next state
     # of an episode that reached the goal (cell 3, from cell 2) would show up as a jump of 2.
     assert torch.all((b.next_obs - b.obs).abs() <= 1)
@@ -129,9 +122,9 @@ def test_the_learning_rate_falls_linearly_to_its_final_fraction():
     lrs = []
     for _ in range(600):
         step(agent)
-        lrs.append(agent.optimizer.param_groups[0]["lr"])
-    # Set before each gradient step from the env steps so far: 0.1 * (1 - 0.75 * t / 1000).
+        lrs.append(agent.optimizer.lrs(agent.lr_scales)[0])
+    # Each gradient step's, from the env steps so far: 0.1 * (1 - 0.75 * t / 1000).
     assert lrs[0] == pytest.approx(0.1 * (1 - 0.75 * 1 / 1000))
     assert lrs[499] == pytest.approx(0.1 * (1 - 0.75 * 0.5))
-    assert agent.log_scalars()["lr"] == pytest.approx(0.1 * (1 - 0.75 * 0.6))
-    assert make_agent().log_scalars()["lr"] == 0.1  # constant by default
+    assert agent.log_scalars()["lr"] == [pytest.approx(0.1 * (1 - 0.75 * 0.6))]
+    assert make_agent().log_scalars()["lr"] == [0.1]  # constant by default

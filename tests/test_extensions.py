@@ -10,13 +10,22 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.agents.base import Agent, AgentConfig
+from rlexp.agents.base import Agent, AgentConfig, Member
 from rlexp.agents.c51 import C51Agent, C51Config, project
 from rlexp.agents.dqn import DQNAgent, DQNConfig
 from rlexp.agents.qlearning import NetworkConfig, td_loss
 from rlexp.nets import DuelingHead, q_network
 from rlexp.replay import FrameReplayBuffer, PrioritizedSampler, ReplayBuffer, SumTree
-from tests.conftest import TINY, TINY_DQN, read_scalars, run_in_process
+from tests.conftest import (
+    TINY,
+    TINY_DQN,
+    NullLogger,
+    read_scalars,
+    run_in_process,
+    solo_agent,
+    solo_state,
+    train_alone,
+)
 
 GAMMA = 0.5
 
@@ -161,23 +170,24 @@ def test_prioritized_sampler_weights_and_new_transitions_at_the_largest_priority
 
 
 def test_prioritized_dqn_weights_its_loss_and_anneals_beta():
-    q, target, w = torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]), torch.tensor([1.0, 0.5])
+    q, target = torch.tensor([[1.0, 2.0]]), torch.tensor([[0.0, 0.0]])
+    w = torch.tensor([[1.0, 0.5]])
     assert td_loss(q, target, "mse", w).item() == pytest.approx((0.5 * 1 + 0.5 * 0.5 * 4) / 2)
-    agent = DQNAgent(DQNConfig(prioritized=True, priority_beta=0.4, batch_size=4, n_step=1,
-                               learning_starts=4, train_freq=1, gradient_steps=1,
-                               network=NetworkConfig(hidden=[8])),
-                     gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),
-                     partial(torch.optim.SGD, lr=0.1), torch.device("cpu"), 100, 0)
-    assert agent.priority_beta == pytest.approx(0.4)
+    agent = solo_agent(DQNAgent, DQNConfig(prioritized=True, priority_beta=0.4, batch_size=4,
+                                           n_step=1, learning_starts=4, train_freq=1,
+                                           gradient_steps=1, network=NetworkConfig(hidden=[8])),
+                       gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),
+                       partial(torch.optim.SGD, lr=0.1), 100)
+    assert agent.priority_betas == [pytest.approx(0.4)]
     from rlexp.agents.base import Transition
 
     for _ in range(50):
-        agent.learn(Transition(np.zeros((1, 2), np.float32), np.zeros(1, int), np.ones(1),
-                               np.ones((1, 2), np.float32), np.zeros(1, bool),
-                               np.zeros(1, bool)))
-    assert agent.priority_beta == pytest.approx(0.4 + 0.6 * 0.5)
+        agent.learn(Transition(np.zeros((1, 1, 2), np.float32), np.zeros((1, 1), int),
+                               np.ones((1, 1)), np.ones((1, 1, 2), np.float32),
+                               np.zeros((1, 1), bool), np.zeros((1, 1), bool)))
+    assert agent.priority_betas == [pytest.approx(0.4 + 0.6 * 0.5)]
     # Every gradient step set the priorities of what it sampled: not all 1 any more.
-    leaves = agent.replay.sampler.tree[np.arange(50)]
+    leaves = agent.replay.memories[0].sampler.tree[np.arange(50)]
     assert len(np.unique(leaves)) > 1 and np.all(leaves > 0)
 
 
@@ -202,14 +212,16 @@ def test_c51_projection_matches_hand_computed_targets(probs, reward, discount, w
 
 
 def test_c51_q_values_are_the_means_of_its_distributions():
-    agent = C51Agent(C51Config(atoms=3, v_min=-1, v_max=1, network=NetworkConfig(hidden=[])),
-                     gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),
-                     partial(torch.optim.Adam), torch.device("cpu"), 100, 0)
-    with torch.no_grad():  # logits: action 0 all on +1, action 1 uniform
-        agent.q_net[-1].bias.copy_(torch.tensor([-50.0, -50.0, 50.0, 0.0, 0.0, 0.0]))
-    torch.testing.assert_close(agent.q_values(np.zeros((1, 2), np.float32)),
-                               torch.tensor([[1.0, 0.0]]))
-    assert agent.act(np.zeros((3, 2), np.float32), explore=False).tolist() == [0, 0, 0]
+    agent = solo_agent(C51Agent, C51Config(atoms=3, v_min=-1, v_max=1,
+                                           network=NetworkConfig(hidden=[])),
+                       gym.spaces.Box(-1, 1, (2,)), gym.spaces.Discrete(2),
+                       partial(torch.optim.Adam), 100)
+    # logits: action 0 all on +1, action 1 uniform
+    agent.q_net.load_member_state_dict(0, solo_state(
+        agent.q_net, **{"0__bias": [-50.0, -50.0, 50.0, 0.0, 0.0, 0.0]}))
+    torch.testing.assert_close(agent.q_values(np.zeros((1, 1, 2), np.float32)),
+                               torch.tensor([[[1.0, 0.0]]]))
+    assert agent.act(np.zeros((1, 3, 2), np.float32), explore=False).tolist() == [[0, 0, 0]]
 
 
 # ------------------------------------------------------------------------- the agent contract
@@ -231,26 +243,28 @@ class CountingAgent(Agent):
         self.count, self.report = 0, report
 
     def act(self, obs, explore=True):
-        return np.zeros(len(obs), dtype=np.int64)
+        return np.zeros(obs.shape[:2], dtype=np.int64)
 
     def learn(self, batch, should_stop=None):
-        self.count += len(batch.obs)
-        return {"count": torch.tensor(float(self.count))} if self.report else {"other": 0}
+        self.count += batch.obs.shape[1]
+        if not self.report:
+            return {"other": torch.zeros(self.size)}
+        return {"count": torch.full((self.size,), float(self.count))}
 
     def q_values(self, obs):
-        return torch.zeros(len(obs), self.action_space.n)
+        return torch.zeros(*obs.shape[:2], self.action_space.n)
 
     def log_scalars(self):
-        return {"count_logged": float(self.count)}
+        return {"count_logged": [float(self.count)] * self.size}
 
-    def state_dict(self):
+    def state_dict(self, i=0):
         return {"count": self.count}
 
-    def load_state_dict(self, state):
-        self.count = state["count"]
+    def load_state_dicts(self, states):
+        self.count = states[0]["count"]
 
 
-class Recorder:
+class Recorder(NullLogger):
     def __init__(self):
         self.points = {}
 
@@ -261,17 +275,16 @@ class Recorder:
 def run_contract_agent(report=True, max_abs_q=1e6):
     from rlexp.build import make_vector_env
     from rlexp.config import EnvConfig
-    from rlexp.loop import LoopSettings, train
+    from rlexp.loop import LoopSettings
 
     envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)
     eval_envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)
-    agent = CountingAgent(CountingConfig(), envs.single_observation_space,
-                          envs.single_action_space, None, torch.device("cpu"), 400, 0,
-                          report=report)
+    agent = CountingAgent([Member(CountingConfig(), seed=0, lr=0.0)],
+                          envs.single_observation_space, envs.single_action_space, None,
+                          torch.device("cpu"), 400, report=report)
     tb = Recorder()
-    result = train(agent, envs, eval_envs, LoopSettings(total_steps=400, seed=0, log_every=100,
-                                                        eval_every=200, max_abs_q=max_abs_q),
-                   tb, lambda state: None)
+    result = train_alone(agent, envs, eval_envs, LoopSettings(
+        total_steps=400, seed=0, log_every=100, eval_every=200, max_abs_q=max_abs_q), tb)
     return result, tb.points
 
 

@@ -39,8 +39,9 @@ def test_dqn_beats_random_play_on_minatar_breakout(tmp_path):
     assert metrics.status == "completed"
     cfg, agent = load_run(run_dir)
     envs, _ = make_eval_envs(cfg.env, cfg.eval, None)
-    trained = evaluate(agent, envs, cfg.seed + EVAL_SEED_OFFSET).returns
-    random = evaluate(agent, envs, cfg.seed + EVAL_SEED_OFFSET, epsilon=1.0).returns
+    (trained,) = evaluate(agent, envs, [cfg.seed + EVAL_SEED_OFFSET])
+    (random,) = evaluate(agent, envs, [cfg.seed + EVAL_SEED_OFFSET], epsilon=1.0)
+    trained, random = trained.returns, random.returns
     stderr = np.sqrt(trained.var(ddof=1) / len(trained) + random.var(ddof=1) / len(random))
     margin = trained.mean() - random.mean()
     assert margin > max(5 * stderr, 1.0), (trained.mean(), random.mean(), stderr)

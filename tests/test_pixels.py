@@ -4,6 +4,7 @@ that stores each frame once."""
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +19,7 @@ from rlexp.config import EVAL_MAX_EPISODE_STEPS
 from rlexp.envs.minatar import GAMES
 from rlexp.nets import network_kind, q_network
 from rlexp.replay import FrameReplayBuffer, make_replay
-from tests.conftest import compose_config, read_scalars, run_in_process
+from tests.conftest import compose_config, read_scalars, run_in_process, solo_agent
 
 # ------------------------------------------------------------------------------ replay memory
 
@@ -220,9 +221,9 @@ def test_an_evaluation_of_a_policy_that_never_presses_fire_is_cut_as_truncated()
 
     class Noop:
         def act(self, obs, explore=True):
-            return np.zeros(len(obs), dtype=np.int64)  # after the first life, never FIRE
+            return np.zeros(obs.shape[:2], dtype=np.int64)  # after the first life, never FIRE
 
-    result = evaluate.evaluate(Noop(), envs, seed=1)
+    (result,) = evaluate.evaluate(Noop(), envs, [1])
     assert cap == 400 and result.truncated.all()
     # The cap without eval.max_episode_steps: 27,000 agent steps (108,000 frames).
     assert EVAL_MAX_EPISODE_STEPS * cfg.env.frame_skip == cfg.env.max_frames_per_episode
@@ -285,13 +286,13 @@ def test_evaluation_epsilon_draws_nothing_from_training():
 
     cfg = compose_config(["env=minatar", "device=cpu"])
     envs = make_vector_env(cfg.env, 1)
-    agent = AGENTS["dqn"](cfg.agent, envs.single_observation_space, envs.single_action_space,
-                          torch.optim.Adam, torch.device("cpu"), 1000, seed=0)
+    agent = solo_agent(AGENTS["dqn"], cfg.agent, envs.single_observation_space,
+                       envs.single_action_space, partial(torch.optim.Adam), 1000)
     eval_envs, _ = make_eval_envs(cfg.env, cfg.eval, None)
-    rng_before = agent.rng.bit_generator.state
-    greedy = evaluate.evaluate(agent, eval_envs, seed=7, epsilon=0.0)
-    noisy = [evaluate.evaluate(agent, eval_envs, seed=7, epsilon=0.5).returns for _ in range(2)]
-    assert agent.rng.bit_generator.state == rng_before
+    rng_before = agent.rngs[0].bit_generator.state
+    (greedy,) = evaluate.evaluate(agent, eval_envs, [7], epsilon=0.0)
+    noisy = [evaluate.evaluate(agent, eval_envs, [7], epsilon=0.5)[0].returns for _ in range(2)]
+    assert agent.rngs[0].bit_generator.state == rng_before
     np.testing.assert_array_equal(noisy[0], noisy[1])  # seeded by the evaluation's seed
     assert not np.array_equal(noisy[0], greedy.returns) or greedy.returns.std() > 0
 

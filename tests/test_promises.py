@@ -44,7 +44,7 @@ def interrupted_at(step: int, overrides: list[str], run_dir: Path, monkeypatch):
     learn = agent_cls.learn
 
     def hook(self, batch, should_stop=None):
-        if step - len(batch.obs) <= self.env_steps < step:
+        if step - batch.obs.shape[1] <= self.env_steps < step:
             os.kill(os.getpid(), signal.SIGINT)
         return learn(self, batch, should_stop)
 
@@ -146,7 +146,8 @@ def test_a_failed_run_can_be_resumed_from_its_last_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(DQNAgent, "learn", crash)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    failed = train._run_recorded(compose_config(DQN), run_dir, StopSignals(), sweeping=True)
+    (failed,) = train._run_recorded([compose_config(DQN)], [run_dir], StopSignals(),
+                                    sweeping=True).values()
     monkeypatch.undo()
     assert failed.status == "failed" and read_metrics(run_dir)["status"] == "failed"
     resumed = run_in_process([*DQN, f"resume={run_dir}"], run_dir)
@@ -242,7 +243,7 @@ def test_evaluate_with_a_seed_plays_episodes_from_that_seed(finished_run, capsys
     data = json.loads((finished_run / rundir.EVAL_JSON).read_text())
     assert data["seed"] == 123
     cfg, agent = load_run(finished_run)
-    expected = evaluate.evaluate(agent, make_vector_env(cfg.env, 4), 123)
+    (expected,) = evaluate.evaluate(agent, make_vector_env(cfg.env, 4), [123])
     assert data["returns"] == expected.returns.tolist()
     assert "(seed 123)" in capsys.readouterr().out
 

@@ -80,7 +80,7 @@ def test_run_dir_holds_metrics_config_and_a_loadable_checkpoint(run_dir):
         agent.q_values(obs[:, :3])
     # The restored network is the trained one: different from a fresh one of the same config.
     weights = torch.load(run_dir / "checkpoints/final.pt", weights_only=True)["agent"]["q_net"]
-    for name, tensor in agent.agent.q_net.state_dict().items():
+    for name, tensor in agent.agent.q_net.member_state_dict(0).items():
         torch.testing.assert_close(tensor, weights[name])
 
 

@@ -263,8 +263,9 @@ def test_report_cli(tmp_path):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
-def test_a_job_with_several_seeds_runs_each_once_and_the_report_pools_them(tmp_path):
-    # Seed 1 crashes in the env; run again, the completed seed 0 is not trained twice.
+def test_a_job_with_several_seeds_trains_them_as_one_population_and_runs_each_once(tmp_path):
+    # Seed 1 crashes in the env: the population, one process, fails; every seed says so. Run
+    # again, nothing is trained twice (failed runs are kept unless retry_failed=true).
     args = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "seeds=3",
             "total_steps=300", "log.every_steps=100", "eval.every_steps=0", "eval.episodes=2",
             "hydra.run.dir=job"]
@@ -272,14 +273,18 @@ def test_a_job_with_several_seeds_runs_each_once_and_the_report_pools_them(tmp_p
     first = run_cli(args, cwd=tmp_path, env=env)
     assert first.returncode == 1
     job = tmp_path / "job"
-    assert read_metrics(job / "seed0")["status"] == "completed"
-    assert read_metrics(job / "seed1")["status"] == "failed"
-    assert not (job / "seed2").exists()  # a failed seed ends the job
+    for seed in range(3):
+        metrics = read_metrics(job / f"seed{seed}")
+        assert metrics["status"] == "failed" and "simulated crash" in metrics["error"]
     seed0 = (job / "seed0" / "metrics.json").read_bytes()
     second = run_cli(args, cwd=tmp_path, env=env)
     assert second.returncode == 1
     assert (job / "seed0" / "metrics.json").read_bytes() == seed0
+    fixed = run_cli([*args, "+env.kwargs.crash_seeds=[]", "retry_failed=true"], cwd=tmp_path,
+                    env=env)
+    assert fixed.returncode == 0, fixed.stderr
     runs = report.load_runs(tmp_path)
-    assert sorted(r.dir.name for r in runs) == ["seed0", "seed1"]
+    assert sorted(r.dir.name for r in runs) == ["seed0", "seed1", "seed2"]
     (group,) = report.group_runs(runs)
-    assert len(group.runs) == 2 and len(group.completed) == 1
+    assert len(group.runs) == 3 and len(group.completed) == 3
+    assert {read_metrics(job / f"seed{s}")["population"] for s in range(3)} == {3}

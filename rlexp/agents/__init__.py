@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from rlexp.agents.base import Agent, AgentConfig, Transition
+from rlexp.agents.base import Agent, AgentConfig, Member, Transition
 
 
 def _discover() -> dict[str, type[Agent]]:
@@ -27,4 +27,4 @@ def _discover() -> dict[str, type[Agent]]:
 #: The registered agents: ``agent=NAME`` -> its class.
 AGENTS: dict[str, type[Agent]] = _discover()
 
-__all__ = ["AGENTS", "Agent", "AgentConfig", "Transition"]
+__all__ = ["AGENTS", "Agent", "AgentConfig", "Member", "Transition"]

@@ -1,49 +1,56 @@
 """The agent contract: everything the training loop, evaluation and ``load_agent`` use of an
 agent, and no more.
 
-- ``act(obs, explore)``: actions (numpy ``[batch]``) for a batch of observations (one per env):
-  exploring when ``explore`` is true, greedy otherwise.
+An agent is a *population*: ``members`` independent learners of one architecture trained as one
+computation (a single run is a population of one). Every array the contract passes has a
+leading member axis, and member ``i``'s results depend on member ``i``'s data and settings
+only: no shared random stream, no mean over members.
+
+- ``act(obs, explore)``: actions (numpy ``[members, envs]``) for observations
+  ``[members, envs, ...]``: exploring when ``explore`` is true, greedy otherwise.
 - ``learn(batch, should_stop)``: called once after every vector-env step with the transitions
-  it produced; the agent decides whether to update (and how often). Returns the scalars to log
-  as ``train/<name>``, as tensors, when it updated, else ``None``. An agent whose update takes
-  several gradient steps asks ``should_stop()`` before each; when it says yes, the agent returns
-  ``None`` at once and keeps the rest of the update pending (in its state dict).
+  it produced (``[members, envs, ...]``); the agent decides whether to update (and how often).
+  Returns the scalars to log as ``train/<name>``, as tensors ``[members]``, when it updated,
+  else ``None``. An agent whose update takes several gradient steps asks ``should_stop()``
+  before each; when it says yes, the agent returns ``None`` at once and keeps the rest of the
+  update pending (in its state dict).
 - ``finish_pending()``: the rest of an update a stop cut short, when a run resumes, before it
   acts again; returns what ``learn`` would have returned (``None`` when nothing was pending).
-- ``q_values(obs)``: the action values (a tensor ``[batch, n_actions]``) of a batch of
-  observations.
-- ``log_scalars()``: the agent's state worth a curve (e.g. its exploration rate), logged as
-  ``train/<name>`` at every log point, whether or not it updated.
-- ``state_dict()`` / ``load_state_dict()``: everything needed to continue training.
+- ``q_values(obs)``: the action values (a tensor ``[members, batch, n_actions]``) of
+  observations ``[members, batch, ...]``.
+- ``log_scalars()``: the agent's state worth a curve (e.g. its exploration rate), one value per
+  member, logged as ``train/<name>`` at every log point, whether or not it updated.
+- ``state_dict(i)`` / ``load_state_dicts(states)``: everything member ``i`` needs to continue
+  training, as the state dict of a population of one (so a member's checkpoint is a single
+  run's); loading takes every member's at once.
 - ``value_metric``: the key of ``learn``'s scalars whose mean over a log interval
   ``train.max_abs_q`` bounds (the divergence check); an agent must report it, or set it to
   ``None`` to opt out of the check.
 
-Every agent is built the same way (:func:`rlexp.build.make_agent`), from its own config
-dataclass (``Agent.Config``) and plain arguments; agents know nothing of Hydra. Adding one:
-``rlexp/agents/NAME.py`` with an ``Agent`` subclass that declares its ``Config`` (whose ``name``
-default is NAME), and ``conf/agent/NAME.yaml``; the registry (:data:`rlexp.agents.AGENTS`), the
-config schema and the tests find it.
+Every agent is built the same way (:func:`rlexp.build.make_agent`), from one :class:`Member`
+per member (its config dataclass ``Agent.Config``, seed and learning rate) and plain arguments;
+agents know nothing of Hydra. Adding one: ``rlexp/agents/NAME.py`` with an ``Agent`` subclass
+that declares its ``Config`` (whose ``name`` default is NAME), and ``conf/agent/NAME.yaml``; the
+registry (:data:`rlexp.agents.AGENTS`), the config schema and the tests find it.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import nn
 
-OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+from rlexp.members import OptimizerFactory
 
 
 @dataclass
 class Transition:
-    """A batch of transitions, one row per env, as the env returned them (numpy arrays)."""
+    """A batch of transitions, ``[members, envs]`` rows, as the envs returned them (numpy)."""
 
     obs: np.ndarray
     action: np.ndarray
@@ -62,6 +69,20 @@ class AgentConfig:
 
     #: Which agent this config is for (fixed by the agent's YAML; selects the agent class).
     name: str = ""
+    # The fields whose values may differ between the members of one population (the rest
+    # must be equal); each agent's config extends it with its own.
+    member_fields: ClassVar[tuple[str, ...]] = ()
+
+
+@dataclass
+class Member:
+    """What one member of a population is, as its agent sees it."""
+
+    cfg: AgentConfig
+    #: Seeds the member's network initialisation and all of its own random draws.
+    seed: int
+    #: Its learning rate (``optimizer.lr``).
+    lr: float
 
 
 class Agent(ABC):
@@ -72,20 +93,28 @@ class Agent(ABC):
     #: The metric of ``learn`` that ``train.max_abs_q`` bounds; None: no divergence check.
     value_metric: ClassVar[str | None] = "q_mean"
 
-    def __init__(self, cfg: AgentConfig, observation_space: spaces.Space,
+    def __init__(self, members: Sequence[Member], observation_space: spaces.Space,
                  action_space: spaces.Space, make_optimizer: OptimizerFactory,
-                 device: torch.device, total_steps: int, seed: int, frame_stack: int = 1):
+                 device: torch.device, total_steps: int, frame_stack: int = 1):
+        # make_optimizer: the optimizer of member 0's config (their other settings are equal);
         # frame_stack: observations stack this many frames along their first axis (the env's
         # frame stacking; 1: none), for agents whose replay memory stores each frame once.
-        self.cfg = cfg
+        self.members = list(members)
+        #: The settings every member shares (member 0's config); per-member ones in ``members``.
+        self.cfg = self.members[0].cfg
         self.observation_space = observation_space
         self.action_space = action_space
         self.device = device
         self.total_steps = total_steps
 
+    @property
+    def size(self) -> int:
+        """The number of members."""
+        return len(self.members)
+
     @abstractmethod
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
-        """Actions for a batch of observations: exploring if ``explore``, else greedy."""
+        """Actions ``[members, envs]``: exploring if ``explore``, else greedy."""
 
     @abstractmethod
     def learn(self, batch: Transition, should_stop: Callable[[], bool] | None = None
@@ -98,16 +127,17 @@ class Agent(ABC):
 
     @abstractmethod
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
-        """Action values ``[batch, n_actions]`` for a batch of observations."""
+        """Action values ``[members, batch, n_actions]``."""
 
-    def log_scalars(self) -> dict[str, float]:
-        """The agent's state logged at every log point (none by default)."""
+    def log_scalars(self) -> dict[str, list[float]]:
+        """The agent's state logged at every log point, per member (none by default)."""
         return {}
 
     @abstractmethod
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue training (tensors, numbers, strings, lists, dicts)."""
+    def state_dict(self, i: int = 0) -> dict[str, Any]:
+        """Everything member ``i`` needs to continue training, as a population of one would
+        save it (tensors, numbers, strings, lists, dicts)."""
 
     @abstractmethod
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Continue from what ``state_dict`` returned."""
+    def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        """Continue every member from what ``state_dict`` returned for it."""

@@ -63,34 +63,41 @@ def project(probs: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
 class C51Agent(DQNAgent):
     Config = C51Config
 
-    def __init__(self, cfg: C51Config, *args, **kwargs):
+    def __init__(self, members, *args, **kwargs):
+        cfg = members[0].cfg
         self.outputs_per_action = cfg.atoms  # read by the network's construction
-        super().__init__(cfg, *args, **kwargs)
+        super().__init__(members, *args, **kwargs)
         self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms, device=self.device)
 
     def _logits(self, outputs: torch.Tensor) -> torch.Tensor:
-        return outputs.view(len(outputs), self.n_actions, self.cfg.atoms)
+        return outputs.view(*outputs.shape[:2], self.n_actions, self.cfg.atoms)
 
     def _q_from_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
-        return (self._logits(outputs).softmax(dim=2) * self.support).sum(dim=2)
+        return (self._logits(outputs).softmax(dim=3) * self.support).sum(dim=3)
 
     def _loss(self, b: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        cfg, n = self.cfg, len(b.action)
-        rows = torch.arange(n, device=self.device)
+        cfg, n = self.cfg, b.action.shape[1]
         if cfg.double_q:  # one online forward over [obs; next_obs]
-            both = self._logits(self.q_net(torch.cat([b.obs, b.next_obs])))
-            logits = both[:n]
-            next_q = (both[n:].detach().softmax(dim=2) * self.support).sum(dim=2)
+            both = self._logits(self.q_net(torch.cat([b.obs, b.next_obs], dim=1)))
+            logits = both[:, :n]
+            next_q = (both[:, n:].detach().softmax(dim=3) * self.support).sum(dim=3)
         else:
             logits = self._logits(self.q_net(b.obs))
         with torch.no_grad():
-            next_probs = self._logits(self.target_net(b.next_obs)).softmax(dim=2)
+            next_probs = self._logits(self.target_net(b.next_obs)).softmax(dim=3)
             if not cfg.double_q:
-                next_q = (next_probs * self.support).sum(dim=2)
-            target = project(next_probs[rows, next_q.argmax(dim=1)], b.reward, b.discount,
-                             self.support)
-        log_probs = nn.functional.log_softmax(logits[rows, b.action], dim=1)
-        cross_entropy = -(target * log_probs).sum(dim=1)
+                next_q = (next_probs * self.support).sum(dim=3)
+            greedy = _of_action(next_probs, next_q.argmax(dim=2))
+            target = project(greedy.flatten(0, 1), b.reward.flatten(), b.discount.flatten(),
+                             self.support).view_as(greedy)
+        log_probs = nn.functional.log_softmax(_of_action(logits, b.action), dim=2)
+        cross_entropy = -(target * log_probs).sum(dim=2)
         weighted = cross_entropy if b.weight is None else b.weight * cross_entropy
-        q = (log_probs.detach().exp() * self.support).sum(dim=1)
-        return weighted.mean(), q, cross_entropy.detach()
+        q = (log_probs.detach().exp() * self.support).sum(dim=2)
+        return weighted.mean(dim=1), q, cross_entropy.detach()
+
+
+def _of_action(per_action: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    """``[members, batch, n_actions, atoms]`` -> the atoms of each sample's ``action``."""
+    index = action[:, :, None, None].expand(*action.shape, 1, per_action.shape[3])
+    return per_action.gather(2, index).squeeze(2)

@@ -14,8 +14,8 @@ prioritized replay (``prioritized``). Subclasses change what the network predict
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 
@@ -25,10 +25,11 @@ from rlexp.agents.qlearning import (
     NetworkConfig,
     QLearningAgent,
     QLearningConfig,
+    shared_counter,
     td_loss,
 )
 from rlexp.logger import log
-from rlexp.replay import ReplaySample, make_replay
+from rlexp.replay import MemberReplay, ReplaySample, make_replay
 
 
 @dataclass
@@ -80,6 +81,10 @@ class DQNConfig(QLearningConfig):
         default_factory=lambda: EpsilonConfig(start=1.0, end=0.01, fraction=0.16)
     )
 
+    member_fields: ClassVar[tuple[str, ...]] = (
+        *QLearningConfig.member_fields, "buffer_size", "tau", "n_step", "priority_alpha",
+        "priority_beta", "priority_epsilon")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         for name in ("buffer_size", "batch_size", "train_freq", "gradient_steps",
@@ -100,17 +105,27 @@ class DQNConfig(QLearningConfig):
 class DQNAgent(QLearningAgent):
     Config = DQNConfig
 
-    def __init__(self, cfg: DQNConfig, observation_space, action_space, make_optimizer, device,
-                 total_steps, seed, frame_stack=1):
-        super().__init__(cfg, observation_space, action_space, make_optimizer, device,
-                         total_steps, seed, frame_stack)
-        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
-        # Updated in place (load_state_dict too), so the lists stay those of the networks.
+    def __init__(self, members, observation_space, action_space, make_optimizer, device,
+                 total_steps, frame_stack=1):
+        super().__init__(members, observation_space, action_space, make_optimizer, device,
+                         total_steps, frame_stack)
+        cfg = self.cfg
+        self.target_net = self.q_net.clone().requires_grad_(False)
+        # Updated in place (load_state_dicts too), so the lists stay those of the networks.
         self._params = (list(self.target_net.parameters()), list(self.q_net.parameters()))
-        self.replay = make_replay(cfg.buffer_size, observation_space, frame_stack, device, seed,
-                                  cfg.n_step, cfg.gamma)
-        if cfg.prioritized:
-            self.replay.prioritize(cfg.priority_alpha, cfg.priority_epsilon, seed)
+        taus = [m.cfg.tau for m in self.members]
+        #: The target update rate: one number, or per member (a weight per parameter).
+        self._tau: float | list[torch.Tensor] = taus[0] if len(set(taus)) == 1 else [
+            torch.tensor(taus, device=device).view(-1, *[1] * (p.dim() - 1))
+            for p in self._params[1]]
+        memories = []
+        for m in self.members:
+            memory = make_replay(m.cfg.buffer_size, observation_space, frame_stack, device,
+                                 m.seed, m.cfg.n_step, m.cfg.gamma)
+            if cfg.prioritized:
+                memory.prioritize(m.cfg.priority_alpha, m.cfg.priority_epsilon, m.seed)
+            memories.append(memory)
+        self.replay = MemberReplay(memories)
         log.info("replay memory: %s", self.replay.describe())
         self.vector_steps = 0  # calls to learn(); train_freq counts these
         self.num_envs = 1  # envs per learn() call (the target update interval counts env steps)
@@ -119,17 +134,21 @@ class DQNAgent(QLearningAgent):
         self.steps_left = 0
         self.burst: list[tuple[torch.Tensor, torch.Tensor]] = []
         # Counted on the buffer, not on env steps, so that an agent restored without its replay
-        # buffer refills it before training again.
-        self.min_replay = max(min(cfg.learning_starts, cfg.buffer_size), 1)
+        # buffer refills it before training again; and on transitions added, which every
+        # member has as many of (a member's stored n-step transitions depend on its episodes).
+        self.min_replay = max(min(cfg.learning_starts,
+                                  min(m.cfg.buffer_size for m in self.members)), 1)
+        # After n_step steps every env has a complete n-step transition to sample.
+        self._longest_n_step = max(m.cfg.n_step for m in self.members)
 
     def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor] | None:
-        n = len(batch.obs)
+        n = batch.obs.shape[1]
         self.env_steps += n
         self.vector_steps += 1
         self.num_envs = n
         self.replay.add(batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated,
                         batch.truncated)
-        if len(self.replay) < self.min_replay:
+        if not self._ready():
             return None
         if self.vector_steps % self.cfg.train_freq == 0:
             self.steps_left = self.cfg.gradient_steps
@@ -138,10 +157,14 @@ class DQNAgent(QLearningAgent):
     def finish_pending(self) -> dict[str, torch.Tensor] | None:
         if not self.steps_left:
             return None
-        if len(self.replay) < self.min_replay:  # resumed without its replay buffer: dropped
+        if not self._ready():  # resumed without its replay buffer: dropped
             self.steps_left, self.burst = 0, []
             return None
         return self._update(None)
+
+    def _ready(self) -> bool:
+        """Whether the replay memories hold enough to train on."""
+        return self.replay.added >= max(self.min_replay, self._longest_n_step * self.num_envs)
 
     def _update(self, should_stop) -> dict[str, torch.Tensor] | None:
         """This vector step's gradient steps (those left of them), then the target update."""
@@ -154,43 +177,46 @@ class DQNAgent(QLearningAgent):
         if self.burst:
             # Kept as tensors and reduced once per burst: no extra ops per gradient step.
             losses, qs = zip(*self.burst, strict=True)
-            metrics = {"loss": torch.stack(losses).mean(), "q_mean": torch.cat(qs).mean()}
+            metrics = {"loss": torch.stack(losses, dim=1).mean(dim=1),
+                       "q_mean": torch.cat(qs, dim=1).mean(dim=1)}
             self.burst = []
         if self.vector_steps % max(self.cfg.target_update_interval // self.num_envs, 1) == 0:
             self._update_target()
         return metrics
 
     @property
-    def priority_beta(self) -> float:
-        """The importance-sampling exponent now: annealed linearly to 1 over the run."""
-        beta = self.cfg.priority_beta
-        return beta + (1.0 - beta) * min(self.env_steps / self.total_steps, 1.0)
+    def priority_betas(self) -> list[float]:
+        """Each member's importance-sampling exponent now: annealed linearly to 1 over the
+        run."""
+        done = min(self.env_steps / self.total_steps, 1.0)
+        return [m.cfg.priority_beta + (1.0 - m.cfg.priority_beta) * done for m in self.members]
 
     def _gradient_update(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """One gradient step on a sampled minibatch; returns the loss and the batch's Q(s, a)."""
-        cfg = self.cfg
-        b = self.replay.sample(cfg.batch_size, self.priority_beta)
+        """One gradient step on each member's sampled minibatch; returns the members' losses
+        ``[members]`` and their batches' Q(s, a) ``[members, batch]``."""
+        b = self.replay.sample(self.cfg.batch_size, self.priority_betas)
         loss, q, errors = self._loss(b)
         self._gradient_step(loss)
-        if self.replay.sampler is not None:
-            self.replay.sampler.update(b.index, errors)
+        if self.replay.prioritized:
+            self.replay.update_priorities(b.index, errors)
         return loss.detach(), q.detach()
 
     def _loss(self, b: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The loss of a batch, its Q(s, a), and each sample's error (the priority's base)."""
+        """Each member's loss ``[members]``, its batch's Q(s, a) and each sample's error (the
+        priority's base), ``[members, batch]``."""
         cfg = self.cfg
         if cfg.double_q:
             # One online forward over [obs; next_obs] gives both Q(s, .) and the argmax at s'.
-            q_both = self.q_net(torch.cat([b.obs, b.next_obs]))
-            q_all = q_both[: cfg.batch_size]
-            next_action = q_both[cfg.batch_size:].detach().argmax(dim=1, keepdim=True)
+            q_both = self.q_net(torch.cat([b.obs, b.next_obs], dim=1))
+            q_all = q_both[:, : cfg.batch_size]
+            next_action = q_both[:, cfg.batch_size:].detach().argmax(dim=2, keepdim=True)
             with torch.no_grad():
-                next_q = self.target_net(b.next_obs).gather(1, next_action).squeeze(1)
+                next_q = self.target_net(b.next_obs).gather(2, next_action).squeeze(2)
         else:
             q_all = self.q_net(b.obs)
             with torch.no_grad():
-                next_q = self.target_net(b.next_obs).max(dim=1).values
-        q = q_all.gather(1, b.action[:, None]).squeeze(1)
+                next_q = self.target_net(b.next_obs).max(dim=2).values
+        q = q_all.gather(2, b.action[..., None]).squeeze(2)
         target = b.reward + b.discount * next_q
         return td_loss(q, target, cfg.loss, b.weight), q, q.detach() - target
 
@@ -198,24 +224,30 @@ class DQNAgent(QLearningAgent):
     def _update_target(self) -> None:
         # One op for all parameters (per-tensor calls cost ~10 us each).
         targets, online = self._params
-        if self.cfg.tau == 1.0:
+        if self._tau == 1.0:
             torch._foreach_copy_(targets, online)
         else:
-            torch._foreach_lerp_(targets, online, self.cfg.tau)
+            torch._foreach_lerp_(targets, online, self._tau)
 
-    def state_dict(self):
+    def state_dict(self, i: int = 0):
         """Includes the replay buffer under ``"replay"`` (drop it to save space)."""
-        return {**super().state_dict(), "target_net": self.target_net.state_dict(),
+        return {**super().state_dict(i), "target_net": self.target_net.member_state_dict(i),
                 "vector_steps": self.vector_steps, "num_envs": self.num_envs,
-                "steps_left": self.steps_left, "burst": [list(b) for b in self.burst],
-                "replay": self.replay.state_dict()}
+                "steps_left": self.steps_left,
+                "burst": [[loss[i], q[i]] for loss, q in self.burst],
+                "replay": self.replay.state_dict(i)}
 
-    def load_state_dict(self, state):
-        super().load_state_dict(state)
-        self.target_net.load_state_dict(state["target_net"])
-        self.vector_steps = int(state["vector_steps"])
-        self.num_envs = int(state.get("num_envs", 1))
-        self.steps_left = int(state.get("steps_left", 0))
-        self.burst = [tuple(b) for b in state.get("burst", [])]
-        if "replay" in state:  # else the buffer starts empty and refills before training
-            self.replay.load_state_dict(state["replay"])
+    def load_state_dicts(self, states):
+        super().load_state_dicts(states)
+        for i, state in enumerate(states):
+            self.target_net.load_member_state_dict(i, state["target_net"])
+        self.vector_steps = shared_counter(states, "vector_steps")
+        self.num_envs = int(states[0].get("num_envs", 1))
+        self.steps_left = shared_counter([{"steps_left": s.get("steps_left", 0)} for s in states],
+                                  "steps_left")
+        self.burst = [(torch.stack([s["burst"][k][0] for s in states]),
+                       torch.stack([s["burst"][k][1] for s in states]))
+                      for k in range(len(states[0].get("burst", [])))]
+        for i, state in enumerate(states):
+            if "replay" in state:  # else the buffer starts empty and refills before training
+                self.replay.load_state_dict(i, state["replay"])

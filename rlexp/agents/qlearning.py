@@ -1,5 +1,5 @@
-"""What every Q-learning agent shares: epsilon-greedy acting on a Q-network, built with its
-optimizer from the agent's config, and one gradient step at a time.
+"""What every Q-learning agent shares: epsilon-greedy acting on the members' Q-networks, built
+with their optimizer from the agent's config, and one gradient step at a time.
 
 Subclasses (qnet, dqn, c51) say how they learn; an agent whose network outputs something
 other than one value per action (C51's return distributions) says how many outputs each action
@@ -8,8 +8,9 @@ has (``outputs_per_action``) and how they become Q-values (``_q_from_outputs``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -17,7 +18,8 @@ from gymnasium import spaces
 from torch import nn
 
 from rlexp.agents.base import Agent, AgentConfig
-from rlexp.nets import ACTIVATIONS, KINDS, functional_forward, q_network
+from rlexp.members import MemberOptimizer
+from rlexp.nets import ACTIVATIONS, KINDS, member_networks, q_network
 
 
 @dataclass
@@ -95,6 +97,9 @@ class QLearningConfig(AgentConfig):
     network: NetworkConfig = field(default_factory=NetworkConfig)
     epsilon: EpsilonConfig = field(default_factory=EpsilonConfig)
 
+    member_fields: ClassVar[tuple[str, ...]] = ("gamma", "max_grad_norm", "lr_final_fraction",
+                                                "epsilon")
+
     def __post_init__(self) -> None:
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"agent.gamma={self.gamma} must be in [0, 1]")
@@ -109,98 +114,124 @@ class QLearningConfig(AgentConfig):
 
 def td_loss(q: torch.Tensor, target: torch.Tensor, kind: str,
             weight: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean TD loss: 0.5 * (q - target)**2 (mse) or Huber with delta 1 (equal near 0);
+    """Each member's mean TD loss ``[members]`` over its batch (``q``, ``target``:
+    ``[members, batch]``): 0.5 * (q - target)**2 (mse) or Huber with delta 1 (equal near 0);
     ``weight``: per-sample weights (prioritized replay's importance-sampling weights)."""
-    reduction = "mean" if weight is None else "none"
     if kind == "huber":
-        loss = nn.functional.huber_loss(q, target, reduction=reduction)
+        loss = nn.functional.huber_loss(q, target, reduction="none")
     else:
-        loss = 0.5 * nn.functional.mse_loss(q, target, reduction=reduction)
-    return loss if weight is None else (weight * loss).mean()
+        loss = 0.5 * nn.functional.mse_loss(q, target, reduction="none")
+    return (loss if weight is None else weight * loss).mean(dim=1)
 
 
 class QLearningAgent(Agent):
-    """Epsilon-greedy on a Q-network; subclasses implement ``learn``."""
+    """Epsilon-greedy on Q-networks; subclasses implement ``learn``."""
 
     Config = QLearningConfig
     #: Network outputs per action: 1 (a Q-value), or e.g. C51's atoms.
     outputs_per_action = 1
 
-    def __init__(self, cfg: QLearningConfig, observation_space, action_space, make_optimizer,
-                 device, total_steps, seed, frame_stack=1):
-        super().__init__(cfg, observation_space, action_space, make_optimizer, device,
-                         total_steps, seed, frame_stack)
+    def __init__(self, members, observation_space, action_space, make_optimizer, device,
+                 total_steps, frame_stack=1):
+        super().__init__(members, observation_space, action_space, make_optimizer, device,
+                         total_steps, frame_stack)
+        cfg = self.cfg
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{cfg.name} needs a Discrete action space, got {action_space}")
         self.n_actions = int(action_space.n)
-        #: Env steps seen by ``learn`` so far (drives the epsilon schedule).
+        #: Env steps of each member seen by ``learn`` so far (drives the schedules).
         self.env_steps = 0
         # Exploration draws come from numpy: when every env explores, no forward pass is needed.
-        self.rng = np.random.default_rng(seed)
-        net = cfg.network
-        #: The online Q-network and its optimizer.
-        self.q_net = q_network(observation_space, self.n_actions, net.hidden, net.activation,
-                               net.bias, net.kind, dueling=net.dueling,
-                               outputs_per_action=self.outputs_per_action).to(device)
-        self.optimizer = make_optimizer(self.q_net.parameters())
-        self._base_lrs = [group["lr"] for group in self.optimizer.param_groups]
-        self._act_forward = functional_forward(self.q_net)
+        self.rngs = [np.random.default_rng(m.seed) for m in self.members]
+        #: The members' online Q-networks (one module) and their optimizer.
+        self.q_net = member_networks([self._network(m.seed) for m in self.members]).to(device)
+        self.optimizer = MemberOptimizer(self.q_net, make_optimizer,
+                                         [m.lr for m in self.members],
+                                         [m.cfg.max_grad_norm for m in self.members])
+
+    def _network(self, seed: int) -> nn.Sequential:
+        """A member's network, initialised from torch's generator seeded with its seed."""
+        net = self.cfg.network
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return q_network(self.observation_space, self.n_actions, net.hidden,
+                             net.activation, net.bias, net.kind, dueling=net.dueling,
+                             outputs_per_action=self.outputs_per_action)
 
     @property
-    def epsilon(self) -> float:
-        return self.cfg.epsilon.value(self.env_steps, self.total_steps)
+    def epsilons(self) -> list[float]:
+        return [m.cfg.epsilon.value(self.env_steps, self.total_steps) for m in self.members]
 
     @property
-    def lr_scale(self) -> float:
-        """The learning rate now, as a fraction of optimizer.lr (see lr_final_fraction)."""
+    def lr_scales(self) -> list[float]:
+        """Each member's learning rate now, as a fraction of its optimizer.lr (see
+        lr_final_fraction)."""
         done = min(self.env_steps / self.total_steps, 1.0)
-        return 1.0 - (1.0 - self.cfg.lr_final_fraction) * done
+        return [1.0 - (1.0 - m.cfg.lr_final_fraction) * done for m in self.members]
 
-    def log_scalars(self) -> dict[str, float]:
-        return {"epsilon": self.epsilon, "lr": self._base_lrs[0] * self.lr_scale}
+    def log_scalars(self) -> dict[str, list[float]]:
+        return {"epsilon": self.epsilons, "lr": self.optimizer.lrs(self.lr_scales)}
 
     def _q_from_outputs(self, outputs: torch.Tensor) -> torch.Tensor:
-        """The network's outputs ``[batch, n_actions * outputs_per_action]`` as Q-values."""
+        """The network's outputs ``[members, batch, n_actions * outputs_per_action]`` as
+        Q-values."""
         return outputs
+
+    def _tensor(self, x: np.ndarray | torch.Tensor, dtype: torch.dtype | None = None
+                ) -> torch.Tensor:
+        return torch.as_tensor(x, dtype=dtype, device=self.device)
 
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self._q_from_outputs(self.q_net(torch.as_tensor(obs, device=self.device)))
+            return self._q_from_outputs(self.q_net(self._tensor(obs)))
 
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
-        n = len(obs)
-        explore_mask = self.rng.random(n) < self.epsilon if explore else None
-        if explore_mask is not None and explore_mask.all():  # no forward pass needed
-            return self.rng.integers(self.n_actions, size=n)
+        n = obs.shape[1]
+        # Each member's draws are its own: the uniform draws, then random actions if any env
+        # explores (as a population of one draws them).
+        randoms = []
+        if explore:
+            for rng, eps in zip(self.rngs, self.epsilons, strict=True):
+                mask = rng.random(n) < eps
+                randoms.append((mask, rng.integers(self.n_actions, size=n))
+                               if mask.any() else None)
+            if all(r is not None and r[0].all() for r in randoms):  # no forward pass needed
+                return np.stack([r[1] for r in randoms])
         with torch.inference_mode():
-            q = self._q_from_outputs(self._act_forward(torch.as_tensor(obs, device=self.device)))
-        greedy = q.argmax(dim=1).cpu().numpy()
-        if explore_mask is None or not explore_mask.any():
-            return greedy
-        return np.where(explore_mask, self.rng.integers(self.n_actions, size=n), greedy)
+            q = self._q_from_outputs(self.q_net.act_forward(self._tensor(obs)))
+        greedy = q.argmax(dim=2).cpu().numpy()
+        for i, drawn in enumerate(randoms):
+            if drawn is not None:
+                greedy[i] = np.where(drawn[0], drawn[1], greedy[i])
+        return greedy
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
-        if self.cfg.lr_final_fraction != 1.0:
-            scale = self.lr_scale
-            for group, base in zip(self.optimizer.param_groups, self._base_lrs, strict=True):
-                group["lr"] = base * scale
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.cfg.max_grad_norm is not None:
-            nn.utils.clip_grad_norm_(self.q_net.parameters(), self.cfg.max_grad_norm)
-        self.optimizer.step()
+        """One step on ``loss``, the members' losses ``[members]`` (summed: each member's
+        gradient is its own loss's)."""
+        self.optimizer.step(loss.sum(), self.lr_scales)
 
-    def state_dict(self) -> dict[str, Any]:
-        """Weights, optimizer state and counters; subclasses add what else they need to resume."""
+    def state_dict(self, i: int = 0) -> dict[str, Any]:
+        """Member ``i``'s weights, optimizer state and counters; subclasses add what else they
+        need to resume."""
         return {
-            "q_net": self.q_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "q_net": self.q_net.member_state_dict(i),
+            "optimizer": self.optimizer.member_state_dict(i, self.lr_scales),
             "env_steps": self.env_steps,
-            "rng": self.rng.bit_generator.state,  # a dict of ints and strings
+            "rng": self.rngs[i].bit_generator.state,  # a dict of ints and strings
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_net.load_state_dict(state["q_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.env_steps = int(state["env_steps"])
-        self.rng.bit_generator.state = state["rng"]
+    def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        for i, state in enumerate(states):
+            self.q_net.load_member_state_dict(i, state["q_net"])
+            self.rngs[i].bit_generator.state = state["rng"]
+        self.optimizer.load_member_state_dicts([s["optimizer"] for s in states])
+        self.env_steps = shared_counter(states, "env_steps")
+
+
+def shared_counter(states: Sequence[dict[str, Any]], key: str) -> int:
+    """A counter every member's state has the same value of (they trained together)."""
+    values = {int(s[key]) for s in states}
+    if len(values) != 1:
+        raise ValueError(f"the members' states are at different points ({key}: "
+                         f"{sorted(values)}); a population resumes members saved together")
+    return values.pop()

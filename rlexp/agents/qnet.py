@@ -29,18 +29,20 @@ class QNetConfig(QLearningConfig):
 class QNetAgent(QLearningAgent):
     Config = QNetConfig
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.gammas = torch.tensor([[m.cfg.gamma] for m in self.members], device=self.device)
+
     def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor]:
-        n = len(batch.obs)
+        n = batch.obs.shape[1]
         self.env_steps += n
-        device = self.device
         # One forward pass over [obs; next_obs]; the next-state half is detached: it is the target.
-        both = np.concatenate([batch.obs, batch.next_obs])
-        q_all = self.q_net(torch.as_tensor(both, device=device))
-        action = torch.as_tensor(batch.action, device=device).long()
-        q = q_all[:n].gather(1, action[:, None]).squeeze(1)
-        reward = torch.as_tensor(batch.reward, dtype=torch.float32, device=device)
-        not_done = torch.as_tensor(~batch.terminated, dtype=torch.float32, device=device)
-        target = reward + self.cfg.gamma * not_done * q_all[n:].detach().max(dim=1).values
+        q_all = self.q_net(self._tensor(np.concatenate([batch.obs, batch.next_obs], axis=1)))
+        action = self._tensor(batch.action).long()
+        q = q_all[:, :n].gather(2, action[..., None]).squeeze(2)
+        reward = self._tensor(batch.reward, torch.float32)
+        not_done = self._tensor(~batch.terminated, torch.float32)
+        target = reward + self.gammas * not_done * q_all[:, n:].detach().max(dim=2).values
         loss = td_loss(q, target, self.cfg.loss)
         self._gradient_step(loss)
-        return {"loss": loss.detach(), "q_mean": q.detach().mean()}
+        return {"loss": loss.detach(), "q_mean": q.detach().mean(dim=1)}

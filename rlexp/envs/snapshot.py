@@ -136,32 +136,33 @@ def _layers(env: gym.Env) -> list[gym.Env]:
     return layers
 
 
-def capture(envs: gym.vector.VectorEnv) -> dict | None:
-    """The state of a vector env made by :func:`rlexp.build.make_vector_env`, or None when
-    some sub-env holds state that cannot be saved as plain data."""
+def capture(envs: gym.vector.VectorEnv, part: slice = slice(None)) -> dict | None:
+    """The state of a vector env made by :func:`rlexp.build.make_vector_env` (of its sub-envs
+    ``part``: one member's, in a population's), or None when some sub-env holds state that
+    cannot be saved as plain data."""
     encode = _Encoder()
     try:
         return {"envs": [[encode.attributes(layer) for layer in _layers(env)]
-                         for env in envs.unwrapped.envs], "layers": _structure(envs)}
+                         for env in envs.unwrapped.envs[part]], "layers": _structure(envs, part)}
     except _Uncapturable:
         return None
 
 
-def _structure(envs: gym.vector.VectorEnv) -> list[list[str]]:
+def _structure(envs: gym.vector.VectorEnv, part: slice) -> list[list[str]]:
     """Each sub-env's wrapper chain, by class: a saved state only fits the same chain."""
     return [[f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in _layers(env)]
-            for env in envs.unwrapped.envs]
+            for env in envs.unwrapped.envs[part]]
 
 
-def restore(envs: gym.vector.VectorEnv, state: dict) -> bool:
-    """Put ``envs`` (built from the same config) back into a state from :func:`capture`; False
-    when the state does not fit them (saved by another version of the envs or of rlexp): the
-    caller then resets them."""
-    if state.get("layers") != _structure(envs):
+def restore(envs: gym.vector.VectorEnv, state: dict, part: slice = slice(None)) -> bool:
+    """Put ``envs`` (built from the same config; its sub-envs ``part``) back into a state from
+    :func:`capture`; False when the state does not fit them (saved by another version of the
+    envs or of rlexp): the caller then resets them."""
+    if state.get("layers") != _structure(envs, part):
         return False
     decode = _Decoder()
     try:
-        for env, layer_states in zip(envs.unwrapped.envs, state["envs"], strict=True):
+        for env, layer_states in zip(envs.unwrapped.envs[part], state["envs"], strict=True):
             for layer, attrs in zip(_layers(env), layer_states, strict=True):
                 decode.set_attributes(layer, attrs)
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):

@@ -1,0 +1,107 @@
+"""What keeps the members of a population apart when they train as one computation.
+
+A population's Q-networks are one module (:class:`rlexp.nets.MemberNetworks`); its gradient
+steps are one optimizer step. :class:`MemberOptimizer` keeps every member's step its own: the
+loss is the sum of the members' losses (each the mean over its own batch), the gradient norm
+is clipped per member, and each member has its own learning rate and schedule. The optimizer's
+state is elementwise (Adam's moments, momentum buffers), so it is per member by construction;
+each member's part reads and writes as the state dict a single run's optimizer would have.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from rlexp.nets import MemberNetworks
+
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+
+class MemberOptimizer:
+    """A torch optimizer over a population's networks, stepping each member with its own
+    learning rate ``lrs[i] * scale[i]`` and gradient-norm limit ``max_grad_norms[i]``.
+
+    The optimizer steps at rate 1, and each member's displacement is then scaled by its own
+    rate: every torch optimizer's update is linear in the learning rate, so this is the
+    member's update at its rate, up to rounding no larger than a direct update's. A member's
+    arithmetic involves no other member's values or settings, so it is the same (bit for bit)
+    in a population of any size, a population of one included.
+    """
+
+    def __init__(self, net: MemberNetworks, make_optimizer: OptimizerFactory,
+                 lrs: Sequence[float], max_grad_norms: Sequence[float | None]):
+        self.net = net
+        self.params = list(net.parameters())
+        self.optimizer = make_optimizer(self.params)
+        self.base_lrs = [float(lr) for lr in lrs]
+        limits = [float("inf") if m is None else m for m in max_grad_norms]
+        self.max_grad_norms = None if all(m is None for m in max_grad_norms) else \
+            torch.tensor(limits, device=self.params[0].device)
+        for group in self.optimizer.param_groups:  # see step()
+            group["lr"] = 1.0
+        #: The parameters before a step (each step's displacement is scaled from them).
+        self._before = [p.detach().clone() for p in self.params]
+
+    def lrs(self, scale: Sequence[float]) -> list[float]:
+        """Each member's learning rate at these schedule scales."""
+        return [lr * s for lr, s in zip(self.base_lrs, scale, strict=True)]
+
+    def step(self, loss: torch.Tensor, scale: Sequence[float]) -> None:
+        """One gradient step on ``loss`` (the sum of the members' losses)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            if self.max_grad_norms is not None:
+                self._clip()
+            torch._foreach_copy_(self._before, self.params)
+            self.optimizer.step()  # at rate 1
+            lrs = self.lrs(scale)
+            rate = lrs[0] if len(lrs) == 1 else [  # (a scalar rate: the same arithmetic)
+                torch.tensor(lrs, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.dim() - 1))
+                for p in self.params]
+            # before + rate * (after - before), then back into the parameters
+            torch._foreach_lerp_(self._before, self.params, rate)
+            torch._foreach_copy_(self.params, self._before)
+
+    def _clip(self) -> None:
+        grads = [self.net.per_member(p.grad, k) for k, p in enumerate(self.params)
+                 if p.grad is not None]
+        norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        coef = (self.max_grad_norms / (norm + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+
+    def member_state_dict(self, i: int, scale: Sequence[float]) -> dict[str, Any]:
+        """Member ``i``'s part: the state dict of a single run's optimizer."""
+        full = self.optimizer.state_dict()
+        state = {index: {key: self._member_part(value, index, i) for key, value in s.items()}
+                 for index, s in full["state"].items()}
+        groups = copy.deepcopy(full["param_groups"])
+        for group in groups:
+            group["lr"] = self.lrs(scale)[i]
+        return {"state": state, "param_groups": groups}
+
+    def _member_part(self, value: Any, index: int, i: int) -> Any:
+        if isinstance(value, torch.Tensor) and value.shape == self.params[index].shape:
+            return self.net.per_member(value, index)[i].clone()
+        return value.clone() if isinstance(value, torch.Tensor) else value
+
+    def load_member_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
+        """Every member's part at once (the optimizer's state exists only for all of them)."""
+        first = states[0]
+        state = {}
+        for index, entries in first["state"].items():
+            k = int(index)
+            solo_shape = self.net.per_member(self.params[k], k).shape[1:]
+            state[index] = {
+                key: self.net.join([s["state"][index][key] for s in states], k)
+                if isinstance(value, torch.Tensor) and value.shape == solo_shape else value
+                for key, value in entries.items()}
+        self.optimizer.load_state_dict({"state": state, "param_groups": first["param_groups"]})
+        for group in self.optimizer.param_groups:  # saved at the member's rate; steps at 1
+            group["lr"] = 1.0

@@ -1,0 +1,238 @@
+"""Population training: members trained as one computation are the runs they would be alone.
+
+Isolation (nothing of member j reaches member i), N-invariance (a member of a population of 4
+is bit-identical to a population of 1), per-member endings (divergence, stop_on_return), stop
+and resume of a whole population, and the run directories each member writes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import signal
+from functools import partial
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rlexp
+from rlexp import report, train
+from rlexp.agents import AGENTS, Member, Transition
+from rlexp.build import build_optimizer
+from rlexp.checkpoint import load_training_state
+from rlexp.config import OPTIMIZERS, ConfigError, check_population
+from rlexp.members import MemberOptimizer
+from rlexp.metrics import read_metrics
+from rlexp.nets import member_networks
+from rlexp.stop import StopSignals
+from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_cli
+
+SPACE = gym.spaces.Box(-1, 1, (3,), np.float32)
+ACTIONS = gym.spaces.Discrete(2)
+#: A run of a few thousand env steps whose every piece (n-step replay, dueling head, Polyak
+#: target, lr decay) is on, small enough for the default suite.
+BASE = ["agent=dqn", "env=cartpole", "device=cpu", *TINY_DQN, "total_steps=2400",
+        "log.every_steps=200", "eval.every_steps=600", "eval.episodes=2",
+        "checkpoint.every_steps=800", "agent.network.dueling=true", "agent.n_step=3"]
+
+
+def curves(run_dir: Path) -> dict:
+    return {tag: points for tag, points in read_scalars(run_dir).items()
+            if not tag.startswith("time/")}
+
+
+def final_weights(run_dir: Path) -> dict:
+    return load_training_state(run_dir / "checkpoints/final.pt")["agent"]["q_net"]
+
+
+def train_runs(tmp_path: Path, name: str, cfgs: list, stop=None) -> list[Path]:
+    dirs = [tmp_path / name / f"m{i}" for i in range(len(cfgs))]
+    for d in dirs:
+        d.mkdir(parents=True)
+    train.run_population(cfgs, dirs, stop)
+    return dirs
+
+
+def population(agent: str, members: list[Member]):
+    return AGENTS[agent](members, SPACE, ACTIONS, partial(torch.optim.Adam, lr=1e-3),
+                         torch.device("cpu"), total_steps=400)
+
+
+@pytest.mark.parametrize("agent", [name for name in AGENTS if name != "qnet"] + ["qnet"])
+def test_perturbing_one_member_leaves_the_others_bit_identical(agent):
+    cfg = AGENTS[agent].Config(learning_starts=16, batch_size=8, train_freq=2,
+                               gradient_steps=2, buffer_size=200) \
+        if agent != "qnet" else AGENTS[agent].Config()
+    alone = [Member(cfg, seed=s, lr=lr) for s, lr in ((0, 1e-3), (1, 2e-3), (2, 5e-4))]
+    # Member 1 differs in everything a member may: seed, learning rate, gamma, epsilon.
+    other = dataclasses.replace(cfg, gamma=0.5, epsilon=dataclasses.replace(cfg.epsilon,
+                                                                            end=0.9))
+    changed = [alone[0], Member(other, seed=7, lr=0.5), alone[2]]
+    a, b = population(agent, alone), population(agent, changed)
+    rng = np.random.default_rng(0)
+    for t in range(200):
+        obs = rng.standard_normal((3, 2, 3)).astype(np.float32)
+        nxt = rng.standard_normal((3, 2, 3)).astype(np.float32)
+        scaled = (obs * np.array([1, 100, 1])[:, None, None]).astype(np.float32)
+        acts_a, acts_b = a.act(obs), b.act(scaled)
+        np.testing.assert_array_equal(acts_a[[0, 2]], acts_b[[0, 2]], err_msg=str(t))
+        reward, done = rng.standard_normal((3, 2)), rng.random((3, 2)) < 0.1
+        truncated = ~done & (t % 7 == 0)
+        ma = a.learn(Transition(obs, acts_a, reward, nxt, done, truncated))
+        # Member 1's data differs too: other observations, rewards and episode ends.
+        mine = np.arange(3)[:, None, None] == 1
+        mb = b.learn(Transition(np.where(mine, scaled, obs), acts_b,
+                                np.where(mine[..., 0], -50 * reward, reward),
+                                np.where(mine, 3 * nxt, nxt).astype(np.float32),
+                                np.where(mine[..., 0], ~done, done),
+                                np.where(mine[..., 0], done, truncated)))
+        assert (ma is None) == (mb is None)
+        if ma is not None:
+            for key in ma:
+                assert torch.equal(ma[key][[0, 2]], mb[key][[0, 2]]), (t, key)
+                assert not torch.equal(ma[key][1], mb[key][1])
+    for i in (0, 2):
+        for (key, x), y in zip(a.state_dict(i)["q_net"].items(),
+                               b.state_dict(i)["q_net"].values(), strict=True):
+            assert torch.equal(x, y), (i, key)
+    assert not torch.equal(a.state_dict(1)["q_net"][a.q_net.names[0]],
+                           b.state_dict(1)["q_net"][b.q_net.names[0]])
+
+
+def test_a_member_of_a_population_of_four_is_bit_identical_to_its_run_alone(tmp_path):
+    cfgs = [compose_config([*BASE, f"seed={s}"]) for s in range(4)]
+    together = train_runs(tmp_path, "four", cfgs)
+    (alone,) = train_runs(tmp_path, "one", [cfgs[2]])
+    assert read_metrics(together[2])["population"] == 4 and read_metrics(alone)["population"] == 1
+    # Every curve (actions, losses, Q-values, returns, epsilon, lr) and the final weights.
+    assert curves(together[2]) == curves(alone)
+    assert curves(together[2]) != curves(together[1])
+    for key, value in final_weights(alone).items():
+        assert torch.equal(value, final_weights(together[2])[key]), key
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_each_member_steps_with_its_own_learning_rate(optimizer):
+    cfg = compose_config([*BASE, f"optimizer={optimizer}"]).optimizer
+    make = build_optimizer(cfg)
+    lrs, clip = [1e-3, 4e-3, 2e-2], [None, 0.05, None]
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)) for _ in lrs]
+    stacked = member_networks([copy.deepcopy(n) for n in nets])
+    together = MemberOptimizer(stacked, make, lrs, clip)
+    alone = [dataclasses.replace(cfg, lr=lr) for lr in lrs]
+    alone = [build_optimizer(c)(n.parameters()) for c, n in zip(alone, nets, strict=True)]
+    x = torch.randn(3, 8, 3)
+    for _ in range(5):
+        together.step((stacked(x) ** 2).mean(dim=(1, 2)).sum(), [1.0, 0.5, 1.0])
+        for i, (net, opt) in enumerate(zip(nets, alone, strict=True)):
+            opt.param_groups[0]["lr"] = lrs[i] * [1.0, 0.5, 1.0][i]
+            opt.zero_grad()
+            (net(x[i]) ** 2).mean().backward()
+            if clip[i] is not None:
+                nn.utils.clip_grad_norm_(net.parameters(), clip[i])
+            opt.step()
+    for i, net in enumerate(nets):
+        for key, value in net.state_dict().items():
+            torch.testing.assert_close(stacked.member_state_dict(i)[key], value, rtol=1e-5,
+                                       atol=1e-7)
+        assert together.member_state_dict(i, [1.0, 0.5, 1.0])["param_groups"][0]["lr"] == \
+            pytest.approx(alone[i].param_groups[0]["lr"])
+
+
+def test_members_with_their_own_learning_rates_agree_with_their_runs_alone(tmp_path):
+    # Equal up to rounding. Rounding differences would grow if they changed an action (the
+    # runs are chaotic), so the members act at random: the same data whatever their weights.
+    lrs = [1e-3, 3e-3, 6e-3]
+    cfgs = [compose_config([*BASE, "total_steps=1200", "agent.epsilon.end=1.0", f"seed={i}",
+                            f"optimizer.lr={lr}"]) for i, lr in enumerate(lrs)]
+    together = train_runs(tmp_path, "three", cfgs)
+    alone = [train_runs(tmp_path, f"alone{i}", [cfg])[0] for i, cfg in enumerate(cfgs)]
+    for t, a in zip(together, alone, strict=True):
+        for key, value in final_weights(a).items():
+            torch.testing.assert_close(final_weights(t)[key], value, rtol=1e-4, atol=1e-6)
+        assert dict(curves(t)["train/lr"]) == pytest.approx(dict(curves(a)["train/lr"]))
+
+
+def test_a_diverged_member_stops_and_the_others_go_on_as_alone(tmp_path):
+    cfgs = [compose_config([*BASE, f"seed={s}"]) for s in range(3)]
+    cfgs[1] = dataclasses.replace(cfgs[1], train=dataclasses.replace(cfgs[1].train,
+                                                                     max_abs_q=1e-3))
+    dirs = train_runs(tmp_path, "pop", cfgs)
+    (alone,) = train_runs(tmp_path, "alone", [cfgs[2]])
+    diverged = read_metrics(dirs[1])
+    assert diverged["status"] == "diverged" and "beyond train.max_abs_q=0.001" in diverged[
+        "error"]
+    assert not (dirs[1] / "checkpoints/final.pt").exists()
+    assert read_metrics(dirs[0])["status"] == read_metrics(dirs[2])["status"] == "completed"
+    assert curves(dirs[2]) == curves(alone)
+    assert max(step for step, _ in curves(dirs[1])["train/loss"]) < 2400
+
+
+def test_a_member_that_reaches_its_target_ends_as_its_run_alone_would(tmp_path):
+    cfgs = [compose_config([*BASE, f"seed={s}"]) for s in range(2)]
+    cfgs[0] = dataclasses.replace(cfgs[0], train=dataclasses.replace(cfgs[0].train,
+                                                                     stop_on_return=1.0))
+    dirs = train_runs(tmp_path, "pop", cfgs)
+    (alone,) = train_runs(tmp_path, "alone", [cfgs[0]])
+    solved = read_metrics(dirs[0])
+    assert solved["status"] == "completed" and solved["stopped_early"]
+    assert solved["env_steps"] == read_metrics(alone)["env_steps"] < 2400
+    assert curves(dirs[0]) == curves(alone)
+    assert read_metrics(dirs[1])["env_steps"] == 2400
+    assert (dirs[0] / "checkpoints/final.pt").is_file()
+
+
+def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch):
+    from rlexp.agents.dqn import DQNAgent
+
+    cfgs = [compose_config([*BASE, f"seed={s}"]) for s in range(2)]
+    learn = DQNAgent.learn
+
+    def interrupt(self, batch, should_stop=None):
+        if self.env_steps == 1000:
+            os.kill(os.getpid(), signal.SIGINT)
+        return learn(self, batch, should_stop)
+
+    monkeypatch.setattr(DQNAgent, "learn", interrupt)
+    with StopSignals() as stop:
+        dirs = train_runs(tmp_path, "pop", cfgs, stop)
+    monkeypatch.undo()
+    assert [read_metrics(d)["status"] for d in dirs] == ["interrupted"] * 2
+    resumed = [dataclasses.replace(c, resume=str(d)) for c, d in zip(cfgs, dirs, strict=True)]
+    train.run_population(resumed, dirs)
+    straight = train_runs(tmp_path, "straight", cfgs)
+    for d, s in zip(dirs, straight, strict=True):
+        assert read_metrics(d)["status"] == "completed"
+        assert read_metrics(d)["resumed_from_step"] == 1001
+        assert curves(d) == curves(s)
+
+
+def test_a_population_writes_runs_the_report_and_load_agent_take_as_they_are(tmp_path):
+    out = run_cli([*BASE, "total_steps=600", "seeds=3", "hydra.run.dir=job"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    dirs = [tmp_path / "job" / f"seed{s}" for s in range(3)]
+    (group,) = report.group_runs(report.load_runs(tmp_path))
+    assert len(group.completed) == 3
+    finals = sorted(read_metrics(d)["eval_return_mean"] for d in dirs)
+    assert sorted(group.final_returns) == finals
+    agent = rlexp.load_agent(dirs[1])
+    assert agent.q_values(np.zeros((2, 4), np.float32)).shape == (2, 2)
+    expected = final_weights(dirs[1])
+    for key, value in agent.agent.q_net.member_state_dict(0).items():
+        assert torch.equal(value, expected[key])
+
+
+def test_runs_that_differ_in_a_shared_setting_cannot_be_one_population():
+    a = compose_config([*BASE, *TINY])
+    b = compose_config([*BASE, *TINY, "agent.batch_size=16", "seed=3"])
+    check_population([a, compose_config([*BASE, *TINY, "seed=3", "optimizer.lr=0.01",
+                                         "agent.gamma=0.9", "agent.tau=0.5"])])
+    with pytest.raises(ConfigError, match=r"differ in agent.batch_size \(32 and 16\); its "
+                                          r"members may differ only in: seed, .*optimizer.lr"):
+        check_population([a, b])
