@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import signal
@@ -41,6 +42,7 @@ from rlexp.config import (
     Config,
     ConfigError,
     check_population,
+    population_key,
     resumes_latest,
     validate,
 )
@@ -258,14 +260,50 @@ def _divergence_hint(cfg: Config) -> str:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def _hydra_main(cfg: DictConfig) -> float | None:
-    """One job: a run, or ``seeds`` runs one after another; returns the mean of their final
-    eval returns, which a sweeper (e.g. Optuna) maximises.
+    """One job: a run, or ``seeds`` runs trained together as a population; returns the mean of
+    their final eval returns, which a sweeper (e.g. Optuna) maximises.
 
     A single run exits non-zero unless it completed. In a sweep, a run that fails, diverges or
     is interrupted is recorded in its metrics.json and the job returns None (the report at the
     sweep's end lists the run and the sweep exits non-zero); a job that finds a run in its own
     directory (a requeued cluster job, a resumed sweep) continues it (see :func:`_prepare`).
     """
+    job = None
+    try:
+        job = open_job(cfg)
+        if job is None:
+            return None
+        with StopSignals() as stop:
+            if job.todo:
+                job.results.update(_run_recorded([c for c, _ in job.todo],
+                                                 [d for _, d in job.todo], stop, job.sweeping))
+    finally:
+        rundir.unlock(Path(HydraConfig.get().runtime.output_dir))
+    return end_job(job, stop)
+
+
+@dataclass
+class Job:
+    """A Hydra job about to train: its runs (one, or one per seed) and what it knows of them."""
+
+    dir: Path
+    cfg: Config
+    sweeping: bool
+    #: The sweep's directory and the job's command-line overrides (to say how to continue).
+    sweep_dir: Path
+    overrides: list[str]
+    #: Every run of the job, and those still to train (configs set to resume where they can).
+    runs: list[tuple[Config, Path]]
+    todo: list[tuple[Config, Path]]
+    #: The metrics of the runs that ended (before, or once trained).
+    results: dict[Path, RunMetrics]
+
+
+def open_job(cfg: DictConfig) -> Job | None:
+    """The job Hydra is running now (in its output directory), validated, with what each of its
+    runs needs; None when it has nothing to train (the sweep was asked to stop, or in a sweep
+    its config was refused: recorded in the job's directory). Outside a sweep, bad input ends
+    the command with one line."""
     hydra_cfg = HydraConfig.get()
     job_dir = Path(hydra_cfg.runtime.output_dir)
     sweeping = hydra_cfg.mode == RunMode.MULTIRUN
@@ -282,19 +320,16 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         else:  # seed, seed + 1, ... each in a directory of its own, trained as a population
             runs = [(dataclasses.replace(typed, seed=seed, seeds=1), job_dir / f"seed{seed}")
                     for seed in range(typed.seed, typed.seed + typed.seeds)]
-        results: dict[Path, RunMetrics] = {}
-        todo = []
+        job = Job(job_dir, typed, sweeping, Path(hydra_cfg.sweep.dir),
+                  list(hydra_cfg.overrides.task), runs, [], {})
         for run_cfg, run_dir in runs:
             auto = sweeping or run_dir != job_dir  # the job decides what to do with it
             run_cfg = _prepare(run_cfg, run_dir) if auto else run_cfg
             if run_cfg is None:  # done before: completed, or failed and not retried
-                results[run_dir] = read_run_metrics(run_dir)
+                job.results[run_dir] = read_run_metrics(run_dir)
             else:
-                todo.append((run_cfg, run_dir))
-        with StopSignals() as stop:
-            if todo:
-                results.update(_run_recorded([c for c, _ in todo], [d for _, d in todo], stop,
-                                             sweeping))
+                job.todo.append((run_cfg, run_dir))
+        return job
     except INPUT_ERRORS as e:  # refused before training; in a sweep, _run_recorded saw it
         if sweeping:  # the job's directory stays, saying why it failed
             _record_failure(job_dir, describe_error(e), cfg.get("seed"))
@@ -302,27 +337,56 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None
         rundir.discard_if_unused(job_dir)
         _exit_with_one_line(e)  # raising would make Hydra print a second line
-    finally:
-        rundir.unlock(job_dir)
-    ended = [results[d] for _, d in runs if d in results]  # runs a stop kept from starting: none
-    if len(ended) == len(runs) and all(m.status == "completed" for m in ended):
+
+
+def end_job(job: Job | None, stop: StopSignals | None) -> float | None:
+    """A trained job's result: the mean final eval return of its runs when they all
+    completed, else None (a single run exits non-zero, saying how to continue it)."""
+    if job is None:
+        return None
+    ended = [job.results[d] for _, d in job.runs if d in job.results]  # a stop kept some out
+    if len(ended) == len(job.runs) and all(m.status == "completed" for m in ended):
         return sum(m.eval_return_mean for m in ended) / len(ended)
-    if stop.received is not None and (len(ended) < len(runs) or any(
+    if stop.received is not None and (len(ended) < len(job.runs) or any(
             m.status == "interrupted" for m in ended)):
         if stop.received == signal.SIGUSR2:
             log.info("checkpoint saved; the scheduler requeues the job, which resumes it")
             stop.forward()  # submitit's handler requeues the job and exits
-        if sweeping:  # the other jobs do not start; the sweep's end says how to resume
+        if job.sweeping:  # the other jobs do not start; the sweep's end says how to resume
             if stop.received != signal.SIGUSR2:  # one job's time limit does not stop the sweep
-                request_sweep_stop(Path(hydra_cfg.sweep.dir), stop.received)
+                request_sweep_stop(job.sweep_dir, stop.received)
             return None
-        again = f"resume={job_dir}" if typed.seeds == 1 else f"hydra.run.dir={job_dir}"
-        log.info("continue it with: python -m rlexp.train %s %s",
-                 " ".join(hydra_cfg.overrides.task), again)
+        again = f"resume={job.dir}" if job.cfg.seeds == 1 else f"hydra.run.dir={job.dir}"
+        log.info("continue it with: python -m rlexp.train %s %s", " ".join(job.overrides),
+                 again)
         sys.exit(exit_status(stop.received))
-    if not sweeping:
+    if not job.sweeping:
         sys.exit(1)
     return None
+
+
+def train_jobs(jobs: list[Job | None]) -> list[float | None]:
+    """Train the runs of a sweep's jobs, opened with :func:`open_job`, as populations (those
+    that can train as one, :func:`rlexp.config.population_key`, one after another), then end
+    each job (:func:`end_job`); returns the jobs' results, in order."""
+    groups: dict[str, list[tuple[Config, Path]]] = {}
+    for job in jobs:
+        for run_cfg, run_dir in job.todo if job else ():
+            key = json.dumps(population_key(run_cfg), sort_keys=True, default=str)
+            groups.setdefault(key, []).append((run_cfg, run_dir))
+    results: dict[Path, RunMetrics] = {}
+    with StopSignals() as stop:
+        for group in groups.values():
+            if stop.received is not None:
+                break
+            results.update(_run_recorded([c for c, _ in group], [d for _, d in group], stop,
+                                         sweeping=True))
+    values = []
+    for job in jobs:
+        if job is not None:
+            job.results.update({d: results[d] for _, d in job.todo if d in results})
+        values.append(end_job(job, stop))
+    return values
 
 
 def _prepare(cfg: Config, run_dir: Path) -> Config | None:

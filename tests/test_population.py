@@ -18,6 +18,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import yaml
 from torch import nn
 
 import rlexp
@@ -236,3 +237,59 @@ def test_runs_that_differ_in_a_shared_setting_cannot_be_one_population():
     with pytest.raises(ConfigError, match=r"differ in agent.batch_size \(32 and 16\); its "
                                           r"members may differ only in: seed, .*optimizer.lr"):
         check_population([a, b])
+
+
+# --------------------------------------------------------------- hydra/launcher=population
+
+LAUNCH = ["agent=dqn", "env=cartpole", "device=cpu", *TINY_DQN, "total_steps=600",
+          "log.every_steps=100", "eval.every_steps=300", "eval.episodes=2"]
+
+
+def job_dirs(sweep: Path) -> dict[str, Path]:
+    return {p.name: p for p in sweep.iterdir() if (p / ".hydra").is_dir()}
+
+
+def test_a_population_sweep_writes_the_runs_a_sweep_of_single_runs_writes(tmp_path):
+    grid = ["seed=0,1", "optimizer.lr=1e-3,4e-3"]
+    runs = {}
+    for launcher in ("basic", "population"):
+        out = run_cli(["-m", f"hydra/launcher={launcher}", *grid, *LAUNCH,
+                       f"hydra.sweep.dir={launcher}"], cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+        runs[launcher] = job_dirs(tmp_path / launcher)
+    assert sorted(runs["basic"]) == sorted(runs["population"]) and len(runs["basic"]) == 4
+    for name, alone in runs["basic"].items():
+        member = runs["population"][name]
+        assert read_metrics(member)["population"] == 4 and read_metrics(alone)["population"] == 1
+        assert curves(member) == curves(alone), name
+        assert (member / ".hydra" / "overrides.yaml").read_text() == \
+            (alone / ".hydra" / "overrides.yaml").read_text()
+    sweep = tmp_path / "population"
+    assert "training 4 runs as one population" in (sweep / "population.log").read_text()
+    assert (sweep / "summary.md").read_text().count("| optimizer.lr=") == 2
+
+
+def test_jobs_that_cannot_train_together_form_populations_of_their_own(tmp_path):
+    out = run_cli(["-m", "hydra/launcher=population", "seed=0,1", "agent.double_q=true,false",
+                   *LAUNCH, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = job_dirs(tmp_path / "sweep")
+    assert len(runs) == 4
+    for name, run in runs.items():
+        metrics = read_metrics(run)
+        assert metrics["status"] == "completed" and metrics["population"] == 2, name
+
+
+def test_optuna_drives_the_population_launcher(tmp_path):
+    out = run_cli(["hparams_search=dqn_cartpole", "hydra/launcher=population",
+                   "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "seeds=2",
+                   *LAUNCH, "eval.every_steps=0", "hydra.sweep.dir=study"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sweep = tmp_path / "study"
+    means = []
+    for trial in ("trial_0", "trial_1"):
+        finals = [read_metrics(sweep / trial / f"seed{s}") for s in (0, 1)]
+        assert all(m["status"] == "completed" and m["population"] >= 2 for m in finals)
+        means.append(sum(m["eval_return_mean"] for m in finals) / 2)
+    best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert best["best_value"] == pytest.approx(max(means))

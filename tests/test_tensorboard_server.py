@@ -28,9 +28,11 @@ def get(base: str, path: str, body: dict | None = None):
         return json.loads(response.read())
 
 
-@pytest.fixture
-def sweep(tmp_path):
-    result = run_cli(["-m", "agent=qnet", "env=toy", "optimizer.lr=0.01,0.002", "seed=0,1",
+@pytest.fixture(params=["basic", "population"])
+def sweep(tmp_path, request):
+    # A population sweep's runs read as a sweep of single runs'.
+    result = run_cli(["-m", f"hydra/launcher={request.param}", "agent=qnet", "env=toy",
+                      "optimizer.lr=0.01,0.002", "seed=0,1",
                       "total_steps=300", "log.every_steps=100", "eval.every_steps=150",
                       "eval.episodes=2"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,0 +1,86 @@
+"""``hydra/launcher=population``: a multirun's jobs trained as populations, in this process.
+
+Hydra finds launchers in the ``hydra_plugins`` package. Each job is set up as Hydra's basic
+launcher sets it up (its directory, ``.hydra/`` record and ``train.log``), then every job's runs
+that can train together (:func:`rlexp.config.population_key`: they differ only in seeds and
+per-member settings such as the learning rate) train as one population
+(:func:`rlexp.train.train_jobs`); populations that cannot be joined train one after another.
+Each job returns what it would return launched alone, so sweepers (Optuna) drive it unchanged.
+The training log of a sweep's populations is ``population.log`` in the sweep directory.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
+
+log = logging.getLogger(__name__)
+
+#: The log of a sweep's populations, in its directory.
+POPULATION_LOG = "population.log"
+
+
+@dataclass
+class PopulationLauncherConf:
+    _target_: str = (
+        "hydra_plugins.rlexp_population_launcher.population_launcher.PopulationLauncher")
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="population",
+                             node=PopulationLauncherConf, provider="rlexp")
+
+
+class PopulationLauncher(Launcher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.config: DictConfig | None = None
+        self.hydra_context: HydraContext | None = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
+              config: DictConfig) -> None:
+        # The task function is rlexp's: its two halves (open_job, train_jobs) run here.
+        self.config, self.hydra_context = config, hydra_context
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+               ) -> Sequence[JobReturn]:
+        from rlexp import rundir, train
+
+        setup_globals()
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        log.info("Preparing %d jobs to train as populations", len(job_overrides))
+        returns: list[JobReturn] = []
+        for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
+            sweep_config = self.hydra_context.config_loader.load_sweep_config(
+                self.config, list(overrides))
+            with open_dict(sweep_config):
+                sweep_config.hydra.job.id = idx
+                sweep_config.hydra.job.num = idx
+            returns.append(run_job(hydra_context=self.hydra_context,
+                                   task_function=train.open_job, config=sweep_config,
+                                   job_dir_key="hydra.sweep.dir",
+                                   job_subdir_key="hydra.sweep.subdir"))
+            configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        opened = [r.return_value if r.status == JobStatus.COMPLETED else None for r in returns]
+        handler = logging.FileHandler(sweep_dir / POPULATION_LOG)
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - "
+                                               "%(message)s"))
+        logging.getLogger().addHandler(handler)
+        try:
+            values = train.train_jobs(opened)
+        finally:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+            for r in returns:
+                rundir.unlock(Path(r.hydra_cfg.hydra.runtime.output_dir))
+        for r, value in zip(returns, values, strict=True):
+            if r.status == JobStatus.COMPLETED:
+                r.return_value = value
+        return returns
