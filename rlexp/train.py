@@ -277,6 +277,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             if job.todo:
                 job.results.update(_run_recorded([c for c, _ in job.todo],
                                                  [d for _, d in job.todo], stop, job.sweeping))
+    except INPUT_ERRORS as e:  # outside a sweep: found as training began (e.g. a checkpoint)
+        rundir.discard_if_unused(job.dir)
+        _exit_with_one_line(e)  # raising would make Hydra print a second line
     finally:
         rundir.unlock(Path(HydraConfig.get().runtime.output_dir))
     return end_job(job, stop)

@@ -1,0 +1,150 @@
+"""Population training benchmark: a sweep trained as populations against the same sweep of
+separate runs, and how a population's wall time grows with its size.
+
+    python scripts/bench_population.py [--steps 50000] [--scale-steps 10000]
+                                       [--sizes 1,4,16,64] [--device cpu]
+
+1. A 16-run CartPole sweep (4 learning rates x 4 seeds, DQN defaults, ``--steps`` env steps
+   each): wall time, launch to exit, with ``hydra/launcher=population`` (one process, torch on
+   one thread and on every core) over ``hydra/launcher=parallel`` (joblib, one job per core),
+   side by side on this machine.
+2. Scaling: one command ``seeds=N`` (a population of N) for each size, ``--scale-steps`` env
+   steps: wall time and time per member, as a table and ``population_scaling.png``.
+3. The batched gradient step alone: time per member of one DQN gradient step (batch 256,
+   128-128 dueling MLP) for populations of 1, 4 and 16.
+
+With ``--device cuda`` the runs train on the GPU (the joblib comparison is skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+LRS = "1e-3,2e-3,4e-3,8e-3"
+
+
+def timed(args: list[str], cwd: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "rlexp.train", *args], cwd=cwd, check=True,
+                   capture_output=True, stdin=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def sweep(steps: int, device: str) -> dict[str, float]:
+    common = ["-m", "agent=dqn", "env=cartpole", f"device={device}", f"total_steps={steps}",
+              "seed=range(0,4)", f"optimizer.lr={LRS}"]
+    cores = os.cpu_count() or 1
+    variants = {"population, 1 thread": ["hydra/launcher=population"],
+                f"population, {cores} threads": ["hydra/launcher=population",
+                                                 f"device.threads={cores}"]}
+    if device == "cpu":
+        variants[f"parallel (joblib, {cores} jobs)"] = ["hydra/launcher=parallel"]
+    times = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (name, extra) in enumerate(variants.items()):
+            times[name] = timed([*common, *extra, f"hydra.sweep.dir={tmp}/s{i}"], Path(tmp))
+    return times
+
+
+def scaling(sizes: list[int], steps: int, device: str, out: Path) -> list[tuple[int, float]]:
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            rows.append((n, timed(["agent=dqn", "env=cartpole", f"device={device}",
+                                   f"total_steps={steps}", f"seeds={n}",
+                                   f"hydra.run.dir={tmp}/n{n}"], Path(tmp))))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot([n for n, _ in rows], [t for _, t in rows], marker="o", label="population")
+    ax.plot([n for n, _ in rows], [rows[0][1] * n for n, _ in rows], linestyle="--",
+            label="N separate runs, one after another (N x one run)")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("members (seeds=N)")
+    ax.set_ylabel("wall time, launch to exit (s)")
+    ax.set_title(f"DQN on CartPole-v1, {steps} env steps per member, {device}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(out / "population_scaling.png", dpi=100)
+    return rows
+
+
+def gradient_step(device: str) -> list[tuple[int, float]]:
+    import numpy as np
+    import torch
+
+    from rlexp import build
+    from rlexp.config import compose
+
+    torch.set_num_threads(1)
+    rows = []
+    for size in (1, 4, 16):
+        cfg = compose(["agent=dqn", "env=cartpole", f"device={device}"])
+        cfgs = [dataclasses.replace(cfg, seed=s) for s in range(size)]
+        envs = build.make_vector_env(cfg.env, 1)
+        agent = build.make_agent(cfgs, envs.single_observation_space,
+                                 envs.single_action_space, torch.device(device))
+        rng = np.random.default_rng(0)
+        shape = (size, 1)
+        for _ in range(2000):
+            obs = rng.standard_normal((*shape, 4)).astype(np.float32)
+            agent.replay.add(obs, np.zeros(shape, np.int64), np.ones(shape), obs,
+                             np.zeros(shape, bool), np.zeros(shape, bool))
+        for _ in range(20):
+            agent._gradient_update()
+        start, n = time.perf_counter(), 200
+        for _ in range(n):
+            agent._gradient_update()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        rows.append((size, (time.perf_counter() - start) / n / size * 1e3))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=50_000)
+    parser.add_argument("--scale-steps", type=int, default=10_000)
+    parser.add_argument("--sizes", default="1,4,16,64")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    print("== the batched gradient step: ms per member (DQN defaults, batch 256) ==")
+    for size, ms in gradient_step(args.device):
+        print(f"  population of {size:>2}: {ms:.2f} ms per member")
+
+    print(f"\n== scaling: seeds=N, {args.scale_steps} env steps per member ==")
+    rows = scaling([int(n) for n in args.sizes.split(",")], args.scale_steps, args.device,
+                   args.out)
+    print(f"  {'members':>7}  {'wall s':>7}  {'s per member':>12}  {'vs N x one run':>14}")
+    for n, t in rows:
+        print(f"  {n:>7}  {t:>7.1f}  {t / n:>12.2f}  {t / (rows[0][1] * n):>14.2f}")
+    print(f"  plot: {args.out / 'population_scaling.png'}")
+
+    print(f"\n== a 16-run sweep (4 learning rates x 4 seeds), {args.steps} env steps each ==")
+    times = sweep(args.steps, args.device)
+    for name, t in times.items():
+        print(f"  {name:<28} {t:7.1f} s")
+    reference = next((t for name, t in times.items() if name.startswith("parallel")), None)
+    if reference is not None:
+        for name, t in times.items():
+            if name.startswith("population"):
+                print(f"  ratio {name} / parallel: {t / reference:.2f} (goal <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()
