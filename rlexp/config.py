@@ -508,9 +508,9 @@ class Config:
     #: diverged (their earlier files move to ``.attempts/<n>/``). Otherwise they are kept as
     #: they are and reported again.
     retry_failed: bool = False
-    #: Runs this job trains one after another, with seeds seed, seed + 1, ..., each in a
-    #: ``seed<N>/`` directory of the job's; the job's result (what an Optuna trial reports) is
-    #: their mean final eval return. 1: one run, in the job's directory itself.
+    #: Runs this job trains together as one population, with seeds seed, seed + 1, ..., each
+    #: in a ``seed<N>/`` directory of the job's; the job's result (what an Optuna trial
+    #: reports) is their mean final eval return. 1: one run, in the job's directory itself.
     seeds: int = 1
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

@@ -71,6 +71,7 @@ def scaling(sizes: list[int], steps: int, device: str, out: Path) -> list[tuple[
     ax.plot([n for n, _ in rows], [rows[0][1] * n for n, _ in rows], linestyle="--",
             label="N separate runs, one after another (N x one run)")
     ax.set_xscale("log", base=2)
+    ax.set_xticks([n for n, _ in rows], [str(n) for n, _ in rows])
     ax.set_yscale("log")
     ax.set_xlabel("members (seeds=N)")
     ax.set_ylabel("wall time, launch to exit (s)")

@@ -293,3 +293,15 @@ def test_optuna_drives_the_population_launcher(tmp_path):
         means.append(sum(m["eval_return_mean"] for m in finals) / 2)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert best["best_value"] == pytest.approx(max(means))
+
+
+def test_a_population_of_convolutional_networks_is_refused_with_what_to_do_instead():
+    from rlexp.build import make_agent, make_vector_env
+
+    cfgs = [compose_config(["env=minatar", "device=cpu", f"seed={s}"]) for s in range(2)]
+    envs = make_vector_env(cfgs[0].env, 1)
+    spaces = (envs.single_observation_space, envs.single_action_space)
+    make_agent(cfgs[:1], *spaces, torch.device("cpu"))  # a population of one trains
+    with pytest.raises(ConfigError, match="population training batches MLP Q-networks.*"
+                                          "hydra/launcher=parallel"):
+        make_agent(cfgs, *spaces, torch.device("cpu"))
