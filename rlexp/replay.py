@@ -89,9 +89,9 @@ class PackedTable:
         target[: n - first] = rows[first:]
 
     def read(self, rows: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The columns of ``rows`` (one gather), each ``[len(rows), *shape]``."""
+        """The columns of ``rows`` (one gather), each ``[*rows.shape, *shape]``."""
         table = self.data[rows]
-        return {c.name: table[:, self.slices[c.name]].reshape(len(rows), *c.shape)
+        return {c.name: table[..., self.slices[c.name]].reshape(*rows.shape, *c.shape)
                 for c in self.columns}
 
 
@@ -183,12 +183,17 @@ class ReplayMemory:
         weight = None if self.sampler is None else self.sampler.weights(rows, beta)
         return rows, weight
 
-    def sample(self, batch_size: int, beta: float = 1.0) -> ReplaySample:
+    def sample(self, batch_size: int, beta: float = 1.0, member_axis: bool = False
+               ) -> ReplaySample:
         """A batch of transitions drawn with replacement: uniformly, or in proportion to their
-        priorities with importance-sampling weights of exponent ``beta``."""
+        priorities with importance-sampling weights of exponent ``beta``. ``member_axis``:
+        shaped ``[1, batch_size, ...]``, a population of one's batch (read so, not reshaped)."""
         if len(self) == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         rows, weight = self._draw(batch_size, beta)
+        if member_axis:
+            rows = rows.unsqueeze(0)
+            weight = None if weight is None else weight.unsqueeze(0)
         t = self._transitions(rows)
         return ReplaySample(obs=t["obs"], action=t["action"].long(), reward=t["reward"],
                             next_obs=t["next_obs"], terminated=t["terminated"],
@@ -439,6 +444,9 @@ class FrameReplayBuffer(ReplayMemory):
         return self.refs[rows, 0] < self._oldest()
 
     def _transitions(self, rows):
+        if rows.dim() > 1:  # the frame logic below works on a flat batch
+            flat = self._transitions(rows.reshape(-1))
+            return {k: v.view(*rows.shape, *v.shape[1:]) for k, v in flat.items()}
         scalars = self.scalars.read(rows)
         refs = self.refs[rows, :-1] % self.capacity
         frames = self.frames[refs]  # [batch, stack + 1, ...]: one gather for n_step 1
@@ -631,15 +639,17 @@ class MemberReplay:
         for i, memory in enumerate(self.memories):
             memory.add(obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i])
 
-    def sample(self, batch_size: int, betas: list[float]) -> ReplaySample:
+    def sample(self, batch_size: int, betas: list[float] | None = None) -> ReplaySample:
         """A batch from each member's memory (``betas``: each member's importance-sampling
-        exponent), stacked along a leading member axis."""
-        samples = [m.sample(batch_size, beta) for m, beta in zip(self.memories, betas,
-                                                                  strict=True)]
-        join = (lambda parts: parts[0].unsqueeze(0)) if len(samples) == 1 else torch.stack
+        exponent, for prioritized memories), stacked along a leading member axis."""
+        betas = betas or [1.0] * len(self.memories)
+        samples = [m.sample(batch_size, beta, member_axis=True)
+                   for m, beta in zip(self.memories, betas, strict=True)]
+        if len(samples) == 1:
+            return samples[0]
         return ReplaySample(**{
             f.name: None if getattr(samples[0], f.name) is None
-            else join([getattr(s, f.name) for s in samples])
+            else torch.cat([getattr(s, f.name) for s in samples])
             for f in dataclasses.fields(ReplaySample)})
 
     def update_priorities(self, index: torch.Tensor, errors: torch.Tensor,

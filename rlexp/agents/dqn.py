@@ -194,7 +194,8 @@ class DQNAgent(QLearningAgent):
     def _gradient_update(self) -> tuple[torch.Tensor, torch.Tensor]:
         """One gradient step on each member's sampled minibatch; returns the members' losses
         ``[members]`` and their batches' Q(s, a) ``[members, batch]``."""
-        b = self.replay.sample(self.cfg.batch_size, self.priority_betas)
+        b = self.replay.sample(self.cfg.batch_size,
+                               self.priority_betas if self.replay.prioritized else None)
         loss, q, errors = self._loss(b)
         self._gradient_step(loss)
         if self.replay.prioritized:
