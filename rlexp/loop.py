@@ -251,6 +251,8 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         """What follows an env step and its update: the log points, evaluation and checkpoints
         due at ``step``. Each is done once (the counters say so), so a resumed run can call it
         for the step it stopped at. Returns "interrupted" when training must end."""
+        if not live:  # every member ended (diverged) in this step's update
+            return None
         lead = live[0].state  # the live members' schedules are one (they share settings)
         if step < lead.next_log and step < lead.next_eval and step < lead.next_checkpoint:
             return None  # nothing due: most steps
@@ -315,7 +317,7 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
         # a log point, an evaluation); all of it is done already after any other checkpoint.
         if step:
             record(agent.finish_pending())
-            ended = post_step() if active() else None
+            ended = post_step()
         else:  # the untrained agent: where every curve starts
             ended = scheduled_eval()
         shape = (count, n)  # [members, envs of each]

@@ -652,12 +652,10 @@ class MemberReplay:
             else torch.cat([getattr(s, f.name) for s in samples])
             for f in dataclasses.fields(ReplaySample)})
 
-    def update_priorities(self, index: torch.Tensor, errors: torch.Tensor,
-                          members: list[int] | None = None) -> None:
-        """New priorities from a sample's ``[members, batch]`` errors (``members``: only
-        these members' memories; all by default)."""
-        for i in range(len(self.memories)) if members is None else members:
-            self.memories[i].sampler.update(index[i], errors[i])
+    def update_priorities(self, index: torch.Tensor, errors: torch.Tensor) -> None:
+        """New priorities from a sample's ``[members, batch]`` rows and errors."""
+        for memory, rows, member_errors in zip(self.memories, index, errors, strict=True):
+            memory.sampler.update(rows, member_errors)
 
     def state_dict(self, i: int) -> dict:
         return self.memories[i].state_dict()
