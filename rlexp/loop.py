@@ -137,7 +137,6 @@ class _Member:
     last_log: list  # step and time of the last log point
     final: Evaluation | None = None
     eval_step: int = -1
-    done: bool = False
 
 
 def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
@@ -296,7 +295,6 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
             checkpoint(m)
         if outcome != "completed" and _pending(s):
             _log_point(m, agent)
-        m.done = True
         live.remove(m)
         m.run.finish(LoopResult(state=s, evaluation=m.final if outcome == "completed" else None,
                                 outcome=outcome, error=error))
@@ -339,7 +337,7 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.Vector
                 # episode, while "episode" reports whole games.
                 for i in np.flatnonzero(stats.get("_episode", ())):
                     m = members[i // n]
-                    if m.done:
+                    if m not in live:  # its run has ended
                         continue
                     last_return = float(stats["episode"]["r"][i])
                     m.state.ended_returns.append(last_return)

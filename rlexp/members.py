@@ -22,6 +22,17 @@ from rlexp.nets import MemberNetworks
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
 
+def member_weights(values: Sequence[float], params: Sequence[torch.Tensor]
+                   ) -> float | list[torch.Tensor]:
+    """One number per member as the weight of an elementwise op on each of ``params``
+    (``[members, ...]``): the number itself when they are all equal (the same arithmetic, one
+    op fewer), else one tensor, viewed to broadcast over each parameter."""
+    if len(set(values)) == 1:
+        return values[0]
+    weights = torch.tensor(values, dtype=params[0].dtype, device=params[0].device)
+    return [weights.view(-1, *[1] * (p.dim() - 1)) for p in params]
+
+
 class MemberOptimizer:
     """A torch optimizer over a population's networks, stepping each member with its own
     learning rate ``lrs[i] * scale[i]`` and gradient-norm limit ``max_grad_norms[i]``.
@@ -60,12 +71,9 @@ class MemberOptimizer:
                 self._clip()
             torch._foreach_copy_(self._before, self.params)
             self.optimizer.step()  # at rate 1
-            lrs = self.lrs(scale)
-            rate = lrs[0] if len(lrs) == 1 else [  # (a scalar rate: the same arithmetic)
-                torch.tensor(lrs, dtype=p.dtype, device=p.device).view(-1, *[1] * (p.dim() - 1))
-                for p in self.params]
             # before + rate * (after - before), then back into the parameters
-            torch._foreach_lerp_(self._before, self.params, rate)
+            torch._foreach_lerp_(self._before, self.params,
+                                 member_weights(self.lrs(scale), self.params))
             torch._foreach_copy_(self.params, self._before)
 
     def _clip(self) -> None:

@@ -244,11 +244,13 @@ class MemberNetworks(nn.Module):
         raise NotImplementedError
 
     def act_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """``forward`` without nn.Module's call machinery (acting does one per env step)."""
-        return self._forward(x)
+        """``forward`` without nn.Module's call machinery and outside autograd (acting does
+        one per env step)."""
+        raise NotImplementedError
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x)
+    def _compile(self) -> None:
+        """Build the forward functions from this module's own parameters (again in a copy)."""
+        raise NotImplementedError
 
     def clone(self) -> MemberNetworks:
         """An independent copy (a target network)."""
@@ -370,6 +372,9 @@ class StackedMLP(MemberNetworks):
             else:
                 steps.append(arg)
         return _chain(steps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x)
 
     def act_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._act(x)

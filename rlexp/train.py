@@ -78,9 +78,10 @@ class _Start:
 
     cfg: Config
     run_dir: Path
+    #: The resolved config, as config.yaml holds it and flattened (for TensorBoard's HParams).
+    yaml_text: str
     flat_config: dict
-    #: The checkpoint it resumes from (None: a new run), and its total_steps before, when the
-    #: run is trained for longer.
+    #: The checkpoint it resumes from (None: a new run), and where and how it resumes.
     resumed: dict | None = None
     point: rundir.ResumePoint | None = None
 
@@ -108,7 +109,8 @@ def run_population(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals |
         point = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
         last = None if point is None else point.checkpoint
         resumed = None if last is None else checkpoint.load_training_state(last)
-        starts.append(_Start(cfg, run_dir, flat_config, resumed, point))
+        starts.append(_Start(cfg, run_dir, OmegaConf.to_yaml(resolved), flat_config, resumed,
+                             point))
     results: dict[int, RunMetrics] = {}
     for step in sorted({s.step for s in starts}):
         if stop is not None and stop.received is not None:
@@ -159,13 +161,13 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
                              s.cfg.checkpoint.every_steps)
     loggers = []
     for s, state in zip(starts, loop_states, strict=True):
-        yaml_text = OmegaConf.to_yaml(OmegaConf.structured(s.cfg))
         # Written before training: an unwritable or full output dir fails here, not at the end.
-        rundir.atomic_write(s.run_dir / rundir.CONFIG, lambda tmp, t=yaml_text: tmp.write_text(t))
+        rundir.atomic_write(s.run_dir / rundir.CONFIG,
+                            lambda tmp, t=s.yaml_text: tmp.write_text(t))
         # A resumed run hides the points its previous process logged after the checkpoint.
         tb = TensorBoardLogger(s.run_dir, purge_step=state.purge_step if state else None)
         if state is None:  # a resumed run has its config and hparams logged already
-            tb.config(yaml_text, s.flat_config)
+            tb.config(s.yaml_text, s.flat_config)
         loggers.append(tb)
         begin = f"resuming at step {state.step}" if state else "starting"
         log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", s.cfg.run_name,

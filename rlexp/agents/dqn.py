@@ -29,6 +29,7 @@ from rlexp.agents.qlearning import (
     td_loss,
 )
 from rlexp.logger import log
+from rlexp.members import member_weights
 from rlexp.replay import MemberReplay, ReplaySample, make_replay
 
 
@@ -113,11 +114,8 @@ class DQNAgent(QLearningAgent):
         self.target_net = self.q_net.clone().requires_grad_(False)
         # Updated in place (load_state_dicts too), so the lists stay those of the networks.
         self._params = (list(self.target_net.parameters()), list(self.q_net.parameters()))
-        taus = [m.cfg.tau for m in self.members]
         #: The target update rate: one number, or per member (a weight per parameter).
-        self._tau: float | list[torch.Tensor] = taus[0] if len(set(taus)) == 1 else [
-            torch.tensor(taus, device=device).view(-1, *[1] * (p.dim() - 1))
-            for p in self._params[1]]
+        self._tau = member_weights([m.cfg.tau for m in self.members], self._params[1])
         memories = []
         for m in self.members:
             memory = make_replay(m.cfg.buffer_size, observation_space, frame_stack, device,
@@ -244,8 +242,7 @@ class DQNAgent(QLearningAgent):
             self.target_net.load_member_state_dict(i, state["target_net"])
         self.vector_steps = shared_counter(states, "vector_steps")
         self.num_envs = int(states[0].get("num_envs", 1))
-        self.steps_left = shared_counter([{"steps_left": s.get("steps_left", 0)} for s in states],
-                                  "steps_left")
+        self.steps_left = shared_counter(states, "steps_left", default=0)
         self.burst = [(torch.stack([s["burst"][k][0] for s in states]),
                        torch.stack([s["burst"][k][1] for s in states]))
                       for k in range(len(states[0].get("burst", [])))]

@@ -228,9 +228,11 @@ class QLearningAgent(Agent):
         self.env_steps = shared_counter(states, "env_steps")
 
 
-def shared_counter(states: Sequence[dict[str, Any]], key: str) -> int:
-    """A counter every member's state has the same value of (they trained together)."""
-    values = {int(s[key]) for s in states}
+def shared_counter(states: Sequence[dict[str, Any]], key: str, default: int | None = None
+                   ) -> int:
+    """A counter every member's state has the same value of (they trained together);
+    ``default``: its value in states saved before it existed."""
+    values = {int(s[key] if default is None else s.get(key, default)) for s in states}
     if len(values) != 1:
         raise ValueError(f"the members' states are at different points ({key}: "
                          f"{sorted(values)}); a population resumes members saved together")
