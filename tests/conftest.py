@@ -77,6 +77,21 @@ def train_alone(agent, envs, eval_envs, settings, tb=None, save=lambda state: No
     return result
 
 
+def sigint_when_learning_at(monkeypatch, agent_cls, env_steps: int) -> None:
+    """Make ``agent_cls.learn`` send this process a real SIGINT when the agent has seen
+    ``env_steps`` env steps (undo with ``monkeypatch.undo()``)."""
+    import signal
+
+    learn = agent_cls.learn
+
+    def interrupt(self, batch, should_stop=None):
+        if self.env_steps == env_steps:
+            os.kill(os.getpid(), signal.SIGINT)
+        return learn(self, batch, should_stop)
+
+    monkeypatch.setattr(agent_cls, "learn", interrupt)
+
+
 def options(group: str) -> list[str]:
     """The options of a config group: its YAML files, sorted."""
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))

@@ -19,7 +19,13 @@ from rlexp.config import EVAL_MAX_EPISODE_STEPS
 from rlexp.envs.minatar import GAMES
 from rlexp.nets import network_kind, q_network
 from rlexp.replay import FrameReplayBuffer, make_replay
-from tests.conftest import compose_config, read_scalars, run_in_process, solo_agent
+from tests.conftest import (
+    compose_config,
+    read_scalars,
+    run_in_process,
+    sigint_when_learning_at,
+    solo_agent,
+)
 
 # ------------------------------------------------------------------------------ replay memory
 
@@ -301,8 +307,6 @@ def test_evaluation_epsilon_draws_nothing_from_training():
 def test_a_pixel_run_stopped_mid_episode_resumes_exactly(env, tmp_path, monkeypatch):
     """The envs' state (MinAtar's plain data, the Atari emulator's own saved state), the frame
     memory and the loop all continue: the curves and weights are an uninterrupted run's."""
-    import os
-    import signal
 
     from rlexp import rundir, train
     from rlexp.agents.dqn import DQNAgent
@@ -312,17 +316,10 @@ def test_a_pixel_run_stopped_mid_episode_resumes_exactly(env, tmp_path, monkeypa
     args = [*PIXEL_TINY, f"env={env}", *(["env.screen_size=42"] if env == "atari" else [])]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_in_process(args, straight)
-    learn = DQNAgent.learn
-
-    def interrupt_at(self, batch, should_stop=None):
-        if self.env_steps == 256:
-            os.kill(os.getpid(), signal.SIGINT)
-        return learn(self, batch, should_stop)
-
-    monkeypatch.setattr(DQNAgent, "learn", interrupt_at)
+    sigint_when_learning_at(monkeypatch, DQNAgent, 256)
     with StopSignals() as stop:
         assert run_in_process(args, stopped, stop).status == "interrupted"
-    monkeypatch.setattr(DQNAgent, "learn", learn)
+    monkeypatch.undo()
     assert load_training_state(stopped / rundir.LAST)["loop"]["env_state"] is not None
     resumed = train.run(compose_config([*args, f"resume={stopped}"]), stopped)
     assert resumed.status == "completed" and resumed.resumed_from_step == 257

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
-import signal
 from functools import partial
 from pathlib import Path
 
@@ -31,7 +29,14 @@ from rlexp.members import MemberOptimizer
 from rlexp.metrics import read_metrics
 from rlexp.nets import member_networks
 from rlexp.stop import StopSignals
-from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_cli
+from tests.conftest import (
+    TINY,
+    TINY_DQN,
+    compose_config,
+    read_scalars,
+    run_cli,
+    sigint_when_learning_at,
+)
 
 SPACE = gym.spaces.Box(-1, 1, (3,), np.float32)
 ACTIONS = gym.spaces.Discrete(2)
@@ -194,14 +199,7 @@ def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch):
     from rlexp.agents.dqn import DQNAgent
 
     cfgs = [compose_config([*BASE, f"seed={s}"]) for s in range(2)]
-    learn = DQNAgent.learn
-
-    def interrupt(self, batch, should_stop=None):
-        if self.env_steps == 1000:
-            os.kill(os.getpid(), signal.SIGINT)
-        return learn(self, batch, should_stop)
-
-    monkeypatch.setattr(DQNAgent, "learn", interrupt)
+    sigint_when_learning_at(monkeypatch, DQNAgent, 1000)
     with StopSignals() as stop:
         dirs = train_runs(tmp_path, "pop", cfgs, stop)
     monkeypatch.undo()
