@@ -28,6 +28,7 @@ from rlexp.config import (
     config_from_dict,
     optimizer_class,
 )
+from rlexp.members import eager_optimizer_class
 
 
 def resolve_device(cfg: DeviceConfig) -> torch.device:
@@ -132,7 +133,7 @@ def build_optimizer(cfg: OptimizerConfig) -> partial:
     validated, so no command-line override can make this call anything else.
     """
     kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "_target_", "_partial_")}
-    factory = partial(optimizer_class(cfg._target_), **kwargs)
+    factory = partial(eager_optimizer_class(optimizer_class(cfg._target_)), **kwargs)
     try:  # bad keyword arguments fail here, not later (a probe that draws no random numbers)
         factory([torch.zeros(1, requires_grad=True)])
     except Exception as e:

@@ -11,6 +11,8 @@ each member's part reads and writes as the state dict a single run's optimizer w
 from __future__ import annotations
 
 import copy
+import functools
+import inspect
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -20,6 +22,31 @@ from torch import nn
 from rlexp.nets import MemberNetworks
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+
+#: The torch.optim methods torch wraps for torch.compile (see :func:`eager_optimizer_class`).
+_COMPILE_WRAPPED = ("add_param_group", "zero_grad", "state_dict", "load_state_dict")
+
+
+@functools.cache
+def eager_optimizer_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.Optimizer]:
+    """``cls`` with the wrappers torch puts on its methods for torch.compile taken off.
+
+    Those wrappers import ``torch._dynamo`` at their first call: about 1 s, a third of a short
+    run's start-up, paid by every run of a sweep. rlexp never compiles an optimizer, so its
+    optimizers call the methods themselves; the step runs without gradient tracking, as its
+    wrapper would run it (torch's step hooks and profiler labels stay). Where a torch version
+    wraps none of them, this is ``cls`` under another class, unchanged.
+    """
+    methods = {name: inspect.unwrap(getattr(cls, name)) for name in _COMPILE_WRAPPED}
+    step = inspect.unwrap(cls.step)
+
+    def no_grad_step(self, closure=None):
+        with torch.no_grad():
+            return step(self, closure)
+
+    methods["step"] = functools.wraps(step)(no_grad_step)
+    return type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__,
+                                       "__qualname__": cls.__qualname__})
 
 
 def member_weights(values: Sequence[float], params: Sequence[torch.Tensor]

@@ -98,8 +98,8 @@ def sb3_run(seed: int, eval_every: int, budget: int = BUDGET) -> dict:
 
 def startup_seconds(rounds: int) -> tuple[float, float, float]:
     """Median seconds, launch to exit, of a 1-step run (``total_steps=1 eval.episodes=1``), of
-    importing torch, gymnasium and hydra alone, and of that plus ``torch._dynamo`` (which
-    torch.optim imports when the first optimizer is made, rlexp's or anyone's), interleaved."""
+    importing torch, gymnasium and hydra alone, and of that plus ``torch._dynamo`` (what a
+    plain torch.optim optimizer imports at its first call, and rlexp's avoid), interleaved."""
     def timed(args: list[str]) -> float:
         start = time.perf_counter()
         subprocess.run([sys.executable, *args], cwd=REPO, check=True, capture_output=True)
@@ -290,8 +290,8 @@ def main() -> None:
     run, bare, dynamo = startup_seconds(args.startup_rounds)
     print(f"start-up, median of {args.startup_rounds}: a 1-step run (total_steps=1 "
           f"eval.episodes=1) takes {run:.2f}s, importing torch, gymnasium and hydra {bare:.2f}s: "
-          f"rlexp adds {run - bare:.2f}s (target <= 0.6), of which {dynamo - bare:.2f}s is "
-          f"torch._dynamo, imported by torch.optim's first optimizer", flush=True)
+          f"rlexp adds {run - bare:.2f}s (target <= 0.6); torch._dynamo, which a plain "
+          f"torch.optim optimizer would import, would add {dynamo - bare:.2f}s", flush=True)
 
     # Interleaved rounds, medians: one 20k-step measurement varies by a few percent.
     rounds = [(rlexp_train_sps(args.overhead_steps),

@@ -1,10 +1,12 @@
 """`python -m rlexp.train` as a user runs it: a real run, and bad input refused in one line."""
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from tests.conftest import REPO, TINY, options, read_scalars, run_cli
+from tests.conftest import REPO, TINY, TINY_DQN, options, read_scalars, run_cli
 
 # A few bad command lines through a real interpreter; tests/test_faults.py checks many more
 # through the same main() in-process.
@@ -61,6 +63,37 @@ def test_a_job_of_several_seeds_is_named_after_all_of_them(tmp_path):
     assert result.returncode == 0, result.stderr
     (job,) = (tmp_path / "outputs/runs").glob("*/*_qnet-toy_seeds13-14")
     assert sorted(p.name for p in job.glob("seed*")) == ["seed13", "seed14"]
+
+
+def test_a_run_and_every_optimizer_never_import_torch_dynamo(tmp_path):
+    # torch.optim's methods import torch._dynamo (about 1 s) at their first call unless rlexp
+    # takes torch.compile's wrappers off (rlexp.members.eager_optimizer_class); every run of a
+    # sweep would pay it. A fresh interpreter: this one may have imported it already.
+    args = ["agent=dqn", "env=cartpole", *TINY, *TINY_DQN, f"hydra.run.dir={tmp_path / 'run'}"]
+    script = f"""
+import runpy, sys
+import torch
+sys.argv = ["rlexp.train", *{args!r}]
+try:
+    runpy.run_module("rlexp.train", run_name="__main__")
+except SystemExit as e:
+    assert not e.code, e.code
+from rlexp.build import build_optimizer
+from rlexp.config import OPTIMIZERS
+for schema in OPTIMIZERS.values():
+    param = torch.zeros(3, requires_grad=True)
+    opt = build_optimizer(schema())([param])
+    param.sum().backward()
+    opt.step()
+    opt.load_state_dict(opt.state_dict())
+    opt.zero_grad()
+print("torch._dynamo" in sys.modules)
+"""
+    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (tmp_path / "run" / "checkpoints").is_dir()
+    assert result.stdout.splitlines()[-1] == "False"
 
 
 def test_run_dir_can_be_chosen_with_hydra_run_dir(tmp_path):

@@ -24,7 +24,7 @@ from rlexp import report, train
 from rlexp.agents import AGENTS, Member, Transition
 from rlexp.build import build_optimizer
 from rlexp.checkpoint import load_training_state
-from rlexp.config import OPTIMIZERS, ConfigError, check_population
+from rlexp.config import OPTIMIZERS, ConfigError, check_population, optimizer_class
 from rlexp.members import MemberOptimizer
 from rlexp.metrics import read_metrics
 from rlexp.nets import member_networks
@@ -149,6 +149,32 @@ def test_each_member_steps_with_its_own_learning_rate(optimizer):
                                        atol=1e-7)
         assert together.member_state_dict(i, [1.0, 0.5, 1.0])["param_groups"][0]["lr"] == \
             pytest.approx(alone[i].param_groups[0]["lr"])
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_rlexps_optimizers_step_and_save_as_torchs_do(optimizer):
+    # eager_optimizer_class takes torch.compile's wrappers off; nothing else may change.
+    cfg = compose_config([*BASE, f"optimizer={optimizer}"]).optimizer
+    kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "_target_", "_partial_")}
+    torch.manual_seed(0)
+    nets = [nn.Linear(4, 3) for _ in range(2)]
+    nets[1].load_state_dict(nets[0].state_dict())
+    ours = build_optimizer(cfg)(nets[0].parameters())
+    torchs = optimizer_class(cfg._target_)(nets[1].parameters(), **kwargs)
+    assert type(ours) is not type(torchs) and isinstance(ours, type(torchs))
+    x = torch.randn(8, 4)
+    for _ in range(3):
+        for net, opt in zip(nets, (ours, torchs), strict=True):
+            opt.zero_grad()
+            (net(x) ** 2).mean().backward()
+            opt.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b) and a.grad is not None
+    saved = ours.state_dict()
+    assert str(saved) == str(torchs.state_dict())
+    ours.load_state_dict(torchs.state_dict())
+    torchs.load_state_dict(saved)
+    assert str(ours.state_dict()) == str(saved)
 
 
 def test_members_with_their_own_learning_rates_are_their_runs_alone(tmp_path):
