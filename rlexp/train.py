@@ -35,7 +35,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
-from rlexp import build, checkpoint, rundir
+from rlexp import build, checkpoint, rundir, workers
 from rlexp.checkpoint import CheckpointError
 from rlexp.config import (
     CONFIG_DIR,
@@ -277,7 +277,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None
         with StopSignals() as stop:
             if job.todo:
-                job.results.update(_run_recorded([c for c, _ in job.todo],
+                job.results.update(run_recorded([c for c, _ in job.todo],
                                                  [d for _, d in job.todo], stop, job.sweeping))
     except INPUT_ERRORS as e:  # outside a sweep: found as training began (e.g. a checkpoint)
         rundir.discard_if_unused(job.dir)
@@ -335,9 +335,9 @@ def open_job(cfg: DictConfig) -> Job | None:
             else:
                 job.todo.append((run_cfg, run_dir))
         return job
-    except INPUT_ERRORS as e:  # refused before training; in a sweep, _run_recorded saw it
+    except INPUT_ERRORS as e:  # refused before training; in a sweep, run_recorded saw it
         if sweeping:  # the job's directory stays, saying why it failed
-            _record_failure(job_dir, describe_error(e), cfg.get("seed"))
+            record_failure(job_dir, describe_error(e), cfg.get("seed"))
             log.error("run failed: %s", describe_error(e))
             return None
         rundir.discard_if_unused(job_dir)
@@ -370,22 +370,45 @@ def end_job(job: Job | None, stop: StopSignals | None) -> float | None:
     return None
 
 
-def train_jobs(jobs: list[Job | None]) -> list[float | None]:
+def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None = None
+               ) -> list[float | None]:
     """Train the runs of a sweep's jobs, opened with :func:`open_job`, as populations (those
-    that can train as one, :func:`rlexp.config.population_key`, one after another), then end
-    each job (:func:`end_job`); returns the jobs' results, in order."""
+    that can train as one, :func:`rlexp.config.population_key`), then end each job
+    (:func:`end_job`); returns the jobs' results, in order.
+
+    ``processes``: each population is split into this many parts (-1: one per core on a CPU;
+    :func:`rlexp.workers.processes_for`), each trained in a worker process of its own, that
+    many at once; with 1, in this process, one after another. The log lines of each go to its
+    jobs' ``train.log`` too, and all of them to ``log_file``.
+    """
     groups: dict[str, list[tuple[Config, Path]]] = {}
+    job_logs: dict[Path, Path] = {}  # each run's job's train.log
     for job in jobs:
         for run_cfg, run_dir in job.todo if job else ():
             key = json.dumps(population_key(run_cfg), sort_keys=True, default=str)
             groups.setdefault(key, []).append((run_cfg, run_dir))
+            job_logs[run_dir] = job.dir / rundir.TRAIN_LOG
+    parts: list[workers.Part] = []
+    at_once = 1
+    for group in groups.values():
+        count = workers.processes_for(group[0][0], processes)
+        at_once = max(at_once, count)
+        for part in workers.split(group, count):
+            dirs = [d for _, d in part]
+            parts.append(workers.Part([c for c, _ in part], dirs,
+                                      list(dict.fromkeys(job_logs[d] for d in dirs))))
+    at_once = min(at_once, len(parts))
     results: dict[Path, RunMetrics] = {}
-    with StopSignals() as stop:
-        for group in groups.values():
-            if stop.received is not None:
-                break
-            results.update(_run_recorded([c for c, _ in group], [d for _, d in group], stop,
-                                         sweeping=True))
+    with StopSignals() as stop, workers.logging_to([log_file] if log_file else []):
+        if at_once > 1:
+            results = workers.train_parts(parts, at_once, stop, log_file)
+        else:
+            for part in parts:
+                if stop.received is not None:
+                    break
+                with workers.logging_to(part.logs):
+                    results.update(run_recorded(part.cfgs, part.run_dirs, stop,
+                                                sweeping=True))
     values = []
     for job in jobs:
         if job is not None:
@@ -412,7 +435,7 @@ def _prepare(cfg: Config, run_dir: Path) -> Config | None:
     return dataclasses.replace(cfg, resume=None)
 
 
-def _run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sweeping: bool
+def run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sweeping: bool
                   ) -> dict[Path, RunMetrics]:
     """:func:`run_population`, with an exception recorded as the failure of the runs it cut
     short (metrics.json and train.log). Outside a sweep, input errors propagate, to be reported
@@ -441,7 +464,7 @@ def _run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, s
             log.exception("run failed: %s", message)  # the traceback, into train.log too
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
             if run_dir not in finished:
-                _record_failure(run_dir, message, cfg.seed)
+                record_failure(run_dir, message, cfg.seed)
                 finished[run_dir] = RunMetrics(status="failed", error=message, seed=cfg.seed)
     for metrics in finished.values():
         if metrics.status not in ("completed", "failed"):
@@ -449,7 +472,7 @@ def _run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, s
     return finished
 
 
-def _record_failure(run_dir: Path, message: str, seed: int | None) -> None:
+def record_failure(run_dir: Path, message: str, seed: int | None) -> None:
     """metrics.json with status failed (kept beside the traceback in train.log), unless the run
     dir is gone or already records a completed run."""
     if not run_dir.is_dir() or rundir.status(run_dir) == "completed":

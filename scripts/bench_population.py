@@ -42,9 +42,9 @@ def sweep(steps: int, device: str) -> dict[str, float]:
     common = ["-m", "agent=dqn", "env=cartpole", f"device={device}", f"total_steps={steps}",
               "seed=range(0,4)", f"optimizer.lr={LRS}"]
     cores = os.cpu_count() or 1
-    variants = {"population, 1 thread": ["hydra/launcher=population"],
-                f"population, {cores} threads": ["hydra/launcher=population",
-                                                 f"device.threads={cores}"]}
+    variants = {"population, 1 process": ["hydra/launcher=population",
+                                          "hydra.launcher.processes=1"],
+                f"population, {cores} processes": ["hydra/launcher=population"]}
     if device == "cpu":
         variants[f"parallel (joblib, {cores} jobs)"] = ["hydra/launcher=parallel"]
     times = {}

@@ -20,7 +20,7 @@ import yaml
 from torch import nn
 
 import rlexp
-from rlexp import report, train
+from rlexp import report, train, workers
 from rlexp.agents import AGENTS, Member, Transition
 from rlexp.build import build_optimizer
 from rlexp.checkpoint import load_training_state
@@ -30,6 +30,7 @@ from rlexp.metrics import read_metrics
 from rlexp.nets import member_networks
 from rlexp.stop import StopSignals
 from tests.conftest import (
+    REPO,
     TINY,
     TINY_DQN,
     compose_config,
@@ -275,28 +276,90 @@ def job_dirs(sweep: Path) -> dict[str, Path]:
 
 
 def test_a_population_sweep_writes_the_runs_a_sweep_of_single_runs_writes(tmp_path):
+    # In this process, and split over two worker processes (two populations of two): a
+    # member's curves are its run's alone either way.
     grid = ["seed=0,1", "optimizer.lr=1e-3,4e-3"]
+    launchers = {"basic": ["hydra/launcher=basic"],
+                 "one": ["hydra/launcher=population", "hydra.launcher.processes=1"],
+                 "two": ["hydra/launcher=population", "hydra.launcher.processes=2"]}
     runs = {}
-    for launcher in ("basic", "population"):
-        out = run_cli(["-m", f"hydra/launcher={launcher}", *grid, *LAUNCH,
-                       f"hydra.sweep.dir={launcher}"], cwd=tmp_path)
+    for name, launcher in launchers.items():
+        out = run_cli(["-m", *launcher, *grid, *LAUNCH, f"hydra.sweep.dir={name}"],
+                      cwd=tmp_path)
         assert out.returncode == 0, out.stderr[-3000:]
-        runs[launcher] = job_dirs(tmp_path / launcher)
-    assert sorted(runs["basic"]) == sorted(runs["population"]) and len(runs["basic"]) == 4
-    for name, alone in runs["basic"].items():
-        member = runs["population"][name]
-        assert read_metrics(member)["population"] == 4 and read_metrics(alone)["population"] == 1
-        assert curves(member) == curves(alone), name
-        assert (member / ".hydra" / "overrides.yaml").read_text() == \
-            (alone / ".hydra" / "overrides.yaml").read_text()
-    sweep = tmp_path / "population"
-    assert "training 4 runs as one population" in (sweep / "population.log").read_text()
-    assert (sweep / "summary.md").read_text().count("| optimizer.lr=") == 2
+        runs[name] = job_dirs(tmp_path / name)
+    assert len(runs["basic"]) == 4
+    for name, size in (("one", 4), ("two", 2)):
+        assert sorted(runs[name]) == sorted(runs["basic"])
+        for job, alone in runs["basic"].items():
+            member = runs[name][job]
+            assert read_metrics(member)["population"] == size
+            assert read_metrics(alone)["population"] == 1
+            assert curves(member) == curves(alone), (name, job)
+            assert (member / ".hydra" / "overrides.yaml").read_text() == \
+                (alone / ".hydra" / "overrides.yaml").read_text()
+            # Its train.log has its setup and its population's training lines, its own too.
+            seed = read_metrics(member)["seed"]
+            log = (member / "train.log").read_text()
+            assert f"training {size} runs as one population" in log
+            assert f"done dqn-cartpole seed {seed} " in log and str(member) in log
+        log = (tmp_path / name / "population.log").read_text()
+        assert log.count(f"training {size} runs as one population") == 4 // size
+        assert (tmp_path / name / "summary.md").read_text().count("| optimizer.lr=") == 2
+
+
+def test_populations_split_into_parts_of_near_equal_size_one_per_process():
+    assert [len(p) for p in workers.split(list(range(7)), 3)] == [3, 2, 2]
+    assert workers.split([1, 2, 3, 4], 2) == [[1, 2], [3, 4]]  # in order: jobs stay together
+    assert workers.split([1, 2], 8) == [[1], [2]]
+    cpu, cuda = (compose_config([*BASE, f"device={d}"]) for d in ("cpu", "cuda"))
+    assert workers.processes_for(cpu, -1) == workers.cores() and workers.processes_for(cpu, 3) == 3
+    assert workers.processes_for(cuda, -1) == 1  # one process keeps a GPU busy
+
+
+FAULTY = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "device=cpu",
+          "seed=0,1,2,3", "eval.episodes=2", "hydra/launcher=population",
+          "hydra.launcher.processes=2"]  # two workers: seeds 0 and 1, seeds 2 and 3
+
+
+def test_a_worker_process_that_dies_leaves_its_runs_failed_and_the_others_complete(tmp_path):
+    out = run_cli(["-m", *FAULTY, "+env.kwargs.how=exit", "+env.kwargs.crash_after=50",
+                   "total_steps=2000", "eval.every_steps=0", "hydra.sweep.dir=sweep"],
+                  cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
+    assert out.returncode == 1, out.stderr[-3000:]
+    metrics = {int(name.split("seed=")[1].split(",")[0]): read_metrics(run)
+               for name, run in job_dirs(tmp_path / "sweep").items()}
+    for seed in (0, 1):  # seed 1's env ended the process training both
+        assert metrics[seed]["status"] == "failed"
+        assert metrics[seed]["error"] == "the worker process training it ended with exit code 9"
+    for seed in (2, 3):
+        assert metrics[seed]["status"] == "completed" and metrics[seed]["env_steps"] == 2000
+
+
+def test_a_stop_signal_reaches_every_worker_and_the_sweep_resumes(tmp_path):
+    # Seed 1's env sends SIGINT to the launcher's process after 3,000 steps: it hands the
+    # signal on to both workers, which checkpoint their runs.
+    args = ["-m", *FAULTY, "+env.kwargs.how=interrupt_parent", "+env.kwargs.crash_after=3000",
+            "total_steps=20000", "eval.every_steps=5000", "hydra.sweep.dir=sweep"]
+    out = run_cli(args, cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
+    assert out.returncode == 130, out.stderr[-3000:]
+    assert "resume=true" in out.stdout + out.stderr
+    for name, run in job_dirs(tmp_path / "sweep").items():
+        metrics = read_metrics(run)
+        assert metrics["status"] == "interrupted", name
+        assert 0 < metrics["env_steps"] < 20000 and (run / "checkpoints/last.pt").is_file()
+    again = run_cli([*args, "resume=true"], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
+    assert again.returncode == 0, again.stderr[-3000:]
+    for name, run in job_dirs(tmp_path / "sweep").items():
+        metrics = read_metrics(run)
+        assert metrics["status"] == "completed" and metrics["env_steps"] == 20000, name
+        steps = [step for step, _ in read_scalars(run)["eval/return_mean"]]
+        assert steps == list(range(0, 20001, 5000)), name  # one curve, from start to end
 
 
 def test_jobs_that_cannot_train_together_form_populations_of_their_own(tmp_path):
-    out = run_cli(["-m", "hydra/launcher=population", "seed=0,1", "agent.double_q=true,false",
-                   *LAUNCH, "hydra.sweep.dir=sweep"], cwd=tmp_path)
+    out = run_cli(["-m", "hydra/launcher=population", "hydra.launcher.processes=1", "seed=0,1",
+                   "agent.double_q=true,false", *LAUNCH, "hydra.sweep.dir=sweep"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     runs = job_dirs(tmp_path / "sweep")
     assert len(runs) == 4
@@ -307,7 +370,7 @@ def test_jobs_that_cannot_train_together_form_populations_of_their_own(tmp_path)
 
 def test_optuna_drives_the_population_launcher(tmp_path):
     out = run_cli(["hparams_search=dqn_cartpole", "hydra/launcher=population",
-                   "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "seeds=2",
+                   "hydra.launcher.processes=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "seeds=2",
                    *LAUNCH, "eval.every_steps=0", "hydra.sweep.dir=study"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     sweep = tmp_path / "study"

@@ -146,7 +146,7 @@ def test_a_failed_run_can_be_resumed_from_its_last_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(DQNAgent, "learn", crash)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (failed,) = train._run_recorded([compose_config(DQN)], [run_dir], StopSignals(),
+    (failed,) = train.run_recorded([compose_config(DQN)], [run_dir], StopSignals(),
                                     sweeping=True).values()
     monkeypatch.undo()
     assert failed.status == "failed" and read_metrics(run_dir)["status"] == "failed"

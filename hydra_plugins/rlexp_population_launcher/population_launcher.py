@@ -1,12 +1,15 @@
-"""``hydra/launcher=population``: a multirun's jobs trained as populations, in this process.
+"""``hydra/launcher=population``: a multirun's jobs trained as populations.
 
 Hydra finds launchers in the ``hydra_plugins`` package. Each job is set up as Hydra's basic
 launcher sets it up (its directory, ``.hydra/`` record and ``train.log``), then every job's runs
 that can train together (:func:`rlexp.config.population_key`: they differ only in seeds and
 per-member settings such as the learning rate) train as one population
-(:func:`rlexp.train.train_jobs`); populations that cannot be joined train one after another.
+(:func:`rlexp.train.train_jobs`), split over ``hydra.launcher.processes`` worker processes (one
+per core by default on a CPU: :mod:`rlexp.workers`); populations that cannot be joined train
+one after another.
 Each job returns what it would return launched alone, so sweepers (Optuna) drive it unchanged.
-The training log of a sweep's populations is ``population.log`` in the sweep directory.
+Each job's ``train.log`` gets its population's training lines, and the sweep's
+``population.log`` all of them.
 """
 
 import logging
@@ -30,6 +33,11 @@ POPULATION_LOG = "population.log"
 class PopulationLauncherConf:
     _target_: str = (
         "hydra_plugins.rlexp_population_launcher.population_launcher.PopulationLauncher")
+    #: Processes training at once: each population is split into this many parts, each
+    #: trained in a worker process (a part is still one population). -1: one per core on a
+    #: CPU, one on a GPU (env RLEXP_JOBS sets it, as for hydra/launcher=parallel); 1: every
+    #: population in this process, one after another.
+    processes: int = "${oc.decode:${oc.env:RLEXP_JOBS,-1}}"  # type: ignore[assignment]
 
 
 ConfigStore.instance().store(group="hydra/launcher", name="population",
@@ -37,8 +45,9 @@ ConfigStore.instance().store(group="hydra/launcher", name="population",
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self) -> None:
+    def __init__(self, processes: int = -1) -> None:
         super().__init__()
+        self.processes = processes
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
 
@@ -69,15 +78,9 @@ class PopulationLauncher(Launcher):
                                    job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         opened = [r.return_value if r.status == JobStatus.COMPLETED else None for r in returns]
-        handler = logging.FileHandler(sweep_dir / POPULATION_LOG)
-        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - "
-                                               "%(message)s"))
-        logging.getLogger().addHandler(handler)
         try:
-            values = train.train_jobs(opened)
+            values = train.train_jobs(opened, self.processes, sweep_dir / POPULATION_LOG)
         finally:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
             for r in returns:
                 rundir.unlock(Path(r.hydra_cfg.hydra.runtime.output_dir))
         for r, value in zip(returns, values, strict=True):

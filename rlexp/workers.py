@@ -1,0 +1,209 @@
+"""A sweep's populations trained in worker processes, several at once (one per core on a CPU).
+
+A population's gradient steps are arithmetic-bound on a CPU, so one process trains it on one
+core. ``hydra/launcher=population`` therefore splits each population into as many parts as it
+may run processes (:func:`split`) and trains each part in a worker process of its own
+(:func:`train_parts`). A member is the same, bit for bit, in a population of any size, so a
+split changes no run's curves; each run still writes its own directory.
+
+Stop signals: the parent records the first one and hands each one it receives to its workers
+(a terminal's Ctrl-C reaches them directly too; they count a repeat within
+:data:`rlexp.stop.REPEAT_AFTER_S` once), so every worker checkpoints its runs; a second signal
+stops them at once. Parts not started by then are not started. A worker that dies without
+reporting (killed, out of memory) leaves its runs recorded as failed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import multiprocessing.process
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from rlexp.config import Config
+from rlexp.metrics import RunMetrics
+from rlexp.stop import StopNow, StopSignals, exit_status
+
+log = logging.getLogger("rlexp")
+
+
+
+@dataclass
+class Part:
+    """Runs that train as one population, and the files their log lines go to besides the
+    console (their jobs' ``train.log``)."""
+
+    cfgs: list[Config]
+    run_dirs: list[Path]
+    logs: list[Path]
+
+#: Seconds between the parent's checks for stop signals to hand on while workers train.
+POLL_S = 0.2
+#: Seconds a worker has to end after a second stop signal before it is killed.
+KILL_AFTER_S = 60.0
+#: The console's log format (Hydra's), for the workers' lines.
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
+
+
+def cores() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def processes_for(cfg: Config, asked: int) -> int:
+    """How many processes a population of runs like ``cfg`` trains in: ``asked``, or with -1 one
+    per core on a CPU; one on a GPU, which a single process keeps busy."""
+    on_gpu = cfg.device.type == "cuda" or (cfg.device.type == "auto" and _cuda_available())
+    return 1 if on_gpu else (cores() if asked == -1 else asked)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def split(runs: Sequence, parts: int) -> list[list]:
+    """``runs`` in ``parts`` consecutive parts of sizes that differ by one at most (fewer parts
+    when there are fewer runs)."""
+    parts = max(min(parts, len(runs)), 1)
+    size, extra = divmod(len(runs), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (i < extra)
+        out.append(list(runs[start:end]))
+        start = end
+    return out
+
+
+def train_parts(parts: list[Part], processes: int, stop: StopSignals,
+                log_file: Path | None) -> dict[Path, RunMetrics]:
+    """Train each part as a population in a worker process, ``processes`` at a time, their log
+    lines also in ``log_file``; returns the metrics of every run that ended. Raises
+    :class:`StopNow` after a second stop signal, once every worker has ended."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch
+    pending = list(enumerate(parts))
+    running: dict[Connection, _Worker] = {}
+    results: dict[Path, RunMetrics] = {}
+    handed_on = None  # the stop signal the workers were given
+    hard_stop: StopNow | None = None
+    try:
+        while pending or running:
+            try:
+                while pending and len(running) < processes and stop.received is None:
+                    index, part = pending.pop(0)
+                    ours, theirs = context.Pipe(duplex=False)
+                    logs = [*part.logs, *([log_file] if log_file else [])]
+                    process = context.Process(target=_train_part, args=(part, theirs, logs),
+                                              name=f"rlexp-population-{index}")
+                    started = time.time()
+                    process.start()
+                    theirs.close()
+                    running[ours] = _Worker(process, part, started)
+                if not running:
+                    break
+                for conn in wait(list(running), timeout=POLL_S):
+                    results.update(_collect(conn, running.pop(conn), stopped=stop.received))
+                if stop.received is not None and handed_on != stop.received:
+                    handed_on = stop.received
+                    _hand_on(running, stop.received)
+            except StopNow as e:  # a second signal: the workers stop at once too
+                hard_stop = e
+                _hand_on(running, e.signum)
+    finally:
+        for worker in running.values():  # after an error here: wait, kill those that hang
+            worker.process.join(KILL_AFTER_S)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+    if hard_stop is not None:
+        raise hard_stop
+    return results
+
+
+@dataclass
+class _Worker:
+    process: multiprocessing.process.BaseProcess
+    part: Part
+    started: float  # time.time() at its start
+
+
+def _hand_on(running: dict[Connection, _Worker], signum: int) -> None:
+    for worker in running.values():
+        with contextlib.suppress(ProcessLookupError):  # it has just ended
+            os.kill(worker.process.pid, signum)
+
+
+def _collect(conn: Connection, worker: _Worker, stopped: int | None) -> dict[Path, RunMetrics]:
+    """The metrics of a worker's runs: as it reported them; else (a second stop signal ended
+    it, or it died) as its runs wrote them, and a run that wrote nothing failed unless a stop
+    signal ended the worker before the run started."""
+    try:
+        finished = conn.recv()
+    except EOFError:
+        finished = None
+    conn.close()
+    worker.process.join()
+    if finished is not None:
+        return finished
+    from rlexp import rundir
+    from rlexp.metrics import read_run_metrics
+    from rlexp.train import record_failure
+
+    ended: dict[Path, RunMetrics] = {}
+    message = f"the worker process training it ended with exit code {worker.process.exitcode}"
+    for cfg, run_dir in zip(worker.part.cfgs, worker.part.run_dirs, strict=True):
+        metrics = Path(run_dir) / rundir.METRICS
+        if metrics.is_file() and metrics.stat().st_mtime >= worker.started:  # its own end
+            ended[run_dir] = read_run_metrics(run_dir)
+        elif stopped is None:
+            log.error("run %s failed: %s", run_dir, message)
+            record_failure(run_dir, message, cfg.seed)
+            ended[run_dir] = RunMetrics(status="failed", error=message, seed=cfg.seed)
+    return ended
+
+
+def _train_part(part: Part, conn: Connection, logs: list[Path]) -> None:
+    """A worker process: train ``part`` as one population and report its runs' metrics."""
+    # Its own process group: a terminal's Ctrl-C reaches the parent only, which hands each
+    # signal on once (a signal delivered twice would count as asked twice).
+    os.setpgrp()
+    console = logging.StreamHandler()
+    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.getLogger().addHandler(console)
+    logging.getLogger().setLevel(logging.INFO)
+    from rlexp.train import run_recorded
+
+    with StopSignals() as stop, logging_to(logs):
+        try:
+            finished = run_recorded(part.cfgs, part.run_dirs, stop, sweeping=True)
+        except StopNow as e:  # the runs wrote how they ended; the parent reads that
+            log.error("%s", e)
+            sys.exit(exit_status(e.signum))
+    conn.send(finished)
+
+
+@contextlib.contextmanager
+def logging_to(files: Sequence[Path]) -> Iterator[None]:
+    """Log lines also into each of ``files`` (appended) while the block runs."""
+    handlers = [logging.FileHandler(path) for path in files]
+    root = logging.getLogger()
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        root.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            root.removeHandler(handler)
+            handler.close()
