@@ -3,8 +3,9 @@
 ``env=gym env.id=tests.faulty_env:Faulty-v0``: two states, a reward of 1 per step; when reset
 with one of ``crash_seeds`` it fails after ``crash_after`` steps (one failing run must not stop
 a sweep): it raises, or with ``how=exit`` ends its process at once (a process killed), or with
-``how=interrupt_parent`` sends SIGINT once to its parent process (a launcher stopped). ``tests.faulty_env:Endless-v0``: no time limit, and no episode ever ends (an
-evaluation must end all the same).
+``how=interrupt_parent`` sends SIGINT once to its parent process (a launcher stopped).
+``tests.faulty_env:Endless-v0``: no time limit, and no episode ever ends (an evaluation must
+end all the same).
 """
 
 import os

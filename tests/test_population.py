@@ -370,7 +370,8 @@ def test_jobs_that_cannot_train_together_form_populations_of_their_own(tmp_path)
 
 def test_optuna_drives_the_population_launcher(tmp_path):
     out = run_cli(["hparams_search=dqn_cartpole", "hydra/launcher=population",
-                   "hydra.launcher.processes=1", "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2", "seeds=2",
+                   "hydra.launcher.processes=1", "hydra.sweeper.n_trials=2",
+                   "hydra.sweeper.n_jobs=2", "seeds=2",
                    *LAUNCH, "eval.every_steps=0", "hydra.sweep.dir=study"], cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
     sweep = tmp_path / "study"
