@@ -178,19 +178,29 @@ def test_rlexps_optimizers_step_and_save_as_torchs_do(optimizer):
     assert str(ours.state_dict()) == str(saved)
 
 
-def test_members_with_their_own_learning_rates_are_their_runs_alone(tmp_path):
-    # A step is taken at rate 1 and scaled by the member's own rate, in a population of one
-    # too: no member's arithmetic depends on another's rate.
-    lrs = [1e-3, 3e-3, 6e-3]
-    cfgs = [compose_config([*BASE, f"seed={i}", f"optimizer.lr={lr}"])
-            for i, lr in enumerate(lrs)]
+OWN_SETTINGS = {
+    "learning rates": [["optimizer.lr=1e-3"], ["optimizer.lr=3e-3"], ["optimizer.lr=6e-3"]],
+    "target updates": [["agent.target_update_interval=10", "agent.tau=0.05"],
+                       ["agent.target_update_interval=40", "agent.tau=1.0"],
+                       ["agent.target_update_interval=25", "agent.tau=0.5"]],
+}
+
+
+@pytest.mark.parametrize("settings", OWN_SETTINGS.values(), ids=OWN_SETTINGS)
+def test_members_with_their_own_settings_are_their_runs_alone(tmp_path, settings):
+    # A step is taken at rate 1 and scaled by the member's own rate; a target not due is
+    # updated at rate 0: no member's arithmetic depends on another's settings.
+    cfgs = [compose_config([*BASE, f"seed={i}", *own]) for i, own in enumerate(settings)]
     together = train_runs(tmp_path, "three", cfgs)
     alone = [train_runs(tmp_path, f"alone{i}", [cfg])[0] for i, cfg in enumerate(cfgs)]
     for t, a in zip(together, alone, strict=True):
         assert curves(t) == curves(a)
-        for key, value in final_weights(a).items():
-            assert torch.equal(final_weights(t)[key], value), key
-    assert curves(together[0])["train/lr"] != curves(together[1])["train/lr"]
+        for net in ("q_net", "target_net"):
+            ours, theirs = (load_training_state(d / "checkpoints/final.pt")["agent"][net]
+                            for d in (t, a))
+            for key, value in theirs.items():
+                assert torch.equal(ours[key], value), (net, key)
+    assert curves(together[0]) != curves(together[1])
 
 
 def test_a_diverged_member_stops_and_the_others_go_on_as_alone(tmp_path):

@@ -83,8 +83,8 @@ class DQNConfig(QLearningConfig):
     )
 
     member_fields: ClassVar[tuple[str, ...]] = (
-        *QLearningConfig.member_fields, "buffer_size", "tau", "n_step", "priority_alpha",
-        "priority_beta", "priority_epsilon")
+        *QLearningConfig.member_fields, "buffer_size", "tau", "target_update_interval",
+        "n_step", "priority_alpha", "priority_beta", "priority_epsilon")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -178,8 +178,10 @@ class DQNAgent(QLearningAgent):
             metrics = {"loss": torch.stack(losses, dim=1).mean(dim=1),
                        "q_mean": torch.cat(qs, dim=1).mean(dim=1)}
             self.burst = []
-        if self.vector_steps % max(self.cfg.target_update_interval // self.num_envs, 1) == 0:
-            self._update_target()
+        due = [self.vector_steps % max(m.cfg.target_update_interval // self.num_envs, 1) == 0
+               for m in self.members]
+        if any(due):
+            self._update_target(due)
         return metrics
 
     @property
@@ -220,13 +222,18 @@ class DQNAgent(QLearningAgent):
         return td_loss(q, target, cfg.loss, b.weight), q, q.detach() - target
 
     @torch.no_grad()
-    def _update_target(self) -> None:
-        # One op for all parameters (per-tensor calls cost ~10 us each).
+    def _update_target(self, due: list[bool]) -> None:
+        """Update the target networks of the members whose update is ``due``: one op for all
+        parameters (per-tensor calls cost ~10 us each). A member not due has rate 0, which
+        leaves its target as it is, and a rate of 1 copies exactly, so a member's target is
+        its run's alone whatever the others' intervals."""
         targets, online = self._params
-        if self._tau == 1.0:
+        tau = self._tau if all(due) else member_weights(
+            [m.cfg.tau if d else 0.0 for m, d in zip(self.members, due, strict=True)], online)
+        if isinstance(tau, float) and tau == 1.0:
             torch._foreach_copy_(targets, online)
         else:
-            torch._foreach_lerp_(targets, online, self._tau)
+            torch._foreach_lerp_(targets, online, tau)
 
     def state_dict(self, i: int = 0):
         """Includes the replay buffer under ``"replay"`` (drop it to save space)."""
