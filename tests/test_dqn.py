@@ -79,8 +79,8 @@ def test_polyak_update_moves_tau_of_the_way():
             p.fill_(1.0)
         for p in agent.target_net.parameters():
             p.fill_(0.0)
-    agent._update_target()
-    agent._update_target()
+    agent._update_target([True])
+    agent._update_target([True])
     for p in agent.target_net.parameters():  # 0 -> 0.25 -> 0.25 + 0.25 * 0.75
         torch.testing.assert_close(p, torch.full_like(p, 0.4375))
 
