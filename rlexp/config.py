@@ -256,7 +256,8 @@ class SGDConfig(OptimizerConfig):
 class AdamConfig(OptimizerConfig):
     name: str = "adam"
     _target_: str = "torch.optim.Adam"
-    lr: float = 0.004
+    #: Tuned with the DQN defaults on CartPole-v1 (docs/tuning.md).
+    lr: float = 0.0035
     #: Decay rates of the first and second moment estimates.
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     #: Added to the denominator for numerical stability.

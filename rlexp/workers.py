@@ -33,6 +33,12 @@ from rlexp.stop import StopNow, StopSignals, exit_status
 
 log = logging.getLogger("rlexp")
 
+#: Seconds between the parent's checks for stop signals to hand on while workers train.
+POLL_S = 0.2
+#: Seconds a worker has to end after a second stop signal before it is killed.
+KILL_AFTER_S = 60.0
+#: The console's log format (Hydra's), for the workers' lines.
+LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 @dataclass
@@ -43,13 +49,6 @@ class Part:
     cfgs: list[Config]
     run_dirs: list[Path]
     logs: list[Path]
-
-#: Seconds between the parent's checks for stop signals to hand on while workers train.
-POLL_S = 0.2
-#: Seconds a worker has to end after a second stop signal before it is killed.
-KILL_AFTER_S = 60.0
-#: The console's log format (Hydra's), for the workers' lines.
-LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
 
 def cores() -> int:

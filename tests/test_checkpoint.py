@@ -12,6 +12,7 @@ import torch
 
 from rlexp import checkpoint, rundir
 from rlexp.checkpoint import CheckpointError, load_checkpoint, load_training_state
+from rlexp.config import AdamConfig
 from rlexp.metrics import read_metrics
 from rlexp.rundir import RunDirError
 from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_in_process
@@ -145,7 +146,8 @@ def test_resume_refuses_a_different_config_or_a_non_run(tmp_path):
     run_dir = tmp_path / "run"
     run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100"], run_dir)
     (run_dir / "metrics.json").unlink()  # as if it had been killed at the end
-    with pytest.raises(RunDirError, match=r"different config: optimizer.lr=0.004 \(now 0.5\)"):
+    with pytest.raises(RunDirError,
+                       match=rf"different config: optimizer.lr={AdamConfig.lr} \(now 0.5\)"):
         run_in_process(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100",
                         "optimizer.lr=0.5", f"resume={run_dir}"], run_dir)
     with pytest.raises(RunDirError, match="is not an unfinished rlexp run"):
@@ -165,7 +167,8 @@ def test_a_finished_run_resumed_with_a_larger_budget_trains_on_as_one_long_run(t
         run_in_process(args, run_dir)
     with pytest.raises(RunDirError, match=r"total_steps=N \(more than its 600\)"):
         run_in_process([*args, "total_steps=300", f"resume={run_dir}"], run_dir)
-    with pytest.raises(RunDirError, match=r"optimizer.lr=0.004 \(now 0.5\); .*only a larger"):
+    with pytest.raises(RunDirError,
+                       match=rf"optimizer.lr={AdamConfig.lr} \(now 0.5\); .*only a larger"):
         run_in_process([*args, "total_steps=1200", "optimizer.lr=0.5", f"resume={run_dir}"],
                        run_dir)
     longer = run_in_process([*args, "total_steps=1200", f"resume={run_dir}"], run_dir)

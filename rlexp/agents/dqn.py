@@ -37,8 +37,8 @@ from rlexp.replay import MemberReplay, ReplaySample, make_replay
 class DQNConfig(QLearningConfig):
     """DQN's fields. The defaults are tuned on CartPole-v1 for results that hold to the end of
     the budget and a fast first solve (docs/tuning.md): every 128 env steps, 16 gradient steps
-    on batches of 256 for a dueling 128-128 MLP with Adam (lr 4e-3, decaying to 0 over the run),
-    3-step Double DQN targets, Huber loss, unclipped, a Polyak-averaged target network, and
+    on batches of 256 for a dueling 128-128 MLP with Adam (lr 3.5e-3, decaying to 0 over the
+    run), 3-step Double DQN targets, Huber loss, unclipped, a Polyak-averaged target network, and
     epsilon 1 -> 0.01 over the first 16% of the run."""
 
     name: str = "dqn"
