@@ -36,7 +36,7 @@ def resolve_device(cfg: DeviceConfig) -> torch.device:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if cfg.type == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if uses_cuda(cfg) else "cpu")
     if cfg.type.startswith("cuda"):
         if not torch.cuda.is_available():
             raise ConfigError(
@@ -49,6 +49,11 @@ def resolve_device(cfg: DeviceConfig) -> torch.device:
                 f"device.type={cfg.type}: only {torch.cuda.device_count()} CUDA devices visible"
             )
     return torch.device(cfg.type)
+
+
+def uses_cuda(cfg: DeviceConfig) -> bool:
+    """Whether ``device.type`` names a CUDA device (``auto``: when one is available)."""
+    return cfg.type.startswith("cuda") or (cfg.type == "auto" and torch.cuda.is_available())
 
 
 def seed_everything(seed: int) -> None:

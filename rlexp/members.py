@@ -101,8 +101,9 @@ class MemberOptimizer:
             if self.max_grad_norms is not None:
                 self._clip()
             if not self.net.joins_populations:  # never in a population: at its rate, directly
+                (lr,) = self.lrs(scale)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = self.lrs(scale)[0]
+                    group["lr"] = lr
                 self.optimizer.step()
                 return
             torch._foreach_copy_(self._before, self.params)

@@ -56,7 +56,6 @@ class PackedTable:
     """
 
     def __init__(self, capacity: int, columns: tuple[Column, ...], device: torch.device):
-        self.columns = columns
         self.slices: dict[str, slice] = {}
         start = 0
         for column in columns:

@@ -6,11 +6,11 @@ may run processes (:func:`split`) and trains each part in a worker process of it
 (:func:`train_parts`). A member is the same, bit for bit, in a population of any size, so a
 split changes no run's curves; each run still writes its own directory.
 
-Stop signals: the parent records the first one and hands each one it receives to its workers
-(a terminal's Ctrl-C reaches them directly too; they count a repeat within
-:data:`rlexp.stop.REPEAT_AFTER_S` once), so every worker checkpoints its runs; a second signal
-stops them at once. Parts not started by then are not started. A worker that dies without
-reporting (killed, out of memory) leaves its runs recorded as failed.
+Stop signals: the workers run in process groups of their own, so a terminal's Ctrl-C reaches
+the parent only; the parent records each signal and hands it on to every worker once, so every
+worker checkpoints its runs; a second signal stops them at once. Parts not started by then are
+not started. A worker that dies without reporting (killed, out of memory) leaves its runs
+recorded as failed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from rlexp.build import uses_cuda
 from rlexp.config import Config
 from rlexp.metrics import RunMetrics
 from rlexp.stop import StopNow, StopSignals, exit_status
@@ -62,14 +63,7 @@ def cores() -> int:
 def processes_for(cfg: Config, asked: int) -> int:
     """How many processes a population of runs like ``cfg`` trains in: ``asked``, or with -1 one
     per core on a CPU; one on a GPU, which a single process keeps busy."""
-    on_gpu = cfg.device.type == "cuda" or (cfg.device.type == "auto" and _cuda_available())
-    return 1 if on_gpu else (cores() if asked == -1 else asked)
-
-
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
+    return 1 if uses_cuda(cfg.device) else (cores() if asked == -1 else asked)
 
 
 def split(runs: Sequence, parts: int) -> list[list]:

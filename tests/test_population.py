@@ -342,9 +342,10 @@ def test_populations_split_into_parts_of_near_equal_size_one_per_process():
     assert [len(p) for p in workers.split(list(range(7)), 3)] == [3, 2, 2]
     assert workers.split([1, 2, 3, 4], 2) == [[1, 2], [3, 4]]  # in order: jobs stay together
     assert workers.split([1, 2], 8) == [[1], [2]]
-    cpu, cuda = (compose_config([*BASE, f"device={d}"]) for d in ("cpu", "cuda"))
+    cpu, cuda, cuda1 = (compose_config([*BASE, *d]) for d in (
+        ["device=cpu"], ["device=cuda"], ["device=cuda", "device.type=cuda:1"]))
     assert workers.processes_for(cpu, -1) == workers.cores() and workers.processes_for(cpu, 3) == 3
-    assert workers.processes_for(cuda, -1) == 1  # one process keeps a GPU busy
+    assert workers.processes_for(cuda, -1) == workers.processes_for(cuda1, -1) == 1  # a GPU: one
 
 
 FAULTY = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "device=cpu",

@@ -45,7 +45,7 @@ ConfigStore.instance().store(group="hydra/launcher", name="population",
 
 
 class PopulationLauncher(Launcher):
-    def __init__(self, processes: int = -1) -> None:
+    def __init__(self, processes: int) -> None:
         super().__init__()
         self.processes = processes
         self.config: DictConfig | None = None
