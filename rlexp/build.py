@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import random
 from collections.abc import Sequence
 from functools import partial
@@ -35,6 +38,7 @@ def resolve_device(cfg: DeviceConfig) -> torch.device:
     """The torch device for ``device.type``; fails clearly when CUDA is asked for but absent."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     if cfg.type == "auto":
         return torch.device("cuda" if uses_cuda(cfg) else "cpu")
     if cfg.type.startswith("cuda"):
@@ -49,6 +53,32 @@ def resolve_device(cfg: DeviceConfig) -> torch.device:
                 f"device.type={cfg.type}: only {torch.cuda.device_count()} CUDA devices visible"
             )
     return torch.device(cfg.type)
+
+
+#: glibc's mallopt parameters (malloc.h) and the values rlexp sets.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+TRIM_THRESHOLD = 256 * 2**20
+MMAP_THRESHOLD = 32 * 2**20  # glibc's largest
+
+
+@functools.cache
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc keep the memory torch frees for its next tensors (returns whether it
+    could: glibc only).
+
+    A gradient step allocates and frees the same tensors every time. By default glibc hands
+    blocks over ~2 MB (a population's activations: 16 members x 256 x 128 floats) back to the
+    kernel when they are freed, so every step page-faults its memory in again: ~1,900 faults
+    and 20% of a 16-member step's time. Blocks up to 32 MB now come from the heap, and up to
+    256 MB of it is kept when free.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        mallopt = ctypes.CDLL(name).mallopt
+    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl without mallopt)
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
+        bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
 
 
 def uses_cuda(cfg: DeviceConfig) -> bool:

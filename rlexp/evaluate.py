@@ -22,6 +22,7 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector import SyncVectorEnv
 from omegaconf import MISSING, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
@@ -43,7 +44,7 @@ class Evaluation:
     truncated: np.ndarray
 
 
-def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seeds: Sequence[int],
+def evaluate(agent: Agent, envs: SyncVectorEnv, seeds: Sequence[int],
              should_stop: Callable[[], bool] | None = None, epsilon: float = 0.0
              ) -> list[Evaluation] | None:
     """Each member's evaluation: one episode per sub-env of ``envs`` (``episodes`` for each
@@ -67,11 +68,15 @@ def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seeds: Sequence[int],
     while running.any():
         greedy = agent.act(obs.reshape(members, episodes, *obs.shape[1:]), explore=False)
         actions = np.concatenate([e(a) for e, a in zip(explore, greedy, strict=True)])
-        obs, reward, terminated, truncated, _ = envs.step(actions)
-        returns += np.where(running, reward, 0.0)
-        cut |= running & truncated & ~terminated
-        # Sub-envs reset themselves when done; their later episodes are not counted.
-        running &= ~(terminated | truncated)
+        # Only the episodes still running are stepped (the vector env's own step would step
+        # and reset every sub-env: most of a population's evaluation time, as its members'
+        # episodes end at different steps). An ended episode's row keeps its last observation.
+        for k in np.flatnonzero(running):
+            obs[k], reward, terminated, truncated, _ = envs.envs[k].step(actions[k])
+            returns[k] += reward
+            if terminated or truncated:
+                running[k] = False
+                cut[k] = truncated and not terminated
         if should_stop is not None and should_stop():
             return None
     return [Evaluation(r, c) for r, c in zip(returns.reshape(members, episodes),

@@ -5,13 +5,14 @@ separate runs, and how a population's wall time grows with its size.
                                        [--sizes 1,4,16,64] [--device cpu]
 
 1. A 16-run CartPole sweep (4 learning rates x 4 seeds, DQN defaults, ``--steps`` env steps
-   each): wall time, launch to exit, with ``hydra/launcher=population`` (one process, torch on
-   one thread and on every core) over ``hydra/launcher=parallel`` (joblib, one job per core),
-   side by side on this machine.
+   each): wall time, launch to exit, with ``hydra/launcher=population`` (the populations in one
+   worker process, and split over one per core) over ``hydra/launcher=parallel`` (joblib, one
+   job per core), side by side on this machine.
 2. Scaling: one command ``seeds=N`` (a population of N) for each size, ``--scale-steps`` env
    steps: wall time and time per member, as a table and ``population_scaling.png``.
 3. The batched gradient step alone: time per member of one DQN gradient step (batch 256,
-   128-128 dueling MLP) for populations of 1, 4 and 16.
+   128-128 dueling MLP) for populations of 1, 4, 16 and 64, and the page faults per step (none
+   once the memory freed by a step is kept for the next: ``rlexp.build.keep_freed_memory``).
 
 With ``--device cuda`` the runs train on the GPU (the joblib comparison is skipped).
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -82,17 +84,17 @@ def scaling(sizes: list[int], steps: int, device: str, out: Path) -> list[tuple[
     return rows
 
 
-def gradient_step(device: str) -> list[tuple[int, float]]:
+def gradient_step(device: str) -> list[tuple[int, float, float]]:
     import numpy as np
     import torch
 
     from rlexp import build
     from rlexp.config import compose
 
-    torch.set_num_threads(1)
     rows = []
-    for size in (1, 4, 16):
+    for size in (1, 4, 16, 64):
         cfg = compose(["agent=dqn", "env=cartpole", f"device={device}"])
+        build.resolve_device(cfg.device)  # as a run sets the process up: one thread, malloc
         cfgs = [dataclasses.replace(cfg, seed=s) for s in range(size)]
         envs = build.make_vector_env(cfg.env, 1)
         agent = build.make_agent(cfgs, envs.single_observation_space,
@@ -105,13 +107,19 @@ def gradient_step(device: str) -> list[tuple[int, float]]:
                              np.zeros(shape, bool), np.zeros(shape, bool))
         for _ in range(20):
             agent._gradient_update()
-        start, n = time.perf_counter(), 200
+        faults, start, n = _page_faults(), time.perf_counter(), 200
         for _ in range(n):
             agent._gradient_update()
         if device.startswith("cuda"):
             torch.cuda.synchronize()
-        rows.append((size, (time.perf_counter() - start) / n / size * 1e3))
+        rows.append((size, (time.perf_counter() - start) / n / size * 1e3,
+                     (_page_faults() - faults) / n))
     return rows
+
+
+def _page_faults() -> int:
+    """This process's page faults so far (a step that reuses its memory adds none)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 def main() -> None:
@@ -125,8 +133,9 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     print("== the batched gradient step: ms per member (DQN defaults, batch 256) ==")
-    for size, ms in gradient_step(args.device):
-        print(f"  population of {size:>2}: {ms:.2f} ms per member")
+    for size, ms, faults in gradient_step(args.device):
+        print(f"  population of {size:>2}: {ms:.2f} ms per member, {faults:.0f} page faults "
+              "per step")
 
     print(f"\n== scaling: seeds=N, {args.scale_steps} env steps per member ==")
     rows = scaling([int(n) for n in args.sizes.split(",")], args.scale_steps, args.device,

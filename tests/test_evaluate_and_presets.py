@@ -4,6 +4,8 @@ import json
 import subprocess
 import sys
 
+import gymnasium as gym
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -148,3 +150,43 @@ def test_presets_are_listed_in_the_readme():
     readme = (REPO / "README.md").read_text()
     for name in PRESETS:
         assert f"experiment={name}" in readme
+
+
+class _Lean:
+    """A fixed policy for CartPole: push the way the pole leans (episodes of varied lengths)."""
+
+    def act(self, obs, explore=True):
+        return (obs[..., 2] > 0).astype(np.int64)
+
+
+class _CountSteps(gym.Wrapper):
+    def __init__(self, env):
+        super().__init__(env)
+        self.steps = 0
+
+    def step(self, action):
+        self.steps += 1
+        return super().step(action)
+
+
+def test_an_evaluation_steps_each_episode_to_its_end_and_no_further():
+    from rlexp.build import make_env, make_vector_env
+    from rlexp.config import EnvConfig
+    from rlexp.evaluate import evaluate
+
+    cfg = EnvConfig(id="CartPole-v1")
+    envs = make_vector_env(cfg, 6)
+    envs.envs = [_CountSteps(env) for env in envs.envs]
+    results = evaluate(_Lean(), envs, [10, 20])  # two members, three episodes each
+    returns = np.concatenate([r.returns for r in results])
+    assert len(set(returns)) > 1  # episodes of different lengths: the short ones wait
+    assert [env.steps for env in envs.envs] == returns.tolist()  # CartPole pays 1 per step
+    # Each episode is the one the policy plays alone from its seed.
+    for k, seed in enumerate([10, 11, 12, 20, 21, 22]):
+        env = make_env(cfg)
+        obs, _ = env.reset(seed=seed)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, _ = env.step(int(obs[2] > 0))
+            total, done = total + reward, terminated or truncated
+        assert returns[k] == total

@@ -76,17 +76,14 @@ class C51Agent(DQNAgent):
         return (self._logits(outputs).softmax(dim=3) * self.support).sum(dim=3)
 
     def _loss(self, b: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        cfg, n = self.cfg, b.action.shape[1]
-        if cfg.double_q:  # one online forward over [obs; next_obs]
-            both = self._logits(self.q_net(torch.cat([b.obs, b.next_obs], dim=1)))
-            logits = both[:, :n]
-            next_q = (both[:, n:].detach().softmax(dim=3) * self.support).sum(dim=3)
-        else:
-            logits = self._logits(self.q_net(b.obs))
+        logits = self._logits(self.q_net(b.obs))
         with torch.no_grad():
             next_probs = self._logits(self.target_net(b.next_obs)).softmax(dim=3)
-            if not cfg.double_q:
-                next_q = (next_probs * self.support).sum(dim=3)
+            # Double DQN: the online net picks the next action (in a forward of its own, so
+            # that backward runs over the batch with gradients only).
+            picking = self._logits(self.q_net(b.next_obs)).softmax(dim=3) \
+                if self.cfg.double_q else next_probs
+            next_q = (picking * self.support).sum(dim=3)
             greedy = _of_action(next_probs, next_q.argmax(dim=2))
             target = project(greedy.flatten(0, 1), b.reward.flatten(), b.discount.flatten(),
                              self.support).view_as(greedy)

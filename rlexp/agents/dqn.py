@@ -207,11 +207,11 @@ class DQNAgent(QLearningAgent):
         priority's base), ``[members, batch]``."""
         cfg = self.cfg
         if cfg.double_q:
-            # One online forward over [obs; next_obs] gives both Q(s, .) and the argmax at s'.
-            q_both = self.q_net(torch.cat([b.obs, b.next_obs], dim=1))
-            q_all = q_both[:, : cfg.batch_size]
-            next_action = q_both[:, cfg.batch_size:].detach().argmax(dim=2, keepdim=True)
+            # Two online forwards, not one over [obs; next_obs]: backward then runs over the
+            # batch that has gradients only (a third less arithmetic per step).
+            q_all = self.q_net(b.obs)
             with torch.no_grad():
+                next_action = self.q_net(b.next_obs).argmax(dim=2, keepdim=True)
                 next_q = self.target_net(b.next_obs).gather(2, next_action).squeeze(2)
         else:
             q_all = self.q_net(b.obs)
