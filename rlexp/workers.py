@@ -8,9 +8,10 @@ split changes no run's curves; each run still writes its own directory.
 
 Stop signals: the workers run in process groups of their own, so a terminal's Ctrl-C reaches
 the parent only; the parent records each signal and hands it on to every worker once, so every
-worker checkpoints its runs; a second signal stops them at once. Parts not started by then are
-not started. A worker that dies without reporting (killed, out of memory) leaves its runs
-recorded as failed.
+worker checkpoints its runs; a second signal stops them at once. A worker starts with the stop
+signals blocked until its handlers are set, so a signal while it starts is held, not lost and
+not a traceback. Parts not started by then are not started. A worker that dies without
+reporting (killed, out of memory) leaves its runs recorded as failed.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
+import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
@@ -38,6 +41,8 @@ log = logging.getLogger("rlexp")
 POLL_S = 0.2
 #: Seconds a worker has to end after a second stop signal before it is killed.
 KILL_AFTER_S = 60.0
+#: The signals a worker stops on (:class:`rlexp.stop.StopSignals`), blocked while it starts.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: The console's log format (Hydra's), for the workers' lines.
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
@@ -100,7 +105,8 @@ def train_parts(parts: list[Part], processes: int, stop: StopSignals,
                     process = context.Process(target=_train_part, args=(part, theirs, logs),
                                               name=f"rlexp-population-{index}")
                     started = time.time()
-                    process.start()
+                    with _stop_signals_blocked():  # until the worker has its handlers
+                        process.start()
                     theirs.close()
                     running[ours] = _Worker(process, part, started)
                 if not running:
@@ -122,6 +128,21 @@ def train_parts(parts: list[Part], processes: int, stop: StopSignals,
     if hard_stop is not None:
         raise hard_stop
     return results
+
+
+@contextlib.contextmanager
+def _stop_signals_blocked() -> Iterator[None]:
+    """Stop signals held back in this process while the block runs; a process started in it
+    starts with them blocked (the mask survives fork and exec), so a Ctrl-C while it imports
+    (~2 s, before it has a process group and handlers of its own) waits for its handlers
+    instead of ending it with a KeyboardInterrupt traceback."""
+    # Started first: starting multiprocessing's resource tracker unblocks these signals.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass
@@ -178,6 +199,10 @@ def _train_part(part: Part, conn: Connection, logs: list[Path]) -> None:
     from rlexp.train import run_recorded
 
     with StopSignals() as stop, logging_to(logs):
+        # A stop signal that came while it started (it started with them blocked) is now a
+        # stop request like any other; the terminal's and the parent's copy of one Ctrl-C are
+        # one signal while pending.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             finished = run_recorded(part.cfgs, part.run_dirs, stop, sweeping=True)
         except StopNow as e:  # the runs wrote how they ended; the parent reads that

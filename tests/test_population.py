@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 from functools import partial
 from pathlib import Path
 
@@ -386,6 +391,50 @@ def test_a_stop_signal_reaches_every_worker_and_the_sweep_resumes(tmp_path):
         assert metrics["status"] == "completed" and metrics["env_steps"] == 20000, name
         steps = [step for step, _ in read_scalars(run)["eval/return_mean"]]
         assert steps == list(range(0, 20001, 5000)), name  # one curve, from start to end
+
+
+def _importing_workers_of(pid: int) -> list[int]:
+    """The spawned worker processes of ``pid`` whose Python is up (it catches SIGINT: Python's
+    own handler) and importing (Linux's /proc)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            spawned = b"multiprocessing" in (proc / "cmdline").read_bytes()
+            caught = next(int(line.split()[1], 16) for line in
+                          (proc / "status").read_text().splitlines() if line.startswith("SigCgt"))
+        except (OSError, StopIteration):  # it has just ended
+            continue
+        if parent == pid and spawned and caught & (1 << (signal.SIGINT - 1)):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
+def test_a_ctrl_c_while_the_workers_start_stops_the_sweep_cleanly_and_it_resumes(tmp_path):
+    # A terminal's Ctrl-C reaches its whole foreground process group: here while the workers
+    # are still importing (before they have handlers or process groups of their own).
+    args = ["-m", "hydra/launcher=population", "hydra.launcher.processes=2", "seed=0,1",
+            *LAUNCH, "hydra.sweep.dir=sweep"]
+    launcher = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while len(_importing_workers_of(launcher.pid)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(launcher.pid, signal.SIGINT)
+    out, err = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
+    runs = job_dirs(tmp_path / "sweep")
+    assert len(runs) == 2
+    # The signal waited for the workers' handlers, which stop before training begins.
+    assert not any((run / "metrics.json").exists() for run in runs.values())
+    assert "resume=true" in out + err
+    again = run_cli([*args, "resume=true"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for run in runs.values():
+        assert read_metrics(run)["status"] == "completed"
 
 
 def test_jobs_that_cannot_train_together_form_populations_of_their_own(tmp_path):
