@@ -66,11 +66,12 @@ def keep_freed_memory() -> bool:
     """Make glibc's malloc keep the memory torch frees for its next tensors (returns whether it
     could: glibc only).
 
-    A gradient step allocates and frees the same tensors every time. By default glibc hands
-    blocks over ~2 MB (a population's activations: 16 members x 256 x 128 floats) back to the
-    kernel when they are freed, so every step page-faults its memory in again: ~1,900 faults
-    and 20% of a 16-member step's time. Blocks up to 32 MB now come from the heap, and up to
-    256 MB of it is kept when free.
+    A gradient step allocates and frees the same tensors every time. By default glibc gives
+    large blocks back to the kernel when they are freed (a block it mapped on its own, past a
+    threshold it moves as it goes; the heap's free top past another), so a population's steps
+    (activations of members x 256 x 128 floats) page-fault their memory in again and again:
+    measured up to 9,000 faults and a fifth of the time of a 64-member step. Blocks up to
+    32 MB now come from the heap, and up to 256 MB of it is kept when free.
     """
     name = ctypes.util.find_library("c")
     try:
@@ -120,7 +121,7 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
 
 
 def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None = None,
-                    evaluation: bool = False) -> gym.vector.VectorEnv:
+                    evaluation: bool = False) -> SyncVectorEnv:
     """``num_envs`` copies stepped together. Sub-envs reset in the same step they end, and the
     observation they ended on is in ``info["final_obs"]``, so a reset observation is never
     mistaken for a next state. Finished episodes' return and length are in
@@ -150,7 +151,7 @@ def episode_limit(cfg: EnvConfig) -> int | None:
 
 
 def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None,
-                   members: int = 1) -> tuple[gym.vector.VectorEnv, int | None]:
+                   members: int = 1) -> tuple[SyncVectorEnv, int | None]:
     """The greedy-evaluation envs, one per episode of each of ``members`` members, whose
     episodes always end (see ``eval.max_episode_steps``; ``env_limit``: the env's own limit);
     and the cap on their episodes when it is rlexp's rather than the env's own (None then)."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import SyncVectorEnv
 
 from rlexp.agents import Agent, Transition
 from rlexp.envs import snapshot
@@ -139,7 +140,7 @@ class _Member:
     eval_step: int = -1
 
 
-def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: gym.vector.VectorEnv,
+def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: SyncVectorEnv,
           runs: list[MemberRun], stop: StopSignals | None = None) -> None:
     """Train every member's run until ``total_steps`` (or its ``stop_on_return``); a run with
     a ``state`` resumes (the members of a population are all new, or all resume from one
