@@ -207,9 +207,9 @@ def bare_loop_sps(steps: int, vector_env: bool, seed: int = 0) -> float:
             for _ in range(a.gradient_steps):
                 b = table[torch.randint(size, (a.batch_size,))]
                 if a.double_q:  # next action by the online net, valued by the target net
-                    q_both = q(torch.cat([b[:, :4], b[:, 4:8]]))
-                    q_now, best = q_both[: a.batch_size], q_both[a.batch_size:].argmax(1, True)
+                    q_now = q(b[:, :4])
                     with torch.no_grad():
+                        best = q(b[:, 4:8]).argmax(1, True)
                         next_q = target(b[:, 4:8]).gather(1, best).squeeze(1)
                 else:
                     q_now = q(b[:, :4])
