@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -102,6 +103,10 @@ class Progress:
     def __init__(self, total_steps: int, start_step: int = 0):
         self.total = total_steps
         self.last_return: float | None = None
+        # tqdm's default lock holds a multiprocessing semaphore, for bars of forked processes
+        # that share it; rlexp's processes draw their own bars, and a process killed with the
+        # semaphore (a population's worker) makes multiprocessing warn of a leak at exit.
+        tqdm.set_lock(threading.RLock())
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                         disable=not sys.stderr.isatty())
         self.started, self.start_step, self.step = time.perf_counter(), start_step, start_step

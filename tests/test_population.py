@@ -363,6 +363,7 @@ def test_a_worker_process_that_dies_leaves_its_runs_failed_and_the_others_comple
                    "total_steps=2000", "eval.every_steps=0", "hydra.sweep.dir=sweep"],
                   cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
     assert out.returncode == 1, out.stderr[-3000:]
+    assert "leaked semaphore" not in out.stderr  # the dead worker held none
     metrics = {int(name.split("seed=")[1].split(",")[0]): read_metrics(run)
                for name, run in job_dirs(tmp_path / "sweep").items()}
     for seed in (0, 1):  # seed 1's env ended the process training both
