@@ -513,6 +513,11 @@ class Config:
     #: in a ``seed<N>/`` directory of the job's; the job's result (what an Optuna trial
     #: reports) is their mean final eval return. 1: one run, in the job's directory itself.
     seeds: int = 1
+    #: Worker processes a command's ``seeds`` > 1 population is split over (a member is the
+    #: same in a population of any size, so no curve changes): -1 one per core on a CPU, one on
+    #: a GPU; 1: in the command's own process. In a sweep the launcher decides instead
+    #: (``hydra/launcher=population``'s ``hydra.launcher.processes``).
+    processes: int = -1
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -523,6 +528,8 @@ class Config:
             raise ConfigError(f"seed={self.seed} must be >= 0")
         if self.seeds < 1:
             raise ConfigError(f"seeds={self.seeds} must be >= 1")
+        if self.processes == 0 or self.processes < -1:
+            raise ConfigError(f"processes={self.processes} must be -1 (one per core) or >= 1")
         if self.seeds > 1 and self.resume is not None and not resumes_latest(self.resume):
             raise ConfigError(f"resume= continues one run; with seeds={self.seeds} resume each "
                               "seed<N>/ directory, or rerun the job in its directory")

@@ -277,8 +277,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             return None
         with StopSignals() as stop:
             if job.todo:
-                job.results.update(run_recorded([c for c, _ in job.todo],
-                                                 [d for _, d in job.todo], stop, job.sweeping))
+                job.results.update(_train_job(job, stop))
     except INPUT_ERRORS as e:  # outside a sweep: found as training began (e.g. a checkpoint)
         rundir.discard_if_unused(job.dir)
         _exit_with_one_line(e)  # raising would make Hydra print a second line
@@ -370,6 +369,24 @@ def end_job(job: Job | None, stop: StopSignals | None) -> float | None:
     return None
 
 
+def _train_job(job: Job, stop: StopSignals) -> dict[Path, RunMetrics]:
+    """A job's runs, in this process; the population of a several-seed command (not a sweep's
+    job: its launcher splits populations itself) split over ``processes`` worker processes."""
+    count = 1 if job.sweeping else workers.processes_for(job.cfg, job.cfg.processes)
+    parts = _parts(job.todo, count, {d: job.dir / rundir.TRAIN_LOG for _, d in job.todo})
+    if len(parts) == 1:
+        return run_recorded(parts[0].cfgs, parts[0].run_dirs, stop, job.sweeping)
+    return workers.train_parts(parts, len(parts), stop, None)
+
+
+def _parts(runs: list[tuple[Config, Path]], count: int, logs: dict[Path, Path]
+           ) -> list[workers.Part]:
+    """``runs`` (of one population) in ``count`` parts; ``logs``: each run's job's train.log."""
+    return [workers.Part([c for c, _ in part], [d for _, d in part],
+                         list(dict.fromkeys(logs[d] for _, d in part)))
+            for part in workers.split(runs, count)]
+
+
 def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None = None
                ) -> list[float | None]:
     """Train the runs of a sweep's jobs, opened with :func:`open_job`, as populations (those
@@ -393,10 +410,7 @@ def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None
     for group in groups.values():
         count = workers.processes_for(group[0][0], processes)
         at_once = max(at_once, count)
-        for part in workers.split(group, count):
-            dirs = [d for _, d in part]
-            parts.append(workers.Part([c for c, _ in part], dirs,
-                                      list(dict.fromkeys(job_logs[d] for d in dirs))))
+        parts += _parts(group, count, job_logs)
     at_once = min(at_once, len(parts))
     results: dict[Path, RunMetrics] = {}
     with StopSignals() as stop, workers.logging_to([log_file] if log_file else []):

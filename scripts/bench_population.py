@@ -9,7 +9,8 @@ separate runs, and how a population's wall time grows with its size.
    worker process, and split over one per core) over ``hydra/launcher=parallel`` (joblib, one
    job per core), side by side on this machine.
 2. Scaling: one command ``seeds=N`` (a population of N) for each size, ``--scale-steps`` env
-   steps: wall time and time per member, as a table and ``population_scaling.png``.
+   steps, in one process (``processes=1``) and split over one worker process per core (the
+   default): wall time and time per member, as a table and ``population_scaling.png``.
 3. The batched gradient step alone: time per member of one DQN gradient step (batch 256,
    128-128 dueling MLP) for populations of 1, 4, 16 and 64, and the page faults per step (none
    once the memory freed by a step is kept for the next: ``rlexp.build.keep_freed_memory``).
@@ -56,24 +57,32 @@ def sweep(steps: int, device: str) -> dict[str, float]:
     return times
 
 
-def scaling(sizes: list[int], steps: int, device: str, out: Path) -> list[tuple[int, float]]:
+def scaling(sizes: list[int], steps: int, device: str, out: Path
+            ) -> list[tuple[int, float, float]]:
+    """For each size: the wall time of ``seeds=N`` as one population in one process
+    (``processes=1``) and split over the default worker processes (one per core)."""
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in sizes:
-            rows.append((n, timed(["agent=dqn", "env=cartpole", f"device={device}",
-                                   f"total_steps={steps}", f"seeds={n}",
-                                   f"hydra.run.dir={tmp}/n{n}"], Path(tmp))))
+            common = ["agent=dqn", "env=cartpole", f"device={device}", f"total_steps={steps}",
+                      f"seeds={n}"]
+            rows.append((n, timed([*common, "processes=1", f"hydra.run.dir={tmp}/n{n}"],
+                                  Path(tmp)),
+                         timed([*common, f"hydra.run.dir={tmp}/n{n}-split"], Path(tmp))))
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    sizes = [n for n, _, _ in rows]
     fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot([n for n, _ in rows], [t for _, t in rows], marker="o", label="population")
-    ax.plot([n for n, _ in rows], [rows[0][1] * n for n, _ in rows], linestyle="--",
+    ax.plot(sizes, [t for _, t, _ in rows], marker="o", label="one population, one process")
+    ax.plot(sizes, [t for _, _, t in rows], marker="s",
+            label=f"split over {os.cpu_count()} processes (the default)")
+    ax.plot(sizes, [rows[0][1] * n for n in sizes], linestyle="--",
             label="N separate runs, one after another (N x one run)")
     ax.set_xscale("log", base=2)
-    ax.set_xticks([n for n, _ in rows], [str(n) for n, _ in rows])
+    ax.set_xticks(sizes, [str(n) for n in sizes])
     ax.set_yscale("log")
     ax.set_xlabel("members (seeds=N)")
     ax.set_ylabel("wall time, launch to exit (s)")
@@ -140,9 +149,12 @@ def main() -> None:
     print(f"\n== scaling: seeds=N, {args.scale_steps} env steps per member ==")
     rows = scaling([int(n) for n in args.sizes.split(",")], args.scale_steps, args.device,
                    args.out)
-    print(f"  {'members':>7}  {'wall s':>7}  {'s per member':>12}  {'vs N x one run':>14}")
-    for n, t in rows:
-        print(f"  {n:>7}  {t:>7.1f}  {t / n:>12.2f}  {t / (rows[0][1] * n):>14.2f}")
+    print(f"  {'members':>7}  {'wall s':>7}  {'s per member':>12}  {'vs N x one run':>14}  "
+          f"{'split over cores: wall s':>24}  {'vs N x one run':>14}")
+    for n, t, split in rows:
+        one = rows[0][1] * n
+        print(f"  {n:>7}  {t:>7.1f}  {t / n:>12.2f}  {t / one:>14.2f}  {split:>24.1f}  "
+              f"{split / one:>14.2f}")
     print(f"  plot: {args.out / 'population_scaling.png'}")
 
     print(f"\n== a 16-run sweep (4 learning rates x 4 seeds), {args.steps} env steps each ==")

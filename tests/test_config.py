@@ -68,6 +68,7 @@ def test_overrides_reach_the_typed_config():
     ("total_steps=0", "total_steps=0 must be between 1 and 1e+12"),
     ("eval.episodes=0", "eval.episodes=0 must be positive"),
     ("env.num_envs=0", "env.num_envs=0 must be positive"),
+    ("processes=0", "processes=0 must be -1 (one per core) or >= 1"),
     ("optimizer._target_=os.system", "optimizer._target_='os.system' is not allowed"),
     ("optimizer._target_=torch.optim.lr_scheduler.StepLR", "is not allowed"),
     ("optimizer._partial_=false", "must stay true"),

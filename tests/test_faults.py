@@ -460,11 +460,12 @@ def test_an_interrupted_several_seed_job_continues_in_its_directory(tmp_path):
             "eval.every_steps=0", "eval.episodes=2", "hydra.run.dir=job"]
     returncode, out = interrupt_at_20_percent(args, tmp_path)
     assert returncode == 130 and f"hydra.run.dir={tmp_path / 'job'}" in out
-    stopped_at = read_metrics(tmp_path / "job" / "seed0")["env_steps"]
-    # The same command: both seeds (one population, stopped at one step) resume from it.
+    stopped_at = [read_metrics(tmp_path / "job" / f"seed{s}")["env_steps"] for s in (0, 1)]
+    # The same command: both seeds (a population split over worker processes, each part
+    # stopped where it was) resume from where they stopped.
     again = run_cli(args, cwd=tmp_path)
     assert again.returncode == 0, again.stdout[-2000:]
-    seed0, seed1 = (read_metrics(tmp_path / "job" / f"seed{s}") for s in (0, 1))
-    assert seed0["status"] == seed1["status"] == "completed"
-    assert 0 < stopped_at < 2000
-    assert seed0["resumed_from_step"] == seed1["resumed_from_step"] == stopped_at
+    for s, step in zip((0, 1), stopped_at, strict=True):
+        metrics = read_metrics(tmp_path / "job" / f"seed{s}")
+        assert metrics["status"] == "completed" and 0 < step < 2000
+        assert metrics["resumed_from_step"] == step

@@ -290,6 +290,20 @@ def test_a_population_writes_runs_the_report_and_load_agent_take_as_they_are(tmp
         assert torch.equal(value, expected[key])
 
 
+def test_a_several_seed_command_splits_its_population_over_processes_changing_no_curve(
+        tmp_path):
+    for processes in (1, 2):
+        out = run_cli([*BASE, "total_steps=1200", "seeds=2", f"processes={processes}",
+                       f"hydra.run.dir=p{processes}"], cwd=tmp_path)
+        assert out.returncode == 0, out.stderr[-3000:]
+    log = (tmp_path / "p2" / "train.log").read_text()
+    for seed in (0, 1):
+        one, two = (tmp_path / f"p{n}" / f"seed{seed}" for n in (1, 2))
+        assert read_metrics(one)["population"] == 2 and read_metrics(two)["population"] == 1
+        assert curves(one) == curves(two)
+        assert f"done dqn-cartpole seed {seed} " in log  # the workers' lines, in the job's log
+
+
 def test_runs_that_differ_in_a_shared_setting_cannot_be_one_population():
     a = compose_config([*BASE, *TINY])
     b = compose_config([*BASE, *TINY, "agent.batch_size=16", "seed=3"])

@@ -264,9 +264,9 @@ def test_report_cli(tmp_path):
 
 
 def test_a_job_with_several_seeds_trains_them_as_one_population_and_runs_each_once(tmp_path):
-    # Seed 1 crashes in the env: the population, one process, fails; every seed says so. Run
-    # again, nothing is trained twice (failed runs are kept unless retry_failed=true).
-    args = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "seeds=3",
+    # Seed 1 crashes in the env: the population, in one process, fails; every seed says so.
+    # Run again, nothing is trained twice (failed runs are kept unless retry_failed=true).
+    args = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "seeds=3", "processes=1",
             "total_steps=300", "log.every_steps=100", "eval.every_steps=0", "eval.episodes=2",
             "hydra.run.dir=job"]
     env = {"PYTHONPATH": str(REPO)}
