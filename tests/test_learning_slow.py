@@ -94,7 +94,8 @@ def test_sixteen_population_members_end_as_sixteen_separate_runs(tmp_path):
 
     from rlexp.metrics import read_metrics
 
-    result = run_cli(["seeds=16", "device=cpu", f"hydra.run.dir={tmp_path}/pop"], timeout=1800)
+    result = run_cli(["seeds=16", "processes=1", "device=cpu", f"hydra.run.dir={tmp_path}/pop"],
+                     timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     together = [read_metrics(tmp_path / "pop" / f"seed{s}") for s in range(16)]
     alone = [run_in_process([f"seed={s}", "device=cpu"], tmp_path / f"alone{s}")
