@@ -32,6 +32,7 @@ from rlexp.config import (
     optimizer_class,
 )
 from rlexp.members import eager_optimizer_class
+from rlexp.nets import network_kind
 
 
 def resolve_device(cfg: DeviceConfig) -> torch.device:
@@ -139,6 +140,17 @@ def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None
 def time_limit(envs: gym.vector.VectorEnv) -> int | None:
     """The episode step limit of a vector env's sub-envs; None when episodes are unbounded."""
     return envs.unwrapped.envs[0].spec.max_episode_steps
+
+
+def joins_populations(cfg: Config) -> bool:
+    """Whether runs like ``cfg`` can train as the members of one population: their Q-network
+    is an MLP (a convolutional one only ever trains alone, see
+    :func:`rlexp.nets.member_networks`). One env instance is made to read its observations."""
+    env = make_env(cfg.env)
+    try:
+        return network_kind(cfg.agent.network.kind, env.observation_space) == "mlp"
+    finally:
+        env.close()
 
 
 def episode_limit(cfg: EnvConfig) -> int | None:

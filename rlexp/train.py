@@ -370,13 +370,21 @@ def end_job(job: Job | None, stop: StopSignals | None) -> float | None:
 
 
 def _train_job(job: Job, stop: StopSignals) -> dict[Path, RunMetrics]:
-    """A job's runs, in this process; the population of a several-seed command (not a sweep's
-    job: its launcher splits populations itself) split over ``processes`` worker processes."""
+    """A job's runs: in this process; those of a several-seed command (not a sweep's job: its
+    launcher decides) split over ``processes`` worker processes."""
     count = 1 if job.sweeping else workers.processes_for(job.cfg, job.cfg.processes)
-    parts = _parts(job.todo, count, {d: job.dir / rundir.TRAIN_LOG for _, d in job.todo})
-    if len(parts) == 1:
-        return run_recorded(parts[0].cfgs, parts[0].run_dirs, stop, job.sweeping)
-    return workers.train_parts(parts, len(parts), stop, None)
+    # Bad input (an env that cannot be made) ends the command here, in one line.
+    alone = len(job.todo) > 1 and not build.joins_populations(job.cfg)
+    parts = _parts(job.todo, len(job.todo) if alone else count,
+                   {d: job.dir / rundir.TRAIN_LOG for _, d in job.todo})
+    if count > 1 and len(parts) > 1:
+        return workers.train_parts(parts, count, stop, None)
+    results: dict[Path, RunMetrics] = {}
+    for part in parts:
+        if stop.received is not None:
+            break
+        results.update(run_recorded(part.cfgs, part.run_dirs, stop, job.sweeping))
+    return results
 
 
 def _parts(runs: list[tuple[Config, Path]], count: int, logs: dict[Path, Path]
@@ -394,8 +402,9 @@ def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None
     (:func:`end_job`); returns the jobs' results, in order.
 
     ``processes``: each population is split into this many parts (-1: one per core on a CPU;
-    :func:`rlexp.workers.processes_for`), each trained in a worker process of its own, that
-    many at once; with 1, in this process, one after another. The log lines of each go to its
+    :func:`rlexp.workers.processes_for`; runs of convolutional networks, which cannot train
+    together, one part each), each trained in a worker process of its own, that many at once;
+    with 1, in this process, one after another. The log lines of each go to its
     jobs' ``train.log`` too, and all of them to ``log_file``.
     """
     groups: dict[str, list[tuple[Config, Path]]] = {}
@@ -410,7 +419,11 @@ def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None
     for group in groups.values():
         count = workers.processes_for(group[0][0], processes)
         at_once = max(at_once, count)
-        parts += _parts(group, count, job_logs)
+        try:
+            alone = len(group) > 1 and not build.joins_populations(group[0][0])
+        except INPUT_ERRORS:  # its runs fail as they start, each recording why
+            alone = False
+        parts += _parts(group, len(group) if alone else count, job_logs)
     at_once = min(at_once, len(parts))
     results: dict[Path, RunMetrics] = {}
     with StopSignals() as stop, workers.logging_to([log_file] if log_file else []):

@@ -304,6 +304,20 @@ def test_a_several_seed_command_splits_its_population_over_processes_changing_no
         assert f"done dqn-cartpole seed {seed} " in log  # the workers' lines, in the job's log
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_several_seeds_of_a_convolutional_network_train_each_alone(tmp_path, processes):
+    # They cannot train as one population: one part per run, one per process at a time.
+    out = run_cli(["env=minatar", "device=cpu", "seeds=3", f"processes={processes}",
+                   "total_steps=200", "agent.learning_starts=100", "agent.train_freq=50",
+                   "agent.gradient_steps=1", "agent.batch_size=8", "eval.every_steps=0",
+                   "eval.episodes=1", "hydra.run.dir=job"], cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    for seed in range(3):
+        metrics = read_metrics(tmp_path / "job" / f"seed{seed}")
+        assert metrics["status"] == "completed" and metrics["population"] == 1
+        assert metrics["env_steps"] == 200
+
+
 def test_runs_that_differ_in_a_shared_setting_cannot_be_one_population():
     a = compose_config([*BASE, *TINY])
     b = compose_config([*BASE, *TINY, "agent.batch_size=16", "seed=3"])
