@@ -206,17 +206,17 @@ class DQNAgent(QLearningAgent):
         """Each member's loss ``[members]``, its batch's Q(s, a) and each sample's error (the
         priority's base), ``[members, batch]``."""
         cfg = self.cfg
-        if cfg.double_q:
-            # Two online forwards, not one over [obs; next_obs]: backward then runs over the
-            # batch that has gradients only (a third less arithmetic per step).
-            q_all = self.q_net(b.obs)
-            with torch.no_grad():
+        q_all = self.q_net(b.obs)
+        with torch.no_grad():
+            next_all = self.target_net(b.next_obs)
+            if cfg.double_q:
+                # The online net picks the next action in a forward of its own, not in one
+                # over [obs; next_obs]: backward then runs over the batch that has gradients
+                # only (a third less arithmetic per step).
                 next_action = self.q_net(b.next_obs).argmax(dim=2, keepdim=True)
-                next_q = self.target_net(b.next_obs).gather(2, next_action).squeeze(2)
-        else:
-            q_all = self.q_net(b.obs)
-            with torch.no_grad():
-                next_q = self.target_net(b.next_obs).max(dim=2).values
+                next_q = next_all.gather(2, next_action).squeeze(2)
+            else:
+                next_q = next_all.max(dim=2).values
         q = q_all.gather(2, b.action[..., None]).squeeze(2)
         target = b.reward + b.discount * next_q
         return td_loss(q, target, cfg.loss, b.weight), q, q.detach() - target
