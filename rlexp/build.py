@@ -101,9 +101,10 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
     ``max_episode_steps`` replaces the env's time limit (gymnasium's TimeLimit); ``evaluation``
     makes the greedy-evaluation variant; ``extra``: more ``gymnasium.make`` arguments.
 
-    Each finished episode's return and length are in its step's ``info["episode"]``
-    (gymnasium's RecordEpisodeStatistics, outermost unless the env records its own, as Atari
-    records full games' raw scores)."""
+    A training env's finished episodes have their return and length in the step's
+    ``info["episode"]`` (gymnasium's RecordEpisodeStatistics, outermost unless the env records
+    its own, as Atari records full games' raw scores). An evaluation sums its rewards itself,
+    so its envs go without the wrapper (a sixth of a CartPole evaluation step)."""
     kwargs = {**cfg.make_kwargs(evaluation), **extra}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
@@ -115,6 +116,8 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
         raise ConfigError(
             f"env.id={cfg.id!r} has action space {env.action_space}; rlexp's agents need Discrete"
         )
+    if evaluation:
+        return env
     layer = env
     while isinstance(layer, gym.Wrapper) and not isinstance(layer, RecordEpisodeStatistics):
         layer = layer.env

@@ -79,6 +79,8 @@ class EpsilonConfig:
 
 
 LOSSES = ("mse", "huber")
+#: The exploration mask of a member with one env that explores.
+_ONE_ENV = np.ones(1, dtype=bool)
 
 
 @dataclass
@@ -191,11 +193,18 @@ class QLearningAgent(Agent):
         # explores (as a population of one draws them).
         randoms = []
         if explore:
+            everywhere = True  # every env of every member explores: no forward pass needed
             for rng, eps in zip(self.rngs, self.epsilons, strict=True):
-                mask = rng.random(n) < eps
-                randoms.append((mask, rng.integers(self.n_actions, size=n))
-                               if mask.any() else None)
-            if all(r is not None and r[0].all() for r in randoms):  # no forward pass needed
+                if n == 1:  # scalar draws: the numbers arrays of one hold, at a sixth the cost
+                    drawn = (_ONE_ENV, np.array([rng.integers(self.n_actions)])) \
+                        if rng.random() < eps else None
+                    everywhere = everywhere and drawn is not None
+                else:
+                    mask = rng.random(n) < eps
+                    drawn = (mask, rng.integers(self.n_actions, size=n)) if mask.any() else None
+                    everywhere = everywhere and drawn is not None and bool(mask.all())
+                randoms.append(drawn)
+            if everywhere:
                 return np.stack([r[1] for r in randoms])
         with torch.inference_mode():
             q = self._q_from_outputs(self.q_net.act_forward(self._tensor(obs)))
