@@ -12,17 +12,19 @@ a time limit.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 log = logging.getLogger("rlexp")
 
@@ -96,24 +98,45 @@ def _wait_for_a_later_second(run_dir: Path) -> None:
         time.sleep(wait)
 
 
+#: Where a process's progress goes instead of its own bar (see :func:`report_progress_to`).
+_progress_sink: Callable[[int], None] | None = None
+
+
+def report_progress_to(sink: Callable[[int], None]) -> None:
+    """Give this process's progress, the env step (at the start, then every 0.1% of the run),
+    to ``sink`` instead of drawing a bar: a population's worker process whose parent draws
+    one bar for every worker on the terminal they share (two bars on one line overwrite each
+    other)."""
+    global _progress_sink
+    _progress_sink = sink
+
+
 class Progress:
     """A progress bar with ETA and the latest return on a terminal; plain periodic log lines
-    (about every 10% of the run) when stderr is not a terminal, as in CI or a cluster job."""
+    (about every 10% of the run) when stderr is not a terminal, as in CI or a cluster job;
+    or the steps handed to another process that draws the bar (:func:`report_progress_to`)."""
 
     def __init__(self, total_steps: int, start_step: int = 0):
         self.total = total_steps
         self.last_return: float | None = None
+        self.sink = _progress_sink
         # tqdm's default lock holds a multiprocessing semaphore, for bars of forked processes
         # that share it; rlexp's processes draw their own bars, and a process killed with the
         # semaphore (a population's worker) makes multiprocessing warn of a leak at exit.
         tqdm.set_lock(threading.RLock())
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                        disable=not sys.stderr.isatty())
+                        disable=self.sink is not None or not sys.stderr.isatty())
+        # Log lines while the bar is drawn go above it, not into its line.
+        self.redirect = contextlib.nullcontext() if self.bar.disable else logging_redirect_tqdm()
+        self.redirect.__enter__()
         self.started, self.start_step, self.step = time.perf_counter(), start_step, start_step
         # Called every env step, so it returns at once until the next redraw (0.1% of the run)
         # or the next plain line (10%) is due.
-        self.every = max(total_steps // (10 if self.bar.disable else 1000), 1)
+        lines = self.bar.disable and self.sink is None
+        self.every = max(total_steps // (10 if lines else 1000), 1)
         self.next_update = start_step + self.every
+        if self.sink is not None:
+            self.sink(start_step)
 
     def update(self, step: int, last_return: float | None) -> None:
         if last_return is not None:
@@ -122,7 +145,9 @@ class Progress:
             return
         self.next_update += self.every
         ret = "n/a" if self.last_return is None else f"{self.last_return:.1f}"
-        if not self.bar.disable:
+        if self.sink is not None:
+            self.sink(step)
+        elif not self.bar.disable:
             self.bar.set_postfix(train_return=ret, refresh=False)
             self.bar.update(step - self.step)
         else:
@@ -134,4 +159,5 @@ class Progress:
         self.step = step
 
     def close(self) -> None:
+        self.redirect.__exit__(None, None, None)
         self.bar.close()

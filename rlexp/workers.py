@@ -6,6 +6,11 @@ may run processes (:func:`split`) and trains each part in a worker process of it
 (:func:`train_parts`). A member is the same, bit for bit, in a population of any size, so a
 split changes no run's curves; each run still writes its own directory.
 
+On a terminal the parent draws one progress bar for all of them (the env steps of every run)
+and prints the workers' log lines above it: a bar per worker on one terminal line would
+overwrite the others'. Every worker line names its part (``[population 1/2]``), in the log
+files too.
+
 Stop signals: the workers run in process groups of their own, so a terminal's Ctrl-C reaches
 the parent only; the parent records each signal and hands it on to every worker once, so every
 worker checkpoints its runs; a second signal stops them at once. A worker starts with the stop
@@ -30,8 +35,12 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from rlexp.build import uses_cuda
 from rlexp.config import Config
+from rlexp.logger import report_progress_to
 from rlexp.metrics import RunMetrics
 from rlexp.stop import StopNow, StopSignals, exit_status
 
@@ -95,31 +104,34 @@ def train_parts(parts: list[Part], processes: int, stop: StopSignals,
     results: dict[Path, RunMetrics] = {}
     handed_on = None  # the stop signal the workers were given
     hard_stop: StopNow | None = None
+    bar = _Bar(parts) if sys.stderr.isatty() else None
+    # This process's own console lines go above the bar too (tqdm's logging redirect).
+    above = logging_redirect_tqdm() if bar is not None else contextlib.nullcontext()
     try:
-        while pending or running:
-            try:
-                while pending and len(running) < processes and stop.received is None:
-                    index, part = pending.pop(0)
-                    ours, theirs = context.Pipe(duplex=False)
-                    logs = [*part.logs, *([log_file] if log_file else [])]
-                    process = context.Process(target=_train_part, args=(part, theirs, logs),
-                                              name=f"rlexp-population-{index}")
-                    started = time.time()
-                    with _stop_signals_blocked():  # until the worker has its handlers
-                        process.start()
-                    theirs.close()
-                    running[ours] = _Worker(process, part, started)
-                if not running:
-                    break
-                for conn in wait(list(running), timeout=POLL_S):
-                    results.update(_collect(conn, running.pop(conn), stopped=stop.received))
-                if stop.received is not None and handed_on != stop.received:
-                    handed_on = stop.received
-                    _hand_on(running, stop.received)
-            except StopNow as e:  # a second signal: the workers stop at once too
-                hard_stop = e
-                _hand_on(running, e.signum)
+        with above:
+            while pending or running:
+                try:
+                    while pending and len(running) < processes and stop.received is None:
+                        index, part = pending.pop(0)
+                        conn, worker = _start(context, index, len(parts), part, log_file,
+                                              to_parent=bar is not None)
+                        running[conn] = worker
+                    if not running:
+                        break
+                    for conn in wait(list(running), timeout=POLL_S):
+                        ended, finished = _receive(conn, running[conn], bar)
+                        if ended:
+                            results.update(_collect(conn, running.pop(conn), finished,
+                                                    stopped=stop.received))
+                    if stop.received is not None and handed_on != stop.received:
+                        handed_on = stop.received
+                        _hand_on(running, stop.received)
+                except StopNow as e:  # a second signal: the workers stop at once too
+                    hard_stop = e
+                    _hand_on(running, e.signum)
     finally:
+        if bar is not None:
+            bar.close()
         for worker in running.values():  # after an error here: wait, kill those that hang
             worker.process.join(KILL_AFTER_S)
             if worker.process.is_alive():
@@ -128,6 +140,22 @@ def train_parts(parts: list[Part], processes: int, stop: StopSignals,
     if hard_stop is not None:
         raise hard_stop
     return results
+
+
+def _start(context, index: int, count: int, part: Part, log_file: Path | None,
+           to_parent: bool) -> tuple[Connection, _Worker]:
+    """Start the worker process of part ``index`` (of ``count``); returns the end of its pipe
+    that this process reads."""
+    ours, theirs = context.Pipe(duplex=False)
+    logs = [*part.logs, *([log_file] if log_file else [])]
+    label = f"population {index + 1}/{count}"
+    process = context.Process(target=_train_part, args=(part, theirs, logs, label, to_parent),
+                              name=f"rlexp-population-{index}")
+    started = time.time()
+    with _stop_signals_blocked():  # until the worker has its handlers
+        process.start()
+    theirs.close()
+    return ours, _Worker(process, part, started, index)
 
 
 @contextlib.contextmanager
@@ -150,6 +178,51 @@ class _Worker:
     process: multiprocessing.process.BaseProcess
     part: Part
     started: float  # time.time() at its start
+    index: int  # its part's
+
+
+class _Bar:
+    """The parent's progress bar on a terminal: the env steps of every run of every part."""
+
+    def __init__(self, parts: list[Part]):
+        self.sizes = [len(part.cfgs) for part in parts]
+        self.totals = [part.cfgs[0].total_steps for part in parts]  # a population's setting
+        self.steps = [0] * len(parts)
+        self.bar = tqdm(total=sum(n * t for n, t in zip(self.sizes, self.totals, strict=True)),
+                        desc=f"{sum(self.sizes)} runs", unit="step", dynamic_ncols=True)
+
+    def update(self, index: int, step: int) -> None:
+        """Part ``index``'s population is at ``step``."""
+        self.bar.update((step - self.steps[index]) * self.sizes[index])
+        self.steps[index] = step
+
+    def write(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _receive(conn: Connection, worker: _Worker, bar: _Bar | None
+             ) -> tuple[bool, dict[Path, RunMetrics] | None]:
+    """What a worker has sent: its progress and log lines go to ``bar``; returns whether it
+    has ended, and the metrics it reported at its end (None: it ended without)."""
+    try:
+        while conn.poll():
+            kind, value = conn.recv()
+            if kind == "done":
+                if bar is not None and all(m.status == "completed" for m in value.values()):
+                    bar.update(worker.index, bar.totals[worker.index])  # some may end early
+                return True, value
+            if bar is None:
+                continue
+            if kind == "progress":
+                bar.update(worker.index, value)
+            else:  # a log line
+                bar.write(value)
+    except EOFError:  # it ended without reporting
+        return True, None
+    return False, None
 
 
 def _hand_on(running: dict[Connection, _Worker], signum: int) -> None:
@@ -158,14 +231,11 @@ def _hand_on(running: dict[Connection, _Worker], signum: int) -> None:
             os.kill(worker.process.pid, signum)
 
 
-def _collect(conn: Connection, worker: _Worker, stopped: int | None) -> dict[Path, RunMetrics]:
-    """The metrics of a worker's runs: as it reported them; else (a second stop signal ended
-    it, or it died) as its runs wrote them, and a run that wrote nothing failed unless a stop
-    signal ended the worker before the run started."""
-    try:
-        finished = conn.recv()
-    except EOFError:
-        finished = None
+def _collect(conn: Connection, worker: _Worker, finished: dict[Path, RunMetrics] | None,
+             stopped: int | None) -> dict[Path, RunMetrics]:
+    """The metrics of a worker's runs: as it reported them (``finished``); else (a second stop
+    signal ended it, or it died) as its runs wrote them, and a run that wrote nothing failed
+    unless a stop signal ended the worker before the run started."""
     conn.close()
     worker.process.join()
     if finished is not None:
@@ -187,18 +257,24 @@ def _collect(conn: Connection, worker: _Worker, stopped: int | None) -> dict[Pat
     return ended
 
 
-def _train_part(part: Part, conn: Connection, logs: list[Path]) -> None:
-    """A worker process: train ``part`` as one population and report its runs' metrics."""
+def _train_part(part: Part, conn: Connection, logs: list[Path], label: str,
+                to_parent: bool) -> None:
+    """A worker process: train ``part`` as one population and report its runs' metrics; its
+    lines name it (``label``). ``to_parent``: its progress and console lines go to the parent,
+    which draws one bar for every worker."""
     # Its own process group: a terminal's Ctrl-C reaches the parent only, which hands each
     # signal on once (a signal delivered twice would count as asked twice).
     os.setpgrp()
-    console = logging.StreamHandler()
-    console.setFormatter(logging.Formatter(LOG_FORMAT))
+    fmt = LOG_FORMAT.replace(" - ", f"[{label}] - ", 1)
+    console = _ToParent(conn) if to_parent else logging.StreamHandler()
+    console.setFormatter(logging.Formatter(fmt))
     logging.getLogger().addHandler(console)
     logging.getLogger().setLevel(logging.INFO)
     from rlexp.train import run_recorded
 
-    with StopSignals() as stop, logging_to(logs):
+    if to_parent:
+        report_progress_to(lambda step: conn.send(("progress", step)))
+    with StopSignals() as stop, logging_to(logs, fmt):
         # A stop signal that came while it started (it started with them blocked) is now a
         # stop request like any other; the terminal's and the parent's copy of one Ctrl-C are
         # one signal while pending.
@@ -208,16 +284,31 @@ def _train_part(part: Part, conn: Connection, logs: list[Path]) -> None:
         except StopNow as e:  # the runs wrote how they ended; the parent reads that
             log.error("%s", e)
             sys.exit(exit_status(e.signum))
-    conn.send(finished)
+    conn.send(("done", finished))
+
+
+class _ToParent(logging.Handler):
+    """A worker's console: its lines, formatted, sent to the parent to print."""
+
+    def __init__(self, conn: Connection):
+        super().__init__()
+        self.conn = conn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.conn.send(("log", self.format(record)))
+        except Exception:  # the parent is gone: as logging does with a broken stream
+            self.handleError(record)
 
 
 @contextlib.contextmanager
-def logging_to(files: Sequence[Path]) -> Iterator[None]:
-    """Log lines also into each of ``files`` (appended) while the block runs."""
+def logging_to(files: Sequence[Path], fmt: str = LOG_FORMAT) -> Iterator[None]:
+    """Log lines (in format ``fmt``) also into each of ``files`` (appended) while the block
+    runs."""
     handlers = [logging.FileHandler(path) for path in files]
     root = logging.getLogger()
     for handler in handlers:
-        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.setFormatter(logging.Formatter(fmt))
         root.addHandler(handler)
     try:
         yield

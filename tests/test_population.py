@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -420,6 +421,58 @@ def test_a_stop_signal_reaches_every_worker_and_the_sweep_resumes(tmp_path):
         assert metrics["status"] == "completed" and metrics["env_steps"] == 8000, name
         steps = [step for step, _ in read_scalars(run)["eval/return_mean"]]
         assert steps == list(range(0, 8001, 2000)), name  # one curve, from start to end
+
+
+def _on_a_terminal(args: list[str], cwd: Path, timeout: float = 60) -> str:
+    """``python -m rlexp.train ARGS`` with stdout and stderr on a pseudo-terminal of 120
+    columns, as a user's shell runs it; returns everything written there."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import termios
+
+    ours, theirs = pty.openpty()
+    fcntl.ioctl(theirs, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=cwd,
+                            stdin=subprocess.DEVNULL, stdout=theirs, stderr=theirs)
+    os.close(theirs)
+    chunks = []
+    try:
+        while select.select([ours], [], [], timeout)[0]:  # nothing for `timeout` s: it hangs
+            try:
+                data = os.read(ours, 65536)
+            except OSError:  # EIO: every process writing to it has ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+    finally:
+        os.close(ours)
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    assert proc.returncode == 0, b"".join(chunks).decode(errors="replace")[-3000:]
+    return b"".join(chunks).decode(errors="replace")
+
+
+def test_on_a_terminal_the_workers_share_one_progress_bar_with_their_lines_above_it(tmp_path):
+    # Two worker processes on one terminal: each drawing its own bar on the same line made it
+    # jump between their counts, and their log lines were written into the bar's line.
+    out = _on_a_terminal(["seeds=4", "processes=2", *LAUNCH, "hydra.run.dir=job"], tmp_path)
+    # tqdm redraws a bar after a carriage return; a line ends with a newline.
+    pieces = [p for p in out.replace("\r\n", "\n").replace("\r", "\n").split("\n") if p.strip()]
+    bars = [p for p in pieces if "%|" in p]
+    assert bars and all(p.lstrip().startswith("4 runs:") and "/2400 [" in p for p in bars)
+    counts = [int(re.search(r"(\d+)/2400 \[", p).group(1)) for p in bars]  # of all 4 runs
+    assert counts == sorted(counts) and counts[-1] == 4 * 600
+    lines = [p for p in pieces if "[rlexp][INFO]" in p]
+    assert all(p.startswith("[20") for p in lines), [p for p in lines if not p.startswith("[")]
+    for k in (1, 2):  # each worker's lines name its population, on the terminal and in files
+        assert any(f"[population {k}/2] - training 2 runs as one population" in p
+                   for p in lines)
+        assert f"[population {k}/2] - done dqn-cartpole" in (tmp_path / "job/train.log"
+                                                              ).read_text()
 
 
 def _importing_workers_of(pid: int) -> list[int]:
