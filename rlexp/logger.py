@@ -126,9 +126,9 @@ class Progress:
         tqdm.set_lock(threading.RLock())
         self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
                         disable=self.sink is not None or not sys.stderr.isatty())
-        # Log lines while the bar is drawn go above it, not into its line.
-        self.redirect = contextlib.nullcontext() if self.bar.disable else logging_redirect_tqdm()
-        self.redirect.__enter__()
+        self.until_closed = contextlib.ExitStack()
+        if not self.bar.disable:  # log lines while the bar is drawn go above it, not into it
+            self.until_closed.enter_context(logging_redirect_tqdm())
         self.started, self.start_step, self.step = time.perf_counter(), start_step, start_step
         # Called every env step, so it returns at once until the next redraw (0.1% of the run)
         # or the next plain line (10%) is due.
@@ -159,5 +159,5 @@ class Progress:
         self.step = step
 
     def close(self) -> None:
-        self.redirect.__exit__(None, None, None)
+        self.until_closed.close()
         self.bar.close()
