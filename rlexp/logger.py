@@ -111,6 +111,30 @@ def report_progress_to(sink: Callable[[int], None]) -> None:
     _progress_sink = sink
 
 
+class ConsoleBar(tqdm):
+    """tqdm's progress bar, with this process's console log lines printed above it while it is
+    drawn (tqdm's logging redirect) instead of into its line.
+
+    Its lock is a thread lock: tqdm's default one holds a multiprocessing semaphore, for bars of
+    forked processes that share it; rlexp's processes draw their own bars (or hand their steps
+    to the parent's), and a process killed with the semaphore (a population's worker) makes
+    multiprocessing warn of a leak at exit."""
+
+    def __new__(cls, *args, **kwargs):
+        tqdm.set_lock(threading.RLock())  # before tqdm's __new__ takes the lock
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init__(self, *args, **kwargs):
+        self._redirect = contextlib.ExitStack()  # before tqdm's init: its __del__ closes
+        super().__init__(*args, **kwargs)
+        if not self.disable:
+            self._redirect.enter_context(logging_redirect_tqdm())
+
+    def close(self) -> None:
+        self._redirect.close()
+        super().close()
+
+
 class Progress:
     """A progress bar with ETA and the latest return on a terminal; plain periodic log lines
     (about every 10% of the run) when stderr is not a terminal, as in CI or a cluster job;
@@ -120,15 +144,9 @@ class Progress:
         self.total = total_steps
         self.last_return: float | None = None
         self.sink = _progress_sink
-        # tqdm's default lock holds a multiprocessing semaphore, for bars of forked processes
-        # that share it; rlexp's processes draw their own bars, and a process killed with the
-        # semaphore (a population's worker) makes multiprocessing warn of a leak at exit.
-        tqdm.set_lock(threading.RLock())
-        self.bar = tqdm(total=total_steps, initial=start_step, unit="step", dynamic_ncols=True,
-                        disable=self.sink is not None or not sys.stderr.isatty())
-        self.until_closed = contextlib.ExitStack()
-        if not self.bar.disable:  # log lines while the bar is drawn go above it, not into it
-            self.until_closed.enter_context(logging_redirect_tqdm())
+        self.bar = ConsoleBar(total=total_steps, initial=start_step, unit="step",
+                              dynamic_ncols=True,
+                              disable=self.sink is not None or not sys.stderr.isatty())
         self.started, self.start_step, self.step = time.perf_counter(), start_step, start_step
         # Called every env step, so it returns at once until the next redraw (0.1% of the run)
         # or the next plain line (10%) is due.
@@ -159,5 +177,4 @@ class Progress:
         self.step = step
 
     def close(self) -> None:
-        self.until_closed.close()
         self.bar.close()

@@ -35,12 +35,9 @@ from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
-
 from rlexp.build import uses_cuda
 from rlexp.config import Config
-from rlexp.logger import report_progress_to
+from rlexp.logger import ConsoleBar, report_progress_to
 from rlexp.metrics import RunMetrics
 from rlexp.stop import StopNow, StopSignals, exit_status
 
@@ -104,31 +101,28 @@ def train_parts(parts: list[Part], processes: int, stop: StopSignals,
     results: dict[Path, RunMetrics] = {}
     handed_on = None  # the stop signal the workers were given
     hard_stop: StopNow | None = None
-    bar = _Bar(parts) if sys.stderr.isatty() else None
-    # This process's own console lines go above the bar too (tqdm's logging redirect).
-    above = logging_redirect_tqdm() if bar is not None else contextlib.nullcontext()
+    bar = _Bar(parts) if sys.stderr.isatty() else None  # this process's lines go above it too
     try:
-        with above:
-            while pending or running:
-                try:
-                    while pending and len(running) < processes and stop.received is None:
-                        index, part = pending.pop(0)
-                        conn, worker = _start(context, index, len(parts), part, log_file,
-                                              to_parent=bar is not None)
-                        running[conn] = worker
-                    if not running:
-                        break
-                    for conn in wait(list(running), timeout=POLL_S):
-                        ended, finished = _receive(conn, running[conn], bar)
-                        if ended:
-                            results.update(_collect(conn, running.pop(conn), finished,
-                                                    stopped=stop.received))
-                    if stop.received is not None and handed_on != stop.received:
-                        handed_on = stop.received
-                        _hand_on(running, stop.received)
-                except StopNow as e:  # a second signal: the workers stop at once too
-                    hard_stop = e
-                    _hand_on(running, e.signum)
+        while pending or running:
+            try:
+                while pending and len(running) < processes and stop.received is None:
+                    index, part = pending.pop(0)
+                    conn, worker = _start(context, index, len(parts), part, log_file,
+                                          to_parent=bar is not None)
+                    running[conn] = worker
+                if not running:
+                    break
+                for conn in wait(list(running), timeout=POLL_S):
+                    ended, finished = _receive(conn, running[conn], bar)
+                    if ended:
+                        results.update(_collect(conn, running.pop(conn), finished,
+                                                stopped=stop.received))
+                if stop.received is not None and handed_on != stop.received:
+                    handed_on = stop.received
+                    _hand_on(running, stop.received)
+            except StopNow as e:  # a second signal: the workers stop at once too
+                hard_stop = e
+                _hand_on(running, e.signum)
     finally:
         if bar is not None:
             bar.close()
@@ -188,8 +182,9 @@ class _Bar:
         self.sizes = [len(part.cfgs) for part in parts]
         self.totals = [part.cfgs[0].total_steps for part in parts]  # a population's setting
         self.steps = [0] * len(parts)
-        self.bar = tqdm(total=sum(n * t for n, t in zip(self.sizes, self.totals, strict=True)),
-                        desc=f"{sum(self.sizes)} runs", unit="step", dynamic_ncols=True)
+        total = sum(n * t for n, t in zip(self.sizes, self.totals, strict=True))
+        self.bar = ConsoleBar(total=total, desc=f"{sum(self.sizes)} runs", unit="step",
+                              dynamic_ncols=True)
 
     def update(self, index: int, step: int) -> None:
         """Part ``index``'s population is at ``step``."""
