@@ -31,6 +31,7 @@ from rlexp.config import (
     config_from_dict,
     optimizer_class,
 )
+from rlexp.envs.cartpole import batched_eval_envs
 from rlexp.members import eager_optimizer_class
 from rlexp.nets import network_kind
 
@@ -166,15 +167,21 @@ def episode_limit(cfg: EnvConfig) -> int | None:
 
 
 def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None,
-                   members: int = 1) -> tuple[SyncVectorEnv, int | None]:
+                   members: int = 1) -> tuple[gym.vector.VectorEnv, int | None]:
     """The greedy-evaluation envs, one per episode of each of ``members`` members, whose
     episodes always end (see ``eval.max_episode_steps``; ``env_limit``: the env's own limit);
-    and the cap on their episodes when it is rlexp's rather than the env's own (None then)."""
+    and the cap on their episodes when it is rlexp's rather than the env's own (None then).
+
+    A SyncVectorEnv of per-episode envs, or for CartPole its batched form
+    (:mod:`rlexp.envs.cartpole`: the same episodes, stepped as one)."""
     count = eval_cfg.episodes * members
-    if eval_cfg.max_episode_steps is None and env_limit is not None:
-        return make_vector_env(cfg, count, env_limit, evaluation=True), None
-    cap = eval_cfg.max_episode_steps or EVAL_MAX_EPISODE_STEPS
-    return make_vector_env(cfg, count, cap, evaluation=True), cap
+    own_limit = eval_cfg.max_episode_steps is None and env_limit is not None
+    cap = None if own_limit else eval_cfg.max_episode_steps or EVAL_MAX_EPISODE_STEPS
+    limit = env_limit if own_limit else cap
+    batched = batched_eval_envs(cfg.make_id, cfg.make_kwargs(evaluation=True), count, limit)
+    if batched is not None:
+        return batched, cap
+    return make_vector_env(cfg, count, limit, evaluation=True), cap
 
 
 def build_optimizer(cfg: OptimizerConfig) -> partial:

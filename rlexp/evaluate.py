@@ -28,7 +28,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp import rundir
 from rlexp.agents import Agent
-from rlexp.build import episode_limit, load_run, make_env, make_eval_envs, time_limit
+from rlexp.build import episode_limit, load_run, make_env, make_eval_envs
 from rlexp.checkpoint import CheckpointError
 from rlexp.config import ConfigError
 
@@ -44,13 +44,15 @@ class Evaluation:
     truncated: np.ndarray
 
 
-def evaluate(agent: Agent, envs: SyncVectorEnv, seeds: Sequence[int],
+def evaluate(agent: Agent, envs: gym.vector.VectorEnv, seeds: Sequence[int],
              should_stop: Callable[[], bool] | None = None, epsilon: float = 0.0
              ) -> list[Evaluation] | None:
     """Each member's evaluation: one episode per sub-env of ``envs`` (``episodes`` for each
     member, member-major), those of member ``i`` reset with seeds ``seeds[i]``,
     ``seeds[i] + 1``, ...; None if ``should_stop()`` became true before they all ended (it is
-    asked after every step).
+    asked after every step). ``envs``: a SyncVectorEnv, or a batched vector env whose
+    ``reset(seed=[...])`` seeds each sub-env as its own env would be (as
+    :func:`rlexp.build.make_eval_envs` makes them).
 
     Actions are greedy, or with probability ``epsilon`` uniformly random (``eval.epsilon``,
     as the Atari literature evaluates), drawn from a generator seeded with the member's seed:
@@ -68,15 +70,23 @@ def evaluate(agent: Agent, envs: SyncVectorEnv, seeds: Sequence[int],
     while running.any():
         greedy = agent.act(obs.reshape(members, episodes, *obs.shape[1:]), explore=False)
         actions = np.concatenate([e(a) for e, a in zip(explore, greedy, strict=True)])
-        # Only the episodes still running are stepped (the vector env's own step would step
-        # and reset every sub-env: most of a population's evaluation time, as its members'
-        # episodes end at different steps). An ended episode's row keeps its last observation.
-        for k in np.flatnonzero(running):
-            obs[k], reward, terminated, truncated, _ = envs.envs[k].step(actions[k])
-            returns[k] += reward
-            if terminated or truncated:
-                running[k] = False
-                cut[k] = truncated and not terminated
+        if isinstance(envs, SyncVectorEnv):
+            # Only the episodes still running are stepped (the vector env's own step would
+            # step and reset every sub-env: most of a population's evaluation time, as its
+            # members' episodes end at different steps). An ended episode's row keeps its
+            # last observation.
+            for k in np.flatnonzero(running):
+                obs[k], reward, terminated, truncated, _ = envs.envs[k].step(actions[k])
+                returns[k] += reward
+                if terminated or truncated:
+                    running[k] = False
+                    cut[k] = truncated and not terminated
+        else:  # one step for every episode; the rows of ended ones are no longer read
+            obs, rewards, terminated, truncated, _ = envs.step(actions)
+            returns[running] += rewards[running]
+            ended = running & (terminated | truncated)
+            cut[ended] = truncated[ended] & ~terminated[ended]
+            running &= ~ended
         if should_stop is not None and should_stop():
             return None
     return [Evaluation(r, c) for r, c in zip(returns.reshape(members, episodes),
@@ -161,10 +171,11 @@ def main(argv: list[str] | None = None) -> None:
         run_dir = Path(args.run_dir)
         cfg, agent = load_run(run_dir, args.device)
         seed = cfg.seed + EVAL_SEED_OFFSET if args.seed is None else args.seed
-        envs, _ = make_eval_envs(cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes),
-                                 episode_limit(cfg.env))
+        env_limit = episode_limit(cfg.env)
+        envs, eval_cap = make_eval_envs(
+            cfg.env, dataclasses.replace(cfg.eval, episodes=args.episodes), env_limit)
         (evaluation,) = evaluate(agent, envs, [seed], epsilon=cfg.eval.epsilon)
-        returns, cap = evaluation.returns, time_limit(envs)
+        returns, cap = evaluation.returns, env_limit if eval_cap is None else eval_cap
         modes = envs.metadata.get("render_modes") or []  # the envs' own, as gymnasium made them
         envs.close()
         gif = video_return = None

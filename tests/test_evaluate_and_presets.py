@@ -11,6 +11,7 @@ from PIL import Image
 
 from rlexp.agents.dqn import DQNConfig
 from rlexp.agents.qnet import QNetConfig
+from rlexp.envs.cartpole import batched_eval_envs
 from tests.conftest import REPO, TINY, TINY_DQN, compose_config, run_in_process
 
 
@@ -167,6 +168,35 @@ class _CountSteps(gym.Wrapper):
     def step(self, action):
         self.steps += 1
         return super().step(action)
+
+
+BATCHED_EVAL_IDS = [env_id for env_id in sorted(gym.registry)
+                    if batched_eval_envs(env_id, {}, 1, 10) is not None]
+
+
+@pytest.mark.parametrize("env_id", BATCHED_EVAL_IDS)
+def test_a_batched_evaluation_plays_the_episodes_of_the_per_env_one_bit_for_bit(env_id):
+    from rlexp.build import make_eval_envs, make_vector_env
+    from rlexp.config import EnvConfig, EvalConfig
+    from rlexp.evaluate import evaluate
+
+    cfg, cap = EnvConfig(id=env_id), 40  # the cap: some episodes end by it, some fall
+    eval_cfg = EvalConfig(episodes=7, max_episode_steps=cap)
+    batched, _ = make_eval_envs(cfg, eval_cfg, None, members=3)
+    per_env = make_vector_env(cfg, 21, cap, evaluation=True)
+    assert not isinstance(batched, type(per_env))
+    for epsilon in (0.0, 0.3):
+        fast = evaluate(_Lean(), batched, [5, 50, 500], epsilon=epsilon)
+        slow = evaluate(_Lean(), per_env, [5, 50, 500], epsilon=epsilon)
+        for a, b in zip(fast, slow, strict=True):
+            assert a.returns.tolist() == b.returns.tolist()
+            assert a.truncated.tolist() == b.truncated.tolist()
+        cut = np.concatenate([r.truncated for r in slow])
+        assert cut.any() and not cut.all()
+    # Its reset is gymnasium's own per-env reset, seed by seed.
+    obs, _ = batched.reset(seed=list(range(21)))
+    for k, env in enumerate(per_env.envs):
+        assert env.reset(seed=k)[0].tobytes() == obs[k].tobytes()
 
 
 def test_an_evaluation_steps_each_episode_to_its_end_and_no_further():
