@@ -59,7 +59,8 @@ def test_a_run_from_the_command_line_writes_its_run_dir(tmp_path):
 
 
 def test_a_job_of_several_seeds_is_named_after_all_of_them(tmp_path):
-    result = run_cli(["agent=qnet", "env=toy", *TINY, "seed=13", "seeds=2"], cwd=tmp_path)
+    result = run_cli(["agent=qnet", "env=toy", *TINY, "seed=13", "seeds=2", "processes=1"],
+                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     (job,) = (tmp_path / "outputs/runs").glob("*/*_qnet-toy_seeds13-14")
     assert sorted(p.name for p in job.glob("seed*")) == ["seed13", "seed14"]

@@ -277,7 +277,9 @@ def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch):
 
 
 def test_a_population_writes_runs_the_report_and_load_agent_take_as_they_are(tmp_path):
-    out = run_cli([*BASE, "total_steps=600", "seeds=3", "hydra.run.dir=job"], cwd=tmp_path)
+    # In one process (a split population writes the same runs: the three-launcher test).
+    out = run_cli([*BASE, "total_steps=600", "seeds=3", "processes=1", "hydra.run.dir=job"],
+                  cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     dirs = [tmp_path / "job" / f"seed{s}" for s in range(3)]
     (group,) = report.group_runs(report.load_runs(tmp_path))

@@ -30,8 +30,10 @@ def get(base: str, path: str, body: dict | None = None):
 
 @pytest.fixture(params=["basic", "population"])
 def sweep(tmp_path, request):
-    # A population sweep's runs read as a sweep of single runs'.
-    result = run_cli(["-m", f"hydra/launcher={request.param}", "agent=qnet", "env=toy",
+    # A population sweep's runs read as a sweep of single runs' (in one process: split over
+    # worker processes it writes the same runs, tests/test_population.py checks).
+    launcher = {"basic": [], "population": ["hydra.launcher.processes=1"]}[request.param]
+    result = run_cli(["-m", f"hydra/launcher={request.param}", *launcher, "agent=qnet", "env=toy",
                       "optimizer.lr=0.01,0.002", "seed=0,1",
                       "total_steps=300", "log.every_steps=100", "eval.every_steps=150",
                       "eval.episodes=2"], cwd=tmp_path)
