@@ -375,7 +375,7 @@ def test_resume_true_skips_a_run_in_use_and_refuses_without_another(tmp_path):
 
 # ---------------------------------------------------------------- sweeps stop and resume
 
-SWEEP = ["-m", "agent=qnet", "env=toy", "optimizer.lr=0.1,0.2", "seed=0,1,2",
+SWEEP = ["-m", "agent=qnet", "env=toy", "optimizer.lr=0.1,0.2", "seed=0,1",
          "total_steps=800", "log.every_steps=100", "eval.every_steps=400", "eval.episodes=2",
          "checkpoint.every_steps=100", "env.variant=random"]
 
@@ -399,11 +399,12 @@ def test_a_killed_sweep_resumes_to_the_report_of_one_never_interrupted(tmp_path)
     (tmp_path / "b").mkdir()
     proc = start_cli(SWEEP, tmp_path / "b")
     deadline = time.time() + 120
-    while time.time() < deadline:  # kill it while its third run trains
+    while True:  # kill it while its third run (or, on a slow poll, its fourth) trains
         done = list((tmp_path / "b").glob("outputs/multirun/*/*/*/metrics.json"))
         started = list((tmp_path / "b").glob(f"outputs/multirun/*/*/*/{rundir.LAST}"))
-        if len(done) == 2 and len(started) == 3:
+        if len(started) >= 3 and len(started) > len(done):
             break
+        assert proc.poll() is None and time.time() < deadline, "the sweep ended unkilled"
         time.sleep(0.02)
     proc.kill()
     proc.communicate()
@@ -413,7 +414,7 @@ def test_a_killed_sweep_resumes_to_the_report_of_one_never_interrupted(tmp_path)
                       cwd=tmp_path / "b")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     names = sorted(p.name for p in sweep.iterdir() if rundir.is_run(p))
-    assert len(names) == 6 and not any("resume" in n for n in names)
+    assert len(names) == 4 and not any("resume" in n for n in names)
     statuses = [read_metrics(sweep / n) for n in names]
     assert all(m["status"] == "completed" for m in statuses)
     assert sum(m["resumed_from_step"] is not None for m in statuses) == 1  # the killed one
@@ -424,7 +425,7 @@ def test_a_killed_sweep_resumes_to_the_report_of_one_never_interrupted(tmp_path)
     again = run_cli(["-m", *args[::-1], f"hydra.sweep.dir={sweep}", "resume=true"],
                     cwd=tmp_path / "b")
     assert again.returncode == 0
-    assert (again.stdout + again.stderr).count("completed before, kept as it is") == 6
+    assert (again.stdout + again.stderr).count("completed before, kept as it is") == 4
     assert sorted(p.name for p in sweep.iterdir() if rundir.is_run(p)) == names
     assert [read_metrics(sweep / n) for n in names] == statuses
 
