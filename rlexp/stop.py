@@ -14,6 +14,11 @@ so that the jobs after it do not start; the sweep's parent process records the s
 way (:class:`SweepSignals`) instead of raising in the middle of its launcher, and the sweep ends
 with its report and one line per unfinished run.
 
+A process that a sweep starts to train jobs (a worker of ``hydra/launcher=population`` or of
+``hydra/launcher=parallel``) starts with the stop signals held (:func:`held_stop_signals`): a
+Ctrl-C while it imports and sets its job up waits, pending, for the handlers of its
+:class:`StopSignals` instead of ending it with a KeyboardInterrupt traceback.
+
 Under submitit (the ``submitit_*`` launchers) the pre-timeout signal (SIGUSR2) is submitit's: after
 the checkpoint is saved, :meth:`StopSignals.forward` hands the signal to submitit's own handler,
 which requeues the job; the requeued job resumes from the checkpoint.
@@ -21,9 +26,12 @@ which requeues the job; the requeued job resumes from the checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
+from collections.abc import Iterator
+from multiprocessing import resource_tracker
 from pathlib import Path
 from types import FrameType
 
@@ -31,6 +39,8 @@ from rlexp.rundir import SWEEP_STOP, atomic_write
 
 #: Seconds after the first signal before the same signal counts as asked twice.
 REPEAT_AFTER_S = 0.5
+#: The signals that ask a run to stop (and that a starting worker holds).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StopNow(KeyboardInterrupt):
@@ -52,27 +62,38 @@ def exit_status(signum: int) -> int:
 class StopSignals:
     """A context manager: SIGINT and SIGTERM (and SIGUSR2 when a scheduler such as submitit
     handles it) request a stop instead of ending the process. A no-op outside the main thread,
-    where Python cannot install signal handlers."""
+    where Python cannot install signal handlers.
+
+    Once the handlers are set, the signals are let through: a process that started with them
+    held (a sweep's worker) gets the one that came meanwhile, as a stop request like any
+    other. Such a process ignores them after the block, until its next job: a thread started
+    meanwhile (tqdm's monitor) does not hold them, and a sweep that was asked to stop does not
+    start its next job anyway (:func:`request_sweep_stop`)."""
 
     def __init__(self) -> None:
         #: The signal that asked the run to stop, or None.
         self.received: int | None = None
         self._received_at = 0.0
         self._previous: dict[int, object] = {}
+        self._mask: set[int] | None = None
 
     def __enter__(self) -> StopSignals:
         if threading.current_thread() is not threading.main_thread():
             return self
-        watched = [signal.SIGINT, signal.SIGTERM]
+        watched = [*STOP_SIGNALS]
         if callable(signal.getsignal(signal.SIGUSR2)):  # someone (submitit) listens for it
             watched.append(signal.SIGUSR2)
         for signum in watched:
             self._previous[signum] = signal.signal(signum, self._handle)
+        self._mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, watched)
         return self
 
     def __exit__(self, *exc) -> None:
+        held = set(self._mask or ()) & set(STOP_SIGNALS)
         for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
+            signal.signal(signum, signal.SIG_IGN if signum in held else handler)
+        if self._mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, self._mask)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.received == signum and signum != signal.SIGUSR2 and \
@@ -119,6 +140,21 @@ class SweepSignals(StopSignals):
         super()._handle(signum, frame)
         if SweepSignals.sweep_dir is not None:
             request_sweep_stop(SweepSignals.sweep_dir, signum)
+
+
+@contextlib.contextmanager
+def held_stop_signals() -> Iterator[None]:
+    """The stop signals held back (blocked) in this thread while the block runs. A process
+    started in it starts with them held (the mask survives fork and exec) until its
+    :class:`StopSignals` lets them through; one that comes meanwhile waits, pending."""
+    # Started first: multiprocessing starts its resource tracker with the first process or
+    # lock that needs it, and lets these signals through once it has.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def request_sweep_stop(sweep_dir: Path, signum: int) -> None:

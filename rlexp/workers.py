@@ -26,12 +26,10 @@ import logging
 import multiprocessing
 import multiprocessing.process
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from multiprocessing import resource_tracker
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
@@ -39,7 +37,7 @@ from rlexp.build import uses_cuda
 from rlexp.config import Config
 from rlexp.logger import ConsoleBar, report_progress_to
 from rlexp.metrics import RunMetrics
-from rlexp.stop import StopNow, StopSignals, exit_status
+from rlexp.stop import StopNow, StopSignals, exit_status, held_stop_signals
 
 log = logging.getLogger("rlexp")
 
@@ -47,8 +45,6 @@ log = logging.getLogger("rlexp")
 POLL_S = 0.2
 #: Seconds a worker has to end after a second stop signal before it is killed.
 KILL_AFTER_S = 60.0
-#: The signals a worker stops on (:class:`rlexp.stop.StopSignals`), blocked while it starts.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 #: The console's log format (Hydra's), for the workers' lines.
 LOG_FORMAT = "[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"
 
@@ -146,25 +142,10 @@ def _start(context, index: int, count: int, part: Part, log_file: Path | None,
     process = context.Process(target=_train_part, args=(part, theirs, logs, label, to_parent),
                               name=f"rlexp-population-{index}")
     started = time.time()
-    with _stop_signals_blocked():  # until the worker has its handlers
-        process.start()
+    with held_stop_signals():  # until the worker has its handlers (a Ctrl-C while it
+        process.start()  # imports, ~2 s, before it has a process group of its own)
     theirs.close()
     return ours, _Worker(process, part, started, index)
-
-
-@contextlib.contextmanager
-def _stop_signals_blocked() -> Iterator[None]:
-    """Stop signals held back in this process while the block runs; a process started in it
-    starts with them blocked (the mask survives fork and exec), so a Ctrl-C while it imports
-    (~2 s, before it has a process group and handlers of its own) waits for its handlers
-    instead of ending it with a KeyboardInterrupt traceback."""
-    # Started first: starting multiprocessing's resource tracker unblocks these signals.
-    resource_tracker.ensure_running()
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 @dataclass
@@ -269,11 +250,9 @@ def _train_part(part: Part, conn: Connection, logs: list[Path], label: str,
 
     if to_parent:
         report_progress_to(lambda step: conn.send(("progress", step)))
+    # A stop signal that came while it started (held) is now a stop request like any other;
+    # the terminal's and the parent's copy of one Ctrl-C are one signal while pending.
     with StopSignals() as stop, logging_to(logs, fmt):
-        # A stop signal that came while it started (it started with them blocked) is now a
-        # stop request like any other; the terminal's and the parent's copy of one Ctrl-C are
-        # one signal while pending.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
         try:
             finished = run_recorded(part.cfgs, part.run_dirs, stop, sweeping=True)
         except StopNow as e:  # the runs wrote how they ended; the parent reads that

@@ -478,13 +478,14 @@ def test_on_a_terminal_the_workers_share_one_progress_bar_with_their_lines_above
 
 
 def _importing_workers_of(pid: int) -> list[int]:
-    """The spawned worker processes of ``pid`` whose Python is up (it catches SIGINT: Python's
-    own handler) and importing (Linux's /proc)."""
+    """The worker processes of ``pid`` (spawned by multiprocessing, or joblib's loky) whose
+    Python is up (it catches SIGINT: Python's own handler) and importing (Linux's /proc)."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            spawned = b"multiprocessing" in (proc / "cmdline").read_bytes()
+            command = (proc / "cmdline").read_bytes()
+            spawned = b"multiprocessing" in command or b"popen_loky" in command
             caught = next(int(line.split()[1], 16) for line in
                           (proc / "status").read_text().splitlines() if line.startswith("SigCgt"))
         except (OSError, StopIteration):  # it has just ended
@@ -495,10 +496,13 @@ def _importing_workers_of(pid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads Linux's /proc")
-def test_a_ctrl_c_while_the_workers_start_stops_the_sweep_cleanly_and_it_resumes(tmp_path):
+@pytest.mark.parametrize("launcher", ["population", "parallel"])
+def test_a_ctrl_c_while_the_workers_start_stops_the_sweep_cleanly_and_it_resumes(tmp_path,
+                                                                                launcher):
     # A terminal's Ctrl-C reaches its whole foreground process group: here while the workers
-    # are still importing (before they have handlers or process groups of their own).
-    args = ["-m", "hydra/launcher=population", "hydra.launcher.processes=2", "seed=0,1",
+    # are still importing (before they have handlers, or process groups of their own).
+    workers = {"population": "hydra.launcher.processes=2", "parallel": "hydra.launcher.n_jobs=2"}
+    args = ["-m", f"hydra/launcher={launcher}", workers[launcher], "seed=0,1",
             *LAUNCH, "hydra.sweep.dir=sweep"]
     launcher = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,

@@ -138,6 +138,34 @@ def test_one_signal_delivered_twice_at_once_is_one_request(tmp_path, monkeypatch
     assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"] == 151
 
 
+def test_a_worker_holds_the_stop_signals_until_its_job_and_ignores_them_after():
+    """A sweep's worker starts with the stop signals held: its job's handlers get the one that
+    came meanwhile; after the job (other threads may have started) it ignores them."""
+    main = threading.main_thread().ident
+    before = {s: signal.getsignal(s) for s in stop_module.STOP_SIGNALS}
+    try:
+        with stop_module.held_stop_signals():
+            signal.pthread_kill(main, signal.SIGTERM)  # pending, not delivered
+            assert signal.SIGTERM in signal.sigpending()
+            with StopSignals() as stop:
+                assert stop.received == signal.SIGTERM
+                assert not set(stop_module.STOP_SIGNALS) & signal.pthread_sigmask(
+                    signal.SIG_BLOCK, [])
+            for signum in stop_module.STOP_SIGNALS:
+                assert signal.getsignal(signum) == signal.SIG_IGN
+            with StopSignals() as next_job:  # nothing carried over
+                assert next_job.received is None
+                signal.pthread_kill(main, signal.SIGINT)
+                assert next_job.received == signal.SIGINT
+        assert not set(stop_module.STOP_SIGNALS) & signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+    with StopSignals():  # not held when it began: its handlers are put back
+        pass
+    assert {s: signal.getsignal(s) for s in stop_module.STOP_SIGNALS} == before
+
+
 # A DQN run on CartPole: evaluations every 250 steps, log points every 100, checkpoints every 250.
 DQN_RUN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
            "eval.every_steps=250", "checkpoint.every_steps=250"]
