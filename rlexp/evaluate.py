@@ -31,6 +31,7 @@ from rlexp.agents import Agent
 from rlexp.build import episode_limit, load_run, make_env, make_eval_envs
 from rlexp.checkpoint import CheckpointError
 from rlexp.config import ConfigError
+from rlexp.shutdown import skip_exit_collection
 
 # Greedy evaluations use env seeds far from the training envs' (seed, seed + 1, ...).
 EVAL_SEED_OFFSET = 1_000_003
@@ -214,4 +215,5 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     main()

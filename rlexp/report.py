@@ -50,6 +50,7 @@ from rlexp.hparams import write_sweep_experiment
 from rlexp.logger import flatten
 from rlexp.metrics import read_metrics
 from rlexp.rundir import atomic_write
+from rlexp.shutdown import skip_exit_collection
 from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -710,4 +711,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     sys.exit(main())

@@ -50,6 +50,7 @@ from rlexp.logger import TensorBoardLogger, flatten
 from rlexp.loop import LoopResult, LoopSettings, LoopState, MemberRun, train
 from rlexp.metrics import RunMetrics, read_run_metrics, write_metrics
 from rlexp.rundir import RunDirError
+from rlexp.shutdown import skip_exit_collection
 from rlexp.stop import (
     StopNow,
     StopSignals,
@@ -270,6 +271,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     sweep's end lists the run and the sweep exits non-zero); a job that finds a run in its own
     directory (a requeued cluster job, a resumed sweep) continues it (see :func:`_prepare`).
     """
+    skip_exit_collection()  # also where Hydra's launcher runs jobs (a joblib worker)
     job = None
     try:
         job = open_job(cfg)
@@ -617,4 +619,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    skip_exit_collection()
     main()

@@ -37,6 +37,7 @@ from rlexp.build import uses_cuda
 from rlexp.config import Config
 from rlexp.logger import ConsoleBar, report_progress_to
 from rlexp.metrics import RunMetrics
+from rlexp.shutdown import skip_exit_collection
 from rlexp.stop import StopNow, StopSignals, exit_status, held_stop_signals
 
 log = logging.getLogger("rlexp")
@@ -241,6 +242,7 @@ def _train_part(part: Part, conn: Connection, logs: list[Path], label: str,
     # Its own process group: a terminal's Ctrl-C reaches the parent only, which hands each
     # signal on once (a signal delivered twice would count as asked twice).
     os.setpgrp()
+    skip_exit_collection()
     fmt = LOG_FORMAT.replace(" - ", f"[{label}] - ", 1)
     console = _ToParent(conn) if to_parent else logging.StreamHandler()
     console.setFormatter(logging.Formatter(fmt))

@@ -127,3 +127,20 @@ def test_help_lists_the_groups_a_user_chooses_and_every_field_with_its_doc():
             for name, doc in docs.items():
                 if name != "name":
                     assert f"{group}." in out and " ".join(doc.split()) in out, (cls, name)
+
+
+@pytest.mark.parametrize("skipped", [False, True])
+def test_a_process_that_skips_its_exit_collection_leaves_the_garbage_alive_then(skipped):
+    # An unreachable cycle whose finalizer prints: the exit's collection finalizes it, unless
+    # the process asked (here twice, as a command running several jobs does) to skip it.
+    code = ("import gc\n"
+            "from rlexp.shutdown import skip_exit_collection\n"
+            "class Cycle:\n"
+            "    def __del__(self): print('collected')\n"
+            "gc.disable()\n"
+            "c = Cycle(); c.me = c; del c\n"
+            f"if {skipped}: skip_exit_collection(); skip_exit_collection()\n"
+            "print('exiting')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                         check=True).stdout.split()
+    assert out == (["exiting"] if skipped else ["exiting", "collected"])
