@@ -519,6 +519,8 @@ def test_a_ctrl_c_while_the_workers_start_stops_the_sweep_cleanly_and_it_resumes
     # The signal waited for the workers' handlers, which stop before training begins.
     assert not any((run / "metrics.json").exists() for run in runs.values())
     assert "resume=true" in out + err
+    if launcher == "parallel":  # what resuming finds (job dirs, no runs) is the launchers' same
+        return
     again = run_cli([*args, "resume=true"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
     for run in runs.values():
