@@ -504,22 +504,22 @@ def test_a_ctrl_c_while_the_workers_start_stops_the_sweep_cleanly_and_it_resumes
     workers = {"population": "hydra.launcher.processes=2", "parallel": "hydra.launcher.n_jobs=2"}
     args = ["-m", f"hydra/launcher={launcher}", workers[launcher], "seed=0,1",
             *LAUNCH, "hydra.sweep.dir=sweep"]
-    launcher = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    sweep = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while len(_importing_workers_of(launcher.pid)) < 2 and time.monotonic() < deadline:
+    while len(_importing_workers_of(sweep.pid)) < 2 and time.monotonic() < deadline:
         time.sleep(0.01)
-    os.killpg(launcher.pid, signal.SIGINT)
-    out, err = launcher.communicate(timeout=120)
-    assert launcher.returncode == 130, err[-3000:]
+    os.killpg(sweep.pid, signal.SIGINT)
+    out, err = sweep.communicate(timeout=120)
+    assert sweep.returncode == 130, err[-3000:]
     assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
     runs = job_dirs(tmp_path / "sweep")
     assert len(runs) == 2
     # The signal waited for the workers' handlers, which stop before training begins.
     assert not any((run / "metrics.json").exists() for run in runs.values())
     assert "resume=true" in out + err
-    if launcher == "parallel":  # what resuming finds (job dirs, no runs) is the launchers' same
+    if launcher == "parallel":  # resuming finds what the population case's resume finds
         return
     again = run_cli([*args, "resume=true"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -6,7 +6,8 @@ got it before its job had rlexp's handlers (while it imports, or while Hydra set
 would end with a KeyboardInterrupt, which joblib raises in the sweep's process: the sweep would
 end with a traceback, its other jobs killed before they saved their checkpoints. So each worker
 starts with the signals held (:func:`rlexp.stop.held_stop_signals`); its job lets them through
-once its handlers are set (:class:`rlexp.stop.StopSignals`) and holds them again after. Hydra's
+once its handlers are set (:class:`rlexp.stop.StopSignals`), and between jobs it ignores them
+(the sweep's stop marker keeps the next job from starting). Hydra's
 launcher always asks joblib for its ``loky`` backend, so while this launcher launches, ``loky``
 names a subclass of it that starts its processes so.
 """
