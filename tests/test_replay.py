@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.replay import ReplayBuffer
+from rlexp.replay import MemberReplay, ReplayBuffer
 
 
 def add_steps(buffer, start, n, n_envs=1):
@@ -75,3 +75,37 @@ def test_discrete_observations_are_stored_exactly():
                np.array([False]))
     b = buffer.sample(4)
     assert b.obs.shape == (4,) and b.obs.tolist() == [6.0] * 4 and b.next_obs[0] == 7
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_a_populations_memories_sample_together_what_each_samples_alone(prioritized):
+    """Members' memories sampled as one (one gather from their joint table) give each member
+    the batch its memory alone gives, for rows written before and after they were joined,
+    and each member's writes stay its own."""
+    def memories(joined):
+        made = []
+        for seed in range(3):
+            memory = ReplayBuffer(40, (2,), "cpu", seed=seed, n_step=1 + seed)
+            if prioritized:
+                memory.prioritize(0.6, 1e-6, seed)
+            add_steps(memory, 100 * seed, 30)  # each member's rows tell it apart
+            made.append(memory)
+        return MemberReplay(made) if joined else made
+
+    together, alone = memories(True), memories(False)
+    assert together._joint is not None
+    for start in (30, 60):  # then more rows, wrapping around the ring
+        for k, memory in enumerate(alone):
+            add_steps(memory, 100 * k + start, 30)
+            add_steps(together.memories[k], 100 * k + start, 30)
+        batch = together.sample(64, [0.4, 0.7, 1.0])
+        for k, memory in enumerate(alone):
+            own = memory.sample(64, [0.4, 0.7, 1.0][k], member_axis=True)
+            for name in ("obs", "next_obs", "action", "reward", "discount", "terminated",
+                         "truncated", "index", "weight"):
+                mine, theirs = getattr(batch, name), getattr(own, name)
+                assert (mine is None) == (theirs is None) == (name == "weight" and
+                                                             not prioritized)
+                if mine is not None:
+                    assert torch.equal(mine[k:k + 1], theirs), name
+        assert [int(batch.obs[k, :, 0].min()) // 100 for k in range(3)] == [0, 1, 2]
