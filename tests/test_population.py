@@ -576,6 +576,32 @@ def test_optuna_drives_the_population_launcher(tmp_path):
     assert best["best_value"] == pytest.approx(max(means))
 
 
+def test_the_launcher_takes_each_jobs_config_composed_for_the_sweepers_check():
+    from omegaconf import OmegaConf
+
+    from hydra_plugins.rlexp_population_launcher.population_launcher import (
+        compose_each_job_once,
+    )
+
+    class Loader:  # Hydra's config loader: a new config per call
+        calls = 0
+
+        def load_sweep_config(self, master_config, sweep_overrides):
+            self.calls += 1
+            return OmegaConf.create({"job": list(sweep_overrides), "call": self.calls})
+
+    loader, master = Loader(), OmegaConf.create({})
+    compose_each_job_once(loader)
+    compose_each_job_once(loader)  # a second launcher in the process wraps nothing more
+    checked = [loader.load_sweep_config(master, [f"seed={s}"]) for s in range(3)]  # sweeper
+    checked[0].job.append("changed by the sweeper")
+    launched = [loader.load_sweep_config(master, [f"seed={s}"]) for s in range(3)]  # launcher
+    assert loader.calls == 3
+    assert [OmegaConf.to_container(c) for c in launched] == [
+        {"job": [f"seed={s}"], "call": s + 1} for s in range(3)]
+    assert loader.load_sweep_config(master, ["seed=0"]).call == 4  # nothing kept: anew
+
+
 def test_a_population_of_convolutional_networks_is_refused_with_what_to_do_instead():
     from rlexp.build import make_agent, make_vector_env
 

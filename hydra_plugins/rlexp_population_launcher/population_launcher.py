@@ -12,11 +12,13 @@ Each job's ``train.log`` gets its population's training lines, and the sweep's
 ``population.log`` all of them.
 """
 
+import copy
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from hydra.core.config_loader import ConfigLoader
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
@@ -44,6 +46,32 @@ ConfigStore.instance().store(group="hydra/launcher", name="population",
                              node=PopulationLauncherConf, provider="rlexp")
 
 
+def compose_each_job_once(loader: ConfigLoader) -> None:
+    """Make ``loader`` hand a job's config composed for the sweeper to the launcher.
+
+    Hydra's sweepers compose every job's config to check a batch before they launch it, and a
+    launcher composes it again to run it (~75 ms a job here: 1.2 s of a 16-job sweep's set-up,
+    5 s of a 64-job one's). This launcher runs the jobs in the sweeper's process, so the second
+    request for the same job takes the first's config (the loader keeps it until then: nothing
+    stays behind); a third composes again.
+    """
+    compose = loader.load_sweep_config
+    if getattr(compose, "composes_once", False):
+        return
+    kept: dict[tuple, DictConfig] = {}
+
+    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        key = (id(master_config), tuple(sweep_overrides))
+        if key in kept:
+            return kept.pop(key)
+        composed = compose(master_config, sweep_overrides)
+        kept[key] = copy.deepcopy(composed)
+        return composed
+
+    load_sweep_config.composes_once = True
+    loader.load_sweep_config = load_sweep_config
+
+
 class PopulationLauncher(Launcher):
     def __init__(self, processes: int) -> None:
         super().__init__()
@@ -55,6 +83,7 @@ class PopulationLauncher(Launcher):
               config: DictConfig) -> None:
         # The task function is rlexp's: its two halves (open_job, train_jobs) run here.
         self.config, self.hydra_context = config, hydra_context
+        compose_each_job_once(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
