@@ -579,9 +579,7 @@ def test_optuna_drives_the_population_launcher(tmp_path):
 def test_the_launcher_takes_each_jobs_config_composed_for_the_sweepers_check():
     from omegaconf import OmegaConf
 
-    from hydra_plugins.rlexp_population_launcher.population_launcher import (
-        compose_each_job_once,
-    )
+    from hydra_plugins.rlexp_population_launcher.population_launcher import composed_once
 
     class Loader:  # Hydra's config loader: a new config per call
         calls = 0
@@ -591,15 +589,19 @@ def test_the_launcher_takes_each_jobs_config_composed_for_the_sweepers_check():
             return OmegaConf.create({"job": list(sweep_overrides), "call": self.calls})
 
     loader, master = Loader(), OmegaConf.create({})
-    compose_each_job_once(loader)
-    compose_each_job_once(loader)  # a second launcher in the process wraps nothing more
+    configs = composed_once(loader)
+    assert composed_once(loader) is configs  # a second launcher wraps nothing more
     checked = [loader.load_sweep_config(master, [f"seed={s}"]) for s in range(3)]  # sweeper
     checked[0].job.append("changed by the sweeper")
-    launched = [loader.load_sweep_config(master, [f"seed={s}"]) for s in range(3)]  # launcher
+    launched = [configs.take(master, [f"seed={s}"]) for s in range(3)]
     assert loader.calls == 3
     assert [OmegaConf.to_container(c) for c in launched] == [
         {"job": [f"seed={s}"], "call": s + 1} for s in range(3)]
-    assert loader.load_sweep_config(master, ["seed=0"]).call == 4  # nothing kept: anew
+    # A job no check composed (Optuna's sweeper checks none) is composed when taken, and
+    # nothing is kept: taken again, it is composed anew.
+    assert configs.take(master, ["seed=0"]).call == 4
+    assert configs.take(master, ["seed=0"]).call == 5
+    assert configs._kept == {}
 
 
 def test_a_population_of_convolutional_networks_is_refused_with_what_to_do_instead():

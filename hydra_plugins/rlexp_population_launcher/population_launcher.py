@@ -46,30 +46,37 @@ ConfigStore.instance().store(group="hydra/launcher", name="population",
                              node=PopulationLauncherConf, provider="rlexp")
 
 
-def compose_each_job_once(loader: ConfigLoader) -> None:
-    """Make ``loader`` hand a job's config composed for the sweeper to the launcher.
+class ComposedOnce:
+    """Each job's config composed once, for the sweeper's check and this launcher's run.
 
-    Hydra's sweepers compose every job's config to check a batch before they launch it, and a
-    launcher composes it again to run it (~75 ms a job here: 1.2 s of a 16-job sweep's set-up,
-    5 s of a 64-job one's). This launcher runs the jobs in the sweeper's process, so the second
-    request for the same job takes the first's config (the loader keeps it until then: nothing
-    stays behind); a third composes again.
+    Hydra's basic sweeper composes every job's config to check a batch before it launches it,
+    and a launcher composes it again to run it (~75 ms a job here: 1.2 s of a 16-job sweep's
+    set-up, 5 s of a 64-job one's). This launcher runs the jobs in the sweeper's process, so
+    the configs the check composed (through the loader, which :func:`composed_once` wraps) are
+    kept until the launcher takes them; a job no check composed (Optuna's sweeper checks none)
+    is composed when it is taken, and nothing is kept for it.
     """
-    compose = loader.load_sweep_config
-    if getattr(compose, "composes_once", False):
-        return
-    kept: dict[tuple, DictConfig] = {}
 
-    def load_sweep_config(master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
-        key = (id(master_config), tuple(sweep_overrides))
-        if key in kept:
-            return kept.pop(key)
-        composed = compose(master_config, sweep_overrides)
-        kept[key] = copy.deepcopy(composed)
+    def __init__(self, loader: ConfigLoader) -> None:
+        self._compose = loader.load_sweep_config
+        self._kept: dict[tuple, DictConfig] = {}
+        loader.load_sweep_config = self._keep  # what a sweeper calls to check a batch
+
+    def _keep(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        composed = self._compose(master_config, sweep_overrides)
+        self._kept[(id(master_config), tuple(sweep_overrides))] = copy.deepcopy(composed)
         return composed
 
-    load_sweep_config.composes_once = True
-    loader.load_sweep_config = load_sweep_config
+    def take(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        """The job's config: the one its check composed, else composed now."""
+        kept = self._kept.pop((id(master_config), tuple(sweep_overrides)), None)
+        return self._compose(master_config, sweep_overrides) if kept is None else kept
+
+
+def composed_once(loader: ConfigLoader) -> ComposedOnce:
+    """``loader``'s :class:`ComposedOnce` (one per loader: a second launcher shares it)."""
+    wrapped = getattr(loader.load_sweep_config, "__self__", None)
+    return wrapped if isinstance(wrapped, ComposedOnce) else ComposedOnce(loader)
 
 
 class PopulationLauncher(Launcher):
@@ -78,12 +85,13 @@ class PopulationLauncher(Launcher):
         self.processes = processes
         self.config: DictConfig | None = None
         self.hydra_context: HydraContext | None = None
+        self.configs: ComposedOnce | None = None
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction,
               config: DictConfig) -> None:
         # The task function is rlexp's: its two halves (open_job, train_jobs) run here.
         self.config, self.hydra_context = config, hydra_context
-        compose_each_job_once(hydra_context.config_loader)
+        self.configs = composed_once(hydra_context.config_loader)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
@@ -96,8 +104,7 @@ class PopulationLauncher(Launcher):
         log.info("Preparing %d jobs to train as populations", len(job_overrides))
         returns: list[JobReturn] = []
         for idx, overrides in enumerate(job_overrides, start=initial_job_idx):
-            sweep_config = self.hydra_context.config_loader.load_sweep_config(
-                self.config, list(overrides))
+            sweep_config = self.configs.take(self.config, list(overrides))
             with open_dict(sweep_config):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
