@@ -369,7 +369,7 @@ class StackedMLP(MemberNetworks):
                 # In place on the product a linear layer just made, which nothing else holds
                 # and its backward does not read: no new members x batch x width tensor, whose
                 # allocation and memory traffic cost about 7% of a population's gradient step
-                # (5% of a run's).
+                # (2% of a run's).
                 out_of_place, in_place = arg
                 steps.append(in_place if previous == "linear" else out_of_place)
             elif kind in ("linear", "dueling"):

@@ -675,6 +675,7 @@ class MemberReplay:
         #: them (per member, a gather, seven column views and a dtype conversion, then a
         #: concatenation per field: a tenth of an 8-member gradient step). None otherwise.
         self._joint: torch.Tensor | None = None
+        self._offsets: torch.Tensor | None = None  # each member's first row in it
         tables = [m.table for m in memories if isinstance(m, ReplayBuffer)]
         if 1 < len(tables) == len(memories) and len(
                 {(t.capacity, t.width, t.device) for t in tables}) == 1:
@@ -684,7 +685,6 @@ class MemberReplay:
             for table, part in zip(tables, joint, strict=True):
                 table.place(part)
             self._joint = joint.flatten(0, 1)
-            #: Each member's first row in the joint table.
             self._offsets = torch.arange(len(tables), device=first.device)[:, None] \
                 * first.capacity
 
