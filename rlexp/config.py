@@ -319,6 +319,12 @@ class DeviceConfig:
     type: str = "auto"
     #: torch CPU threads; 1 is fastest for RL-sized networks. 0 keeps torch's default.
     threads: int = 1
+    #: Flush float values below the normal range (float32: |x| < 1.2e-38) to zero in CPU
+    #: arithmetic (FTZ/DAZ). Adam's moments of a parameter whose gradient is exactly zero (a
+    #: dead ReLU unit's) decay through that range, where each operation on them is a slow
+    #: microcode path: a fifth of a trained CartPole population's moments were there, and its
+    #: optimizer step took 6x as long. False: IEEE subnormals, at that cost.
+    flush_denormal: bool = True
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.type):

@@ -5,9 +5,11 @@ import itertools
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.errors import ConfigCompositionException
 
 from rlexp.agents.dqn import DQNConfig
+from rlexp.build import resolve_device
 from rlexp.config import (
     CONFIG_DIR,
     SCHEMAS,
@@ -148,3 +150,15 @@ def test_default_run_names_name_the_env_id_for_any_gymnasium_env():
     assert run_label("dqn", "gym", "LunarLander-v3") == "dqn-LunarLander-v3"
     assert run_label("qnet", "gym", "rlexp/Toy-v0") == "qnet-rlexp_Toy-v0"  # one dir name
     assert "${run_label:" in (Path(CONFIG_DIR) / "config.yaml").read_text()
+
+
+@pytest.mark.parametrize("flush", [True, False])
+def test_device_flush_denormal_sets_how_the_cpu_treats_subnormal_floats(flush):
+    subnormal = torch.tensor([1e-39])  # float32's normal range ends at 1.2e-38
+    try:
+        resolve_device(DeviceConfig(type="cpu", flush_denormal=flush))
+        product = float(subnormal * 3.0)
+        assert product == 0.0 if flush else product == pytest.approx(3e-39, rel=1e-3)
+    finally:
+        resolve_device(DeviceConfig(type="cpu"))  # the default: flushed
+    assert float(subnormal * 3.0) == 0.0
