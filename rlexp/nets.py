@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -301,7 +302,7 @@ class StackedMLP(MemberNetworks):
         self.weights = nn.ParameterList(
             [self._stored(torch.stack([net.get_parameter(name).detach() for net in nets]), k)
              for k, name in enumerate(self.names)])
-        self.layers = [_stacked_layer(module) for module in nets[0]]
+        self.plan = _plan(nets[0])
         self._compile()
 
     def _layout(self, k: int) -> torch.Size:
@@ -338,78 +339,194 @@ class StackedMLP(MemberNetworks):
         return self._stored(torch.stack(list(parts)), index)
 
     def _compile(self) -> None:
-        # Learning: views of the parameters taken at each pass, so autograd sees them.
-        # Acting: the same views taken once, outside autograd; they follow every in-place
-        # update.
-        learn = [self._operand_of(p, k) for k, p in enumerate(self.weights)]
-        fixed = [self._operand(p.detach(), k) for k, p in enumerate(self.weights)]
-        self._forward = self._chain(learn)
-        self._act = self._chain([lambda t=t: t for t in fixed])
+        # Learning: the parameters' views taken at each pass, so autograd sees them. Acting:
+        # the same views taken once, outside autograd; they follow every in-place update.
+        self._learn_params = [self._operand_of(p, k) for k, p in enumerate(self.weights)]
+        self._act_params = [self._laid_out(p.detach(), k) for k, p in enumerate(self.weights)]
 
     def _operand_of(self, p: torch.Tensor, k: int) -> Callable[[], torch.Tensor]:
-        """A function giving ``_operand(p, k)``, with as few calls as it can."""
+        """A function giving parameter ``k`` laid out as its layer takes it, with as few calls
+        as it can."""
         if self._padded(k):
-            return lambda: self._operand(p, k)
-        if len(self.shapes[k]) == 2:
-            return lambda: p.transpose(1, 2)
+            return lambda: self._laid_out(p, k)
         return lambda: p
 
-    def _operand(self, p: torch.Tensor, k: int) -> torch.Tensor:
-        """Parameter ``k`` as the batched product takes it: a weight ``[members, in, out]``,
-        a bias ``[members, 1, out]``."""
-        laid = self._laid_out(p, k)
-        return laid.transpose(1, 2) if len(self.shapes[k]) == 2 else laid
-
-    def _chain(self, params: list[Callable[[], torch.Tensor]]):
-        params = iter(params)
-        steps = []
-        previous = None
-        for kind, arg in self.layers:
-            if kind == "activation":
-                # In place on the product a linear layer just made, which nothing else holds
-                # and its backward does not read: no new members x batch x width tensor, whose
-                # allocation and memory traffic cost about 7% of a population's gradient step
-                # (2% of a run's).
-                out_of_place, in_place = arg
-                steps.append(in_place if previous == "linear" else out_of_place)
-            elif kind in ("linear", "dueling"):
-                weight, bias = next(params), next(params) if arg[0] else None
-                if bias is None:
-                    steps.append(lambda x, w=weight: torch.bmm(x, w()))
-                else:
-                    steps.append(lambda x, w=weight, b=bias: torch.baddbmm(b(), x, w()))
-                if kind == "dueling":
-                    steps.append(partial(_dueling, shape=arg[1]))
-            else:
-                steps.append(arg)
-            previous = kind
-        return _chain(steps)
+    def _inputs(self, x: torch.Tensor) -> torch.Tensor:
+        for step in self.plan.inputs:
+            x = step(x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x)
+        x, params = self._inputs(x), [p() for p in self._learn_params]
+        if torch.is_grad_enabled():
+            out = _StackedLayers.apply(self.plan, x, *params)
+        else:  # a target's forward: nothing to keep for a backward (the same arithmetic)
+            out = _run_layers(self.plan.layers, x, params)[-1]
+        # A narrow head's outputs are computed transposed (see _product), and so the dueling
+        # combination's: laid out as [members, batch, outputs] again (a few thousand values)
+        # for what reads them, e.g. an argmax over actions, 10x as long over the transpose.
+        return self.plan.head(out).contiguous()
 
     def act_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._act(x)
+        return self.plan.head(_run_layers(self.plan.layers, self._inputs(x),
+                                          self._act_params)[-1]).contiguous()
 
 
-def _stacked_layer(module: nn.Module) -> tuple[str, Any]:
-    """How a StackedMLP applies one module of the single network."""
-    if isinstance(module, nn.Linear):
-        return "linear", (module.bias is not None,)
-    if isinstance(module, DuelingHead):
-        return "dueling", (module.linear.bias is not None, module.shape)
+@dataclass(frozen=True)
+class _Layer:
+    """A linear layer of a StackedMLP and the activation that follows it (None: none)."""
+
+    bias: bool
+    activation: _Activation | None = None
+
+
+@dataclass(frozen=True)
+class _Activation:
+    """An elementwise nonlinearity, in place: forward on a layer's product, backward on the
+    gradient, from the activation's output (which the forward keeps)."""
+
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    backward: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _activation(module: nn.Module) -> _Activation:
+    aten = torch.ops.aten
+    if isinstance(module, nn.ReLU):
+        return _Activation(torch.relu_, lambda g, y: aten.threshold_backward.grad_input(
+            g, y, 0, grad_input=g))
+    if isinstance(module, nn.Tanh):
+        return _Activation(torch.tanh_, lambda g, y: aten.tanh_backward.grad_input(
+            g, y, grad_input=g))
+    if isinstance(module, nn.ELU):
+        alpha = module.alpha
+        return _Activation(partial(nn.functional.elu_, alpha=alpha),
+                           lambda g, y: aten.elu_backward.grad_input(g, alpha, 1, 1, True, y,
+                                                                     grad_input=g))
+    raise ValueError(f"{type(module).__name__} has no stacked form")
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How a StackedMLP computes the single network's modules: elementwise input layers
+    (one-hot, pixel scaling, flatten), then linear layers each with its activation, then the
+    head's combination (a dueling head's, or none)."""
+
+    inputs: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
+    layers: tuple[_Layer, ...]
+    head: Callable[[torch.Tensor], torch.Tensor]
+
+
+def _plan(net: nn.Sequential) -> _Plan:
+    """The plan of an MLP as :func:`q_network` builds it; ValueError for any other network."""
+    modules = list(net)
+    inputs = []
+    while modules and _input_step(modules[0]) is not None:
+        inputs.append(_input_step(modules.pop(0)))
+    layers: list[_Layer] = []
+    head = _no_combination
+    while modules:
+        module = modules.pop(0)
+        if isinstance(module, DuelingHead) and not modules:
+            layers.append(_Layer(module.linear.bias is not None))
+            head = partial(_dueling, shape=module.shape)
+        elif isinstance(module, nn.Linear) and modules:  # a hidden layer: the head is last
+            activation = _activation(modules.pop(0)) \
+                if isinstance(modules[0], tuple(ACTIVATIONS.values())) else None
+            layers.append(_Layer(module.bias is not None, activation))
+        elif isinstance(module, nn.Linear):
+            layers.append(_Layer(module.bias is not None))
+        else:
+            raise ValueError(f"{type(module).__name__} layers have no stacked form here")
+    if not layers:
+        raise ValueError("a network without linear layers has no stacked form")
+    return _Plan(tuple(inputs), tuple(layers), head)
+
+
+def _input_step(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """How a StackedMLP applies an input layer of the single network (None: not one)."""
     if isinstance(module, nn.Flatten):
-        return "plain", partial(torch.flatten, start_dim=2)  # keep [members, batch]
-    if isinstance(module, tuple(ACTIVATIONS.values())):  # elementwise (out of, in place)
-        if isinstance(module, nn.Tanh):
-            return "activation", (module.forward, torch.tanh_)
-        in_place = copy.copy(module)
-        in_place.inplace = True
-        return "activation", (module.forward, in_place.forward)
+        return partial(torch.flatten, start_dim=2)  # keep [members, batch]
     if isinstance(module, OneHot) or (
             isinstance(module, PixelInput) and not module.convolutional):
-        return "plain", module.forward  # elementwise: the member axis changes nothing
-    raise ValueError(f"{type(module).__name__} layers have no stacked form")
+        return module.forward  # elementwise: the member axis changes nothing
+    return None
+
+
+def _no_combination(out: torch.Tensor) -> torch.Tensor:
+    return out
+
+
+#: A batched product whose result has fewer columns than this (and more rows) is computed as
+#: its transpose: at 8 members MKL takes about 3x as long for a [256, 3] result (a head's
+#: outputs over a batch) or a [128, 4] one (a first layer's weight gradient) as for the
+#: [3, 256] or [4, 128] transpose. The transpose was the faster below 8 columns at 1 and at 8
+#: members, and not from 8 columns on.
+_NARROW = 8
+
+
+def _product(a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None
+             ) -> torch.Tensor:
+    """``add + a @ b`` over a leading batch axis (``add``: broadcast, e.g. a bias
+    ``[members, 1, n]``); a narrow result (see ``_NARROW``) is a transposed view."""
+    if not b.shape[2] < min(_NARROW, a.shape[1]):
+        return torch.bmm(a, b) if add is None else torch.baddbmm(add, a, b)
+    a, b = b.transpose(1, 2), a.transpose(1, 2)
+    out = torch.bmm(a, b) if add is None else torch.baddbmm(add.transpose(1, 2), a, b)
+    return out.transpose(1, 2)
+
+
+def _run_layers(layers: Sequence[_Layer], x: torch.Tensor, params: Sequence[torch.Tensor]
+                ) -> list[torch.Tensor]:
+    """The outputs of each of ``layers`` on ``x``; ``params``: their weights
+    ``[members, out, in]`` and biases ``[members, 1, out]``, in order."""
+    params = iter(params)
+    outputs = []
+    for layer in layers:
+        weight, bias = next(params), next(params) if layer.bias else None
+        x = _product(x, weight.transpose(1, 2), bias)
+        if layer.activation is not None:
+            # In place on the product, which nothing else holds: no new members x batch x
+            # width tensor, whose allocation and memory traffic cost about 7% of a
+            # population's gradient step.
+            x = layer.activation.forward(x)
+        outputs.append(x)
+    return outputs
+
+
+class _StackedLayers(torch.autograd.Function):
+    """A StackedMLP's linear layers and activations as one autograd node, with a backward
+    written for them: each product in its faster orientation (``_product``), each weight's
+    gradient computed in its parameter's layout (autograd's is its transpose, copied), and
+    each activation's backward in place on a gradient this node made (autograd's allocates a
+    new one: 2.3x as long at 8 members)."""
+
+    @staticmethod
+    def forward(ctx, plan: _Plan, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
+        outputs = _run_layers(plan.layers, x, params)
+        ctx.layers = plan.layers
+        ctx.save_for_backward(x, *outputs[:-1], *params)
+        return outputs[-1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        layers = ctx.layers
+        saved = ctx.saved_tensors
+        inputs, params = saved[:len(layers)], saved[len(layers):]
+        at = [0]  # where each layer's parameters start
+        for layer in layers:
+            at.append(at[-1] + 1 + layer.bias)
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        g, owned = grad, False  # the incoming gradient is autograd's: not changed in place
+        for i in reversed(range(len(layers))):
+            layer, weight = layers[i], params[at[i]]
+            if layer.activation is not None:  # a hidden layer's: its output is saved
+                g = layer.activation.backward(g if owned else g.clone(), inputs[i + 1])
+            grads[at[i]] = _product(g.transpose(1, 2), inputs[i])
+            if layer.bias:
+                grads[at[i] + 1] = g.sum(dim=1, keepdim=True)
+            if i or ctx.needs_input_grad[1]:
+                g, owned = _product(g, weight), True
+        return None, g if ctx.needs_input_grad[1] else None, *grads
 
 
 def _dueling(out: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:

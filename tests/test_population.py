@@ -130,25 +130,37 @@ def test_a_member_of_a_population_of_four_is_bit_identical_to_its_run_alone(tmp_
         assert torch.equal(value, final_weights(together[2])[key]), key
 
 
+@pytest.mark.parametrize(("hidden", "dueling", "bias"), [([6, 5], True, True),
+                                                      ([16, 12], False, False)],
+                         ids=["narrow-dueling", "wide-nobias"])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_stacked_networks_compute_each_members_network_and_gradients(activation):
-    # Their activations work in place on the linear layers' products: the members' outputs
-    # and gradients must still be those of their networks alone.
+def test_stacked_networks_compute_each_members_network_and_gradients(activation, hidden,
+                                                                     dueling, bias):
+    # The stacked layers have a backward of their own: products in either orientation (narrow
+    # results are computed transposed: the 6- and 5-wide layers, the heads and a 3-wide
+    # input's weight gradients; the 16- and 12-wide products directly) and activations
+    # working in place. Each member's outputs and gradients, its inputs' too, must still be
+    # those of its network alone.
     torch.manual_seed(0)
-    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, [6, 5], activation, dueling=True)
+    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, hidden, activation, bias, dueling=dueling)
             for _ in range(3)]
     stacked = member_networks([copy.deepcopy(n) for n in nets])
-    x = torch.randn(3, 8, 3)
+    x = torch.randn(3, 8, 3, requires_grad=True)
     out = stacked(x)
     (out ** 2).sum().backward()
     for i, net in enumerate(nets):
-        torch.testing.assert_close(out[i], net(x[i]), rtol=1e-6, atol=1e-6)  # other kernels
-        (net(x[i]) ** 2).sum().backward()
+        alone = x[i].detach().clone().requires_grad_(True)
+        expected = net(alone)
+        torch.testing.assert_close(out[i], expected, rtol=1e-6, atol=1e-6)  # other kernels
+        (expected ** 2).sum().backward()
+        torch.testing.assert_close(x.grad[i], alone.grad, rtol=1e-6, atol=1e-6)
         for k, (name, p) in enumerate(net.named_parameters()):
             torch.testing.assert_close(stacked.per_member(stacked.weights[k].grad, k)[i],
                                        p.grad, rtol=1e-6, atol=1e-7, msg=name)
     with torch.inference_mode():  # acting computes what learning does, bit for bit
         assert torch.equal(stacked.act_forward(x), out.detach())
+    with torch.no_grad():  # and so does a target's forward
+        assert torch.equal(stacked(x), out.detach())
 
 
 @pytest.mark.parametrize("optimizer", OPTIMIZERS)
