@@ -40,8 +40,7 @@ def resolve_device(cfg: DeviceConfig) -> torch.device:
     """The torch device for ``device.type``; fails clearly when CUDA is asked for but absent."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    # Before torch starts any worker thread: those inherit this thread's floating-point mode.
-    torch.set_flush_denormal(cfg.flush_denormal)
+    torch.set_flush_denormal(cfg.flush_denormal)  # this thread's mode (see DeviceConfig)
     keep_freed_memory()
     if cfg.type == "auto":
         return torch.device("cuda" if uses_cuda(cfg) else "cpu")

@@ -323,7 +323,9 @@ class DeviceConfig:
     #: arithmetic (FTZ/DAZ). Adam's moments of a parameter whose gradient is exactly zero (a
     #: dead ReLU unit's) decay through that range, where each operation on them is a slow
     #: microcode path: a fifth of a trained CartPole population's moments were there, and its
-    #: optimizer step took 6x as long. False: IEEE subnormals, at that cost.
+    #: optimizer step took 6x as long. False: IEEE subnormals, at that cost. The mode is the
+    #: main thread's: with ``threads`` other than 1, torch's worker threads keep subnormals
+    #: (their share of an op is still computed the same way every run).
     flush_denormal: bool = True
 
     def __post_init__(self) -> None:

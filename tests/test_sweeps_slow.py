@@ -4,20 +4,23 @@ import pytest
 import yaml
 
 from rlexp.metrics import read_metrics
-from tests.conftest import read_scalars, run_cli
+from tests.conftest import read_scalars, run_cli, run_in_process
 
 pytestmark = pytest.mark.slow
 
 
 def test_submitit_job_checkpoints_at_its_timeout_signal_and_the_requeued_job_resumes(tmp_path):
     # A 1-minute limit: submitit's local executor sends SIGUSR2 after 30 s, the run saves its
-    # checkpoint and is requeued, and the new job resumes it. 200k steps of Q-learning on the
-    # toy env take about a minute on a fast machine here, so the first job cannot finish.
-    steps = 200_000
+    # checkpoint and is requeued, and the new job resumes it; a job requeued 3 times is given
+    # up. The run is sized to this machine: ~45 s of Q-learning on the toy env (one of these
+    # machines steps it 3-4x as fast as another), so the first job cannot finish and the
+    # second can.
+    args = ["agent=qnet", "env=toy", "log.every_steps=1000", "eval.every_steps=0",
+            "eval.episodes=2", "seed=0"]
+    speed = run_in_process([*args, "total_steps=5000"], tmp_path / "calibration").sps
+    steps = max(round(45 * speed / 1000), 1) * 1000
     result = run_cli(["-m", "hydra/launcher=local_cluster", "hydra.launcher.timeout_min=1",
-                      "agent=qnet", "env=toy", f"total_steps={steps}", "log.every_steps=1000",
-                      "eval.every_steps=0", "eval.episodes=2", "seed=0"], cwd=tmp_path,
-                     timeout=600)
+                      *args, f"total_steps={steps}"], cwd=tmp_path, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (sweep,) = tmp_path.glob("outputs/multirun/*/*")
     (run_dir,) = [p for p in sweep.iterdir() if (p / ".hydra").is_dir()]
