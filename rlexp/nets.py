@@ -420,8 +420,9 @@ def _plan(net: nn.Sequential) -> _Plan:
     """The plan of an MLP as :func:`q_network` builds it; ValueError for any other network."""
     modules = list(net)
     inputs = []
-    while modules and _input_step(modules[0]) is not None:
-        inputs.append(_input_step(modules.pop(0)))
+    while modules and (step := _input_step(modules[0])) is not None:
+        inputs.append(step)
+        modules.pop(0)
     layers: list[_Layer] = []
     head = _no_combination
     while modules:
@@ -429,16 +430,16 @@ def _plan(net: nn.Sequential) -> _Plan:
         if isinstance(module, DuelingHead) and not modules:
             layers.append(_Layer(module.linear.bias is not None))
             head = partial(_dueling, shape=module.shape)
-        elif isinstance(module, nn.Linear) and modules:  # a hidden layer: the head is last
-            activation = _activation(modules.pop(0)) \
-                if isinstance(modules[0], tuple(ACTIVATIONS.values())) else None
-            layers.append(_Layer(module.bias is not None, activation))
         elif isinstance(module, nn.Linear):
-            layers.append(_Layer(module.bias is not None))
+            activated = bool(modules) and isinstance(modules[0], tuple(ACTIVATIONS.values()))
+            layers.append(_Layer(module.bias is not None,
+                                 _activation(modules.pop(0)) if activated else None))
         else:
             raise ValueError(f"{type(module).__name__} layers have no stacked form here")
     if not layers:
         raise ValueError("a network without linear layers has no stacked form")
+    if layers[-1].activation is not None:  # the backward keeps hidden layers' outputs only
+        raise ValueError("a network that ends in an activation has no stacked form")
     return _Plan(tuple(inputs), tuple(layers), head)
 
 
