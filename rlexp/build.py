@@ -31,6 +31,7 @@ from rlexp.config import (
     config_from_dict,
     optimizer_class,
 )
+from rlexp.envs import boundary
 from rlexp.envs.cartpole import batched_eval_envs
 from rlexp.members import eager_optimizer_class
 from rlexp.nets import network_kind
@@ -103,10 +104,12 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
     ``max_episode_steps`` replaces the env's time limit (gymnasium's TimeLimit); ``evaluation``
     makes the greedy-evaluation variant; ``extra``: more ``gymnasium.make`` arguments.
 
-    A training env's finished episodes have their return and length in the step's
-    ``info["episode"]`` (gymnasium's RecordEpisodeStatistics, outermost unless the env records
-    its own, as Atari records full games' raw scores). An evaluation sums its rewards itself,
-    so its envs go without the wrapper (a sixth of a CartPole evaluation step)."""
+    The env is wrapped by ``env.wrappers``, then where its spaces need it
+    (:func:`rlexp.envs.boundary.adapt`). A training env's finished episodes have their return
+    and length in the step's ``info["episode"]`` (gymnasium's RecordEpisodeStatistics,
+    outermost unless the env records its own, as Atari records full games' raw scores). An
+    evaluation sums its rewards itself, so its envs go without the wrapper (a sixth of a
+    CartPole evaluation step)."""
     kwargs = {**cfg.make_kwargs(evaluation), **extra}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
@@ -114,10 +117,11 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
         env = gym.make(cfg.make_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError, ValueError) as e:
         raise ConfigError(f"env.id={cfg.id!r} could not be made: {e}") from e
-    if not isinstance(env.action_space, gym.spaces.Discrete):
-        raise ConfigError(
-            f"env.id={cfg.id!r} has action space {env.action_space}; rlexp's agents need Discrete"
-        )
+    try:
+        env = boundary.adapt(boundary.apply_wrappers(env, cfg.wrappers), cfg.id, cfg.channels)
+    except ValueError as e:  # a wrapper that fails, a space the agents cannot take
+        env.close()
+        raise ConfigError(str(e)) from e
     if evaluation:
         return env
     layer = env
@@ -153,7 +157,9 @@ def joins_populations(cfg: Config) -> bool:
     :func:`rlexp.nets.member_networks`). One env instance is made to read its observations."""
     env = make_env(cfg.env)
     try:
-        return network_kind(cfg.agent.network.kind, env.observation_space) == "mlp"
+        space = env.observation_space
+        return network_kind(cfg.agent.network.kind, space,
+                            boundary.image_channels(space, cfg.env.channels)) == "mlp"
     finally:
         env.close()
 
@@ -179,7 +185,8 @@ def make_eval_envs(cfg: EnvConfig, eval_cfg: EvalConfig, env_limit: int | None,
     own_limit = eval_cfg.max_episode_steps is None and env_limit is not None
     cap = None if own_limit else eval_cfg.max_episode_steps or EVAL_MAX_EPISODE_STEPS
     limit = env_limit if own_limit else cap
-    batched = batched_eval_envs(cfg.make_id, cfg.make_kwargs(evaluation=True), count, limit)
+    batched = None if cfg.wrappers else batched_eval_envs(
+        cfg.make_id, cfg.make_kwargs(evaluation=True), count, limit)
     if batched is not None:
         return batched, cap
     return make_vector_env(cfg, count, limit, evaluation=True), cap
@@ -215,6 +222,7 @@ def make_agent(cfgs: Sequence[Config], observation_space: gym.Space, action_spac
             device=device,
             total_steps=cfg.total_steps,
             frame_stack=cfg.env.frame_stack,
+            channels=boundary.image_channels(observation_space, cfg.env.channels),
         )
     except ValueError as e:  # a network that does not fit the observations
         raise ConfigError(str(e)) from e
@@ -229,36 +237,52 @@ def make_agent(cfgs: Sequence[Config], observation_space: gym.Space, action_spac
 
 class TrainedAgent:
     """A finished run's agent, for use outside training: numpy in, numpy out, for one
-    observation or a batch, with the observation's shape checked against the env's.
+    observation or a batch, as the run's env gives them (after ``env.wrappers``), with the
+    observation's shape checked against the env's.
 
     ``q_values(obs)``: ``[n_actions]`` for one observation, ``[batch, n_actions]`` for a batch.
     ``act(obs, explore=False)``: the greedy action (an int) or actions (``[batch]``); with
-    ``explore=True``, epsilon-greedy at the agent's final epsilon. ``agent``: the agent itself
-    (its ``q_net``, ``state_dict()``).
+    ``explore=True``, epsilon-greedy at the agent's final epsilon. Actions are numbered as the
+    agent numbers them (``0 .. n-1``). ``agent``: the agent itself (its ``q_net``,
+    ``state_dict()``).
     """
 
-    def __init__(self, agent: Agent):
+    def __init__(self, agent: Agent, env: gym.Env | None = None):
         self.agent = agent
+        #: The observations as the env gives them, and the conversion the env boundary makes
+        #: of one (None: they reach the agent as they are; see rlexp.envs.boundary).
         self.observation_space = agent.observation_space
+        self._convert = None
+        if env is not None:
+            self.observation_space = boundary.raw_observation_space(env)
+            if self.observation_space != agent.observation_space:
+                self._convert = boundary.observation_converter(env)
 
     def _batch(self, obs) -> tuple[np.ndarray, bool]:
-        """The observations as a batch, and whether a single one was given."""
+        """The observations as a batch the agent takes, and whether a single one was given."""
         x = obs.detach().cpu().numpy() if isinstance(obs, torch.Tensor) else np.asarray(obs)
-        shape = tuple(self.observation_space.shape or ())
-        if isinstance(self.observation_space, gym.spaces.Discrete):
-            n = self.observation_space.n
+        space = self.observation_space
+        shape = tuple(space.shape or ())
+        if isinstance(space, gym.spaces.Discrete):
+            low, high = int(space.start), int(space.start + space.n)
             if x.ndim > 1 or not np.issubdtype(x.dtype, np.integer) or (
-                    x.size and (x.min() < 0 or x.max() >= n)):
-                raise ValueError(f"observations of this env are states, integers in [0, {n}): "
-                                 f"one, or a 1-D batch; got an array of shape {x.shape} and "
-                                 f"dtype {x.dtype}")
-            return x.reshape(-1), x.ndim == 0
-        if x.shape == shape:
-            return x[None], True
-        if x.shape[1:] == shape:
-            return x, False
-        raise ValueError(f"an observation of this env has shape {shape}: pass one, or a batch "
-                         f"[n, {', '.join(map(str, shape))}]; got shape {x.shape}")
+                    x.size and (x.min() < low or x.max() >= high)):
+                raise ValueError(f"observations of this env are states, integers in [{low}, "
+                                 f"{high}): one, or a 1-D batch; got an array of shape "
+                                 f"{x.shape} and dtype {x.dtype}")
+            batch, single = x.reshape(-1), x.ndim == 0
+        elif x.shape == shape:
+            batch, single = x[None], True
+        elif x.shape[1:] == shape:
+            batch, single = x, False
+        else:
+            raise ValueError(f"an observation of this env has shape {shape}: pass one, or a "
+                             f"batch [n, {', '.join(map(str, shape))}]; got shape {x.shape}")
+        if self._convert is not None:
+            batch = np.stack([self._convert(o) for o in batch])
+        elif isinstance(space, gym.spaces.Box):
+            batch = batch.astype(space.dtype, copy=False)
+        return batch, single
 
     def q_values(self, obs) -> np.ndarray:
         batch, single = self._batch(obs)
@@ -278,22 +302,29 @@ def load_agent(run_dir: str | Path, device: str | torch.device = "cpu") -> Train
     >>> agent.q_values(obs_batch)  # numpy [batch, n_actions]; one observation: [n_actions]
     >>> agent.act(obs)             # the greedy action, an int (a batch: numpy [batch])
     """
-    return TrainedAgent(load_run(run_dir, device)[1])
+    _, agent, env = _load_run(run_dir, device)
+    return TrainedAgent(agent, env)
 
 
 def load_run(run_dir: str | Path, device: str | torch.device = "cpu") -> tuple[Config, Agent]:
     """A finished run's validated config and its trained agent."""
+    return _load_run(run_dir, device)[:2]
+
+
+def _load_run(run_dir: str | Path, device: str | torch.device
+              ) -> tuple[Config, Agent, gym.Env]:
+    """:func:`load_run`, with the run's env (closed: its spaces and wrappers only)."""
     run_dir = Path(run_dir)
     config_path = run_dir / rundir.CONFIG
     if not config_path.is_file():
         raise ConfigError(f"{run_dir} is not an rlexp run directory (no {rundir.CONFIG})")
     cfg = config_from_dict(OmegaConf.to_container(OmegaConf.load(config_path)))
-    env = make_env(cfg.env)
+    env = make_env(cfg.env, evaluation=True)  # its spaces, and no episode statistics on top
     agent = make_agent([cfg], env.observation_space, env.action_space, torch.device(device))
     env.close()
     if not (run_dir / rundir.FINAL).is_file() and (run_dir / rundir.LAST).is_file():
         raise ConfigError(f"{run_dir} has no {rundir.FINAL}: the run did not complete "
-                          f"({rundir.status(run_dir)}); finish it with the command that "
-                          f"started it plus resume={run_dir}")
+                          f"({rundir.status(run_dir)}); finish it with python -m rlexp.train "
+                          f"resume={run_dir}")
     agent.load_state_dicts([load_training_state(run_dir / rundir.FINAL, device)["agent"]])
-    return cfg, agent
+    return cfg, agent, env

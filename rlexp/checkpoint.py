@@ -3,34 +3,57 @@
 from __future__ import annotations
 
 import pickle
-import shutil
 import zipfile
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from rlexp.rundir import atomic_write
+from rlexp.rundir import atomic_write, write_error
 
 
 class CheckpointError(RuntimeError):
     """A checkpoint that is missing, truncated, corrupt or not rlexp's."""
 
 
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (e.g. the disk is full); the previous one is intact."""
+#: Types ``torch.load(weights_only=True)`` accepts as they are (containers apart).
+_LOADABLE = (torch.Tensor, torch.Size, bool, int, float, complex, str, bytes, bytearray, type(None))
+
+
+def plain(value: Any, where: str = "state") -> Any:
+    """``value`` as data that ``torch.load(weights_only=True)`` accepts: tensors and Python
+    numbers, strings and bytes as they are; numpy arrays as tensors and numpy scalars as Python
+    numbers; dicts, lists, tuples and sets item by item, a deque as a list. Anything else
+    (an object, a function) raises TypeError naming where it is: no checkpoint is written that
+    would not load."""
+    if isinstance(value, np.generic) and value.dtype.kind in "biufc":  # before float: float64
+        return value.item()
+    if isinstance(value, _LOADABLE):
+        return value
+    if isinstance(value, np.ndarray) and value.dtype.kind in "biufc":
+        return torch.from_numpy(value.copy())
+    if isinstance(value, dict):
+        kind = OrderedDict if isinstance(value, OrderedDict) else dict
+        return kind((plain(k, where), plain(v, f"{where}[{k!r}]")) for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset | deque):
+        items = [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if isinstance(value, tuple) else \
+            set(items) if isinstance(value, set | frozenset) else items
+    raise TypeError(f"{where} is a {type(value).__module__}.{type(value).__qualname__}, which a "
+                    "checkpoint cannot hold: state dicts hold tensors, numpy arrays, numbers, "
+                    "strings, and lists, tuples and dicts of them")
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Save ``state`` (tensors, numbers, strings, lists and dicts only) atomically."""
+    """Save ``state`` atomically, converted by :func:`plain` so that it loads weights-only."""
     path = Path(path)
+    state = plain(state)
     try:
         atomic_write(path, lambda tmp: torch.save(state, tmp))
-    except (OSError, RuntimeError) as e:  # torch's zip writer reports failed writes as either
-        free = shutil.disk_usage(path.parent).free if path.parent.exists() else 0
-        raise CheckpointWriteError(
-            f"could not write {path} ({str(e).splitlines()[0]}; {free / 1e6:.0f} MB free on its "
-            "disk); the previous checkpoint, if any, is kept") from e
+    except RuntimeError as e:  # torch's zip writer reports some failed writes so, without why
+        raise write_error(path, e, "the write failed part way") from e
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from rlexp import rundir
 from rlexp.agents import AGENTS, AgentConfig
 from rlexp.envs import TOY_ID
 from rlexp.envs.atari import ATARI_ID
+from rlexp.envs.boundary import CHANNELS, resolve_wrapper
 from rlexp.envs.minatar import GAMES as MINATAR_GAMES
 from rlexp.envs.minatar import MINATAR_ID
 from rlexp.envs.toy import VARIANTS
@@ -55,12 +56,29 @@ class EnvConfig:
     #: The mean return at which the env counts as solved (gymnasium's reward_threshold, e.g.
     #: 475 for CartPole-v1); null: none. Sweep reports count the runs that reach it.
     solved_return: float | None = None
+    #: gymnasium wrappers applied in order after ``gymnasium.make`` (the first innermost), in
+    #: training and evaluation alike: each an import path
+    #: (``gymnasium.wrappers.FlattenObservation``) or a mapping with ``_target_`` and keyword
+    #: arguments (``{_target_: gymnasium.wrappers.ResizeObservation, shape: [64, 64]}``).
+    wrappers: list[Any] = field(default_factory=list)
+    #: Where an image observation's channels are: first ([C, H, W]), last ([H, W, C]), none
+    #: (the observation is not an image: an MLP reads it); null: a 2-D or 3-D uint8 or bool
+    #: observation is an image with its channels on its shorter end axis (rlexp.envs.boundary).
+    channels: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps <= 0:
             raise ConfigError(f"env.max_steps={self.max_steps} must be positive or null")
         if self.num_envs <= 0:
             raise ConfigError(f"env.num_envs={self.num_envs} must be positive")
+        if self.channels is not None and self.channels not in CHANNELS:
+            raise ConfigError(f"env.channels={self.channels!r} is not one of "
+                              f"{', '.join(CHANNELS)} or null (auto)")
+        for item in self.wrappers:
+            try:
+                resolve_wrapper(item)
+            except ValueError as e:
+                raise ConfigError(str(e)) from e
 
     @property
     def make_id(self) -> str:
@@ -126,6 +144,7 @@ class AtariEnvConfig(EnvConfig):
     screen_size: int = 84
     #: Observations stack the last this many frames: ``[frame_stack, screen, screen]`` uint8.
     frame_stack: int = 4
+    channels: str | None = "first"
     #: Probability that the emulator repeats the previous action instead of the chosen one, at
     #: every frame (Machado et al. 2018; 0.25 as ALE v5). 0: deterministic games (NoFrameskip-v4).
     sticky_actions: float = 0.25
@@ -178,6 +197,7 @@ class MinAtarEnvConfig(EnvConfig):
     difficulty_ramping: bool = True
     #: Only the game's meaningful actions instead of all 6.
     minimal_action_set: bool = False
+    channels: str | None = "last"
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -508,7 +528,8 @@ class Config:
     total_steps: int = 50_000
     #: Label of the run, used in its directory name.
     run_name: str = MISSING
-    #: Continue a run from its checkpoints/last.pt: a run directory, or true for the latest
+    #: Continue a run from its checkpoints/last.pt: a run directory (alone: its own saved
+    #: config is used; a larger total_steps trains it for longer), or true for the latest
     #: unfinished run under outputs/runs started with the same overrides. In a sweep (``-m``
     #: with the sweep's ``hydra.sweep.dir``), true continues the whole sweep: completed runs
     #: are kept, unfinished ones resume, those that never began start.

@@ -107,7 +107,9 @@ def _summary(cls: type) -> str:
 def help_text() -> str:
     groups = sorted(p.name for p in Path(CONFIG_DIR).iterdir()
                     if p.is_dir() and p.name not in INTERNAL_GROUPS)
-    out = ["python -m rlexp.train [-m] [group=option ...] [key=value ...]", "",
+    out = ["python -m rlexp.train [-m] [group=option ...] [key=value ...]",
+           "python -m rlexp.train resume=RUN_DIR [total_steps=N]   (continue a run with its "
+           "own config; a larger total_steps trains it for longer)", "",
            "Choose an option per config group and override any field; -m sweeps every "
            "combination of comma-separated values (see the README). --cfg job prints the "
            "composed config; --hydra-help lists Hydra's own flags. Below: each option's fields "

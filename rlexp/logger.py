@@ -26,7 +26,13 @@ from torch.utils.tensorboard.summary import hparams as hparams_summaries
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from rlexp.rundir import write_error
+
 log = logging.getLogger("rlexp")
+# A log file on a full disk must not print a traceback per line on the console: logging's
+# setting for production, under which a handler that fails drops the record (the failure that
+# filled the disk is reported in its own line).
+logging.raiseExceptions = False
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -41,6 +47,17 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:  # lists, None
             flat[name] = str(value)
     return flat
+
+
+def traceback_to_log_files(e: BaseException) -> None:
+    """``e``'s traceback, into the log files only (train.log): for a failure the console
+    already shows in one line."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "traceback: %s", (
+        type(e).__name__,), (type(e), e, e.__traceback__))
+    for logger in (log, logging.getLogger()):
+        for handler in logger.handlers:
+            if isinstance(handler, logging.FileHandler) and record.levelno >= handler.level:
+                handler.handle(record)
 
 
 class TensorBoardLogger:
@@ -64,7 +81,10 @@ class TensorBoardLogger:
 
     def flush(self) -> None:
         """Put every point written so far on disk (SummaryWriter buffers them for minutes)."""
-        self.writer.flush()
+        try:
+            self.writer.flush()
+        except OSError as e:  # e.g. a full disk
+            raise write_error(Path(self.writer.get_logdir()) / "events.out.tfevents.*", e) from e
 
     def config(self, yaml_text: str, flat_config: dict[str, Any]) -> None:
         """The resolved config as text, and the hparams session for the HParams tab.

@@ -22,8 +22,9 @@ from torch import nn
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 #: Network kinds (``agent.network.kind``); ``auto`` picks one from the observation space.
 KINDS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
-#: The smallest frames the Nature network's three convolutions accept.
+#: The smallest frames the Nature network's three convolutions accept, and MinAtar's one.
 NATURE_MIN_SIZE = 36
+MINATAR_MIN_SIZE = 3
 
 
 class OneHot(nn.Module):
@@ -71,16 +72,22 @@ class PixelInput(nn.Module):
         return x.mul_(1.0 / 255.0) if scale else x  # in place: the conversion made a copy
 
 
-def network_kind(kind: str, observation_space: spaces.Space) -> str:
-    """The network kind ``auto`` stands for: 3-D observations are images, channels first
-    ``[C, H, W]`` when large enough for the Nature network (Atari stacks), else channels last
-    ``[H, W, C]`` (MinAtar); anything else gets an MLP."""
+def network_kind(kind: str, observation_space: spaces.Space, channels: str | None) -> str:
+    """The network kind ``auto`` stands for: an image (``channels``, where its channels are:
+    see :func:`rlexp.envs.boundary.image_channels`; None: not an image) gets a convolutional
+    network, the Nature network when its frames are large enough for it, else MinAtar's (an
+    MLP when they are smaller still); anything else an MLP."""
     if kind != "auto":
         return kind
-    shape = getattr(observation_space, "shape", None) or ()
-    if len(shape) != 3:
+    size = min(_frame_size(observation_space, channels)) if channels is not None else 0
+    if size < MINATAR_MIN_SIZE:  # not an image, or too small for a 3x3 convolution
         return "mlp"
-    return "nature_cnn" if min(shape[1:]) >= NATURE_MIN_SIZE else "minatar_cnn"
+    return "nature_cnn" if size >= NATURE_MIN_SIZE else "minatar_cnn"
+
+
+def _frame_size(space: spaces.Box, channels: str) -> tuple[int, int]:
+    """An image's height and width."""
+    return tuple(space.shape[1:] if channels == "first" else space.shape[:2])
 
 
 class DuelingHead(nn.Module):
@@ -119,19 +126,23 @@ def _conv_q_network(space: spaces.Box, convs: list[nn.Module], dense: int, head:
     return net.to(memory_format=torch.channels_last)  # the conv weights, as PixelInput's output
 
 
-def nature_cnn(space: spaces.Box, head: Callable[[int], nn.Module]) -> nn.Sequential:
-    """Mnih et al. (2015): conv 32 8x8/4, conv 64 4x4/2, conv 64 3x3/1, dense 512, on
-    channels-first frame stacks ``[stack, H, W]``; ``head(512)`` makes the output layer."""
-    channels = space.shape[0]
+def nature_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = False
+               ) -> nn.Sequential:
+    """Mnih et al. (2015): conv 32 8x8/4, conv 64 4x4/2, conv 64 3x3/1, dense 512, on images
+    (Atari's channels-first frame stacks ``[stack, H, W]``); ``head(512)`` makes the output
+    layer."""
+    channels = space.shape[-1 if channels_last else 0]
     convs = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
              nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()]
-    return _conv_q_network(space, convs, 512, head, channels_last=False)
+    return _conv_q_network(space, convs, 512, head, channels_last)
 
 
-def minatar_cnn(space: spaces.Box, head: Callable[[int], nn.Module]) -> nn.Sequential:
-    """Young & Tian (2019): conv 16 3x3/1, dense 128, on channels-last planes ``[H, W, C]``."""
-    convs = [nn.Conv2d(space.shape[-1], 16, 3, stride=1), nn.ReLU()]
-    return _conv_q_network(space, convs, 128, head, channels_last=True)
+def minatar_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = True
+                ) -> nn.Sequential:
+    """Young & Tian (2019): conv 16 3x3/1, dense 128, on images (MinAtar's channels-last planes
+    ``[H, W, C]``)."""
+    convs = [nn.Conv2d(space.shape[-1 if channels_last else 0], 16, 3, stride=1), nn.ReLU()]
+    return _conv_q_network(space, convs, 128, head, channels_last)
 
 
 def q_network(
@@ -143,31 +154,35 @@ def q_network(
     kind: str = "auto",
     dueling: bool = False,
     outputs_per_action: int = 1,
+    channels: str | None = None,
 ) -> nn.Sequential:
     """The Q-network ``kind`` names (see :func:`network_kind`): ``outputs_per_action`` values
     per action (1: its Q-value; C51: its return distribution's logits), action-major, from a
     linear or a dueling head.
 
-    The convolutional kinds are their papers' networks; ``hidden``, ``activation`` and
+    The convolutional kinds are their papers' networks, for images whose channels are where
+    ``channels`` says (``first``, ``last``; None: not an image); ``hidden``, ``activation`` and
     ``bias`` shape the MLP.
 
     With no hidden layers the network is a single linear map, initialised to zero: on one-hot
     inputs and without bias it *is* a Q-table (``weight[a, s] = Q(s, a)``), and SGD with learning
     rate alpha on the loss 0.5 * td_error**2 is exactly tabular Q-learning with step size alpha.
     """
-    kind = network_kind(kind, observation_space)
+    kind = network_kind(kind, observation_space, channels)
+    if kind != "mlp":
+        if channels is None:
+            raise ValueError(f"agent.network.kind={kind} needs image observations (2-D or 3-D, "
+                             f"uint8 or bool; see env.channels), not {observation_space}")
+        if kind == "nature_cnn" and min(_frame_size(observation_space, channels)) < \
+                NATURE_MIN_SIZE:
+            raise ValueError(f"agent.network.kind=nature_cnn needs frames of at least "
+                             f"{NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}, not "
+                             f"{observation_space.shape} (channels {channels})")
+        return {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[kind](
+            observation_space, lambda width: _head(width, n_actions, outputs_per_action, dueling),
+            channels_last=channels == "last")
     pixels = isinstance(observation_space, spaces.Box) and observation_space.dtype in (np.uint8,
                                                                                        np.bool_)
-    if kind != "mlp":
-        shape = getattr(observation_space, "shape", None) or ()
-        if len(shape) != 3 or not pixels:
-            raise ValueError(f"agent.network.kind={kind} needs image observations (3-D, uint8 "
-                             f"or bool), not {observation_space}")
-        if kind == "nature_cnn" and min(shape[1:]) < NATURE_MIN_SIZE:
-            raise ValueError(f"agent.network.kind=nature_cnn needs [C, H, W] frames of at least "
-                             f"{NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}, not {shape}")
-        return {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[kind](
-            observation_space, lambda width: _head(width, n_actions, outputs_per_action, dueling))
     layers: list[nn.Module] = []
     if pixels:
         layers.append(PixelInput(channels_last=False, convolutional=False))

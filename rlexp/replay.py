@@ -281,6 +281,7 @@ class ReplayBuffer(ReplayMemory):
         #: complete yet (n_step > 1 only).
         self.pending: list[deque] = []
         self._powers = [gamma ** k for k in range(n_step + 1)]  # gamma**k, k = 0 .. n_step
+        self._flatten = len(self.obs_shape) > 1
 
     def __len__(self) -> int:
         return self._filled()
@@ -300,6 +301,8 @@ class ReplayBuffer(ReplayMemory):
     def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
         """Append a batch of transitions (numpy arrays, one row per env, always as many)."""
         self.added += len(obs)
+        if self._flatten:  # the table's obs columns are flat: [n, *shape] -> [n, size] views
+            obs, next_obs = obs.reshape(len(obs), -1), next_obs.reshape(len(next_obs), -1)
         if self.n_step == 1:
             discount = self.gamma * (1.0 - np.asarray(terminated, dtype=np.float32))
             self._write(self.table.pack(obs=obs, next_obs=next_obs, action=action,

@@ -54,17 +54,51 @@ class RunDirError(ValueError):
 # ----------------------------------------------------------------------------- atomic writes
 
 
+class WriteError(OSError):
+    """A file could not be written (a full disk, a read-only one, no permission); the previous
+    version of the file, if any, is intact."""
+
+
+def write_error(path: Path, e: BaseException, reason: str | None = None) -> WriteError:
+    """The one-line :class:`WriteError` for a failed write of ``path``: why (``reason``, else
+    the error's), and how much space its disk has left."""
+    path = Path(path)
+    if reason is None:
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else \
+            (str(e).strip().splitlines() or [type(e).__name__])[0]
+    where = next((p for p in (path, *path.parents) if p.exists()), Path("/"))
+    try:
+        free = f"{_size(shutil.disk_usage(where).free)} free on its disk"
+    except OSError:
+        free = "its disk cannot be read"
+    return WriteError(f"could not write {path}: {reason} ({free}); the previous {path.name}, "
+                      "if any, is kept")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return ""
+
+
 def atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp_path)``, then rename over ``path``: readers see the old file or the new
-    one, never half of one."""
+    one, never half of one. A write the disk refuses raises :class:`WriteError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
         os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as e:
+        raise write_error(path, e) from e
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def remove_partial_writes(directory: Path) -> None:
@@ -270,7 +304,8 @@ def checkpoint_to_resume(run_dir: Path, resume: str | None,
         return None
     check_resumable(run_dir, resume)
     allowed = (*LAUNCH_KEYS, "run_name", *(("total_steps",) if extending else ()))
-    differ = sorted(k for k in saved.keys() | config_now.keys()
+    # A key the saved config lacks was added to rlexp's schema since: it holds its default.
+    differ = sorted(k for k in saved
                     if k not in allowed and saved.get(k) != config_now.get(k))
     if differ:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {config_now.get(k)!r})"

@@ -42,14 +42,16 @@ from rlexp.config import (
     Config,
     ConfigError,
     check_population,
+    config_from_dict,
     population_key,
     resumes_latest,
     validate,
 )
-from rlexp.logger import TensorBoardLogger, flatten
+from rlexp.logger import TensorBoardLogger, flatten, traceback_to_log_files
 from rlexp.loop import LoopResult, LoopSettings, LoopState, MemberRun, train
 from rlexp.metrics import RunMetrics, read_run_metrics, write_metrics
 from rlexp.rundir import RunDirError
+from rlexp.rundir import WriteError as RunDirWriteError
 from rlexp.shutdown import skip_exit_collection
 from rlexp.stop import (
     StopNow,
@@ -135,6 +137,10 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
                         "total_steps (epsilon, the learning-rate decay, prioritized replay's "
                         "beta) follow the new total from step %d on", s.run_dir, extended_from,
                         s.cfg.total_steps, s.step)
+    if cfg.total_steps % cfg.env.num_envs:  # the envs step together to the end
+        log.warning("total_steps=%d is not a multiple of env.num_envs=%d: the run takes %d env "
+                    "steps", cfg.total_steps, cfg.env.num_envs,
+                    -(-cfg.total_steps // cfg.env.num_envs) * cfg.env.num_envs)
     device = build.resolve_device(cfg.device)
     build.seed_everything(cfg.seed)
     size = len(starts)
@@ -321,6 +327,8 @@ def open_job(cfg: DictConfig) -> Job | None:
         if sweeping and typed.resume is not None and not resumes_latest(typed.resume):
             raise ConfigError(f"resume={typed.resume}: a sweep resumes with resume=true and "
                               "its hydra.sweep.dir, not a run directory")
+        if not sweeping and typed.resume is not None and not resumes_latest(typed.resume):
+            typed = resumed_config(typed, list(hydra_cfg.overrides.task))
         if typed.seeds == 1:
             runs = [(typed, job_dir)]
         else:  # seed, seed + 1, ... each in a directory of its own, trained as a population
@@ -345,6 +353,36 @@ def open_job(cfg: DictConfig) -> Job | None:
         _exit_with_one_line(e)  # raising would make Hydra print a second line
 
 
+#: Config groups whose options set keys anywhere in the config (``# @package _global_``).
+GLOBAL_GROUPS = ("experiment", "tuned", "hparams_search")
+
+
+def resumed_config(typed: Config, overrides: list[str]) -> Config:
+    """The config ``resume=RUN_DIR`` continues the run with: the run's own (its config.yaml:
+    its preset, wrappers and every override included), with a larger ``total_steps`` when the
+    command line gives one (the run trains for longer). Any other setting the command line
+    gives must be the run's own: a different one is refused."""
+    run_dir = Path(typed.resume)
+    rundir.check_resumable(run_dir, typed.resume)
+    saved = config_from_dict(OmegaConf.to_container(OmegaConf.load(run_dir / rundir.CONFIG)))
+    now, before = (flatten(OmegaConf.to_container(OmegaConf.structured(c)))
+                   for c in (typed, saved))
+    given = [rundir.override_key(o) for o in overrides if not rundir.is_launch_only(o)]
+    keys = set(now) if any(k in GLOBAL_GROUPS for k in given) else {
+        k for k in now for g in given if k == g or k.startswith(f"{g}.")}
+    keys -= {"run_name", *rundir.LAUNCH_KEYS}
+    extend = "total_steps" in keys and typed.total_steps > saved.total_steps
+    differ = sorted(k for k in keys - ({"total_steps"} if extend else set())
+                    if now.get(k) != before.get(k))
+    if differ:
+        shown = ", ".join(f"{k}={before.get(k)!r} (now {now.get(k)!r})" for k in differ[:4])
+        raise RunDirError(f"resume={typed.resume}: the run was started with {shown}; a resumed "
+                          "run keeps its own config (give only resume=RUN_DIR, or a larger "
+                          "total_steps to train it for longer)")
+    return dataclasses.replace(saved, resume=typed.resume,
+                               total_steps=typed.total_steps if extend else saved.total_steps)
+
+
 def end_job(job: Job | None, stop: StopSignals | None) -> float | None:
     """A trained job's result: the mean final eval return of its runs when they all
     completed, else None (a single run exits non-zero, saying how to continue it)."""
@@ -362,9 +400,9 @@ def end_job(job: Job | None, stop: StopSignals | None) -> float | None:
             if stop.received != signal.SIGUSR2:  # one job's time limit does not stop the sweep
                 request_sweep_stop(job.sweep_dir, stop.received)
             return None
-        again = f"resume={job.dir}" if job.cfg.seeds == 1 else f"hydra.run.dir={job.dir}"
-        log.info("continue it with: python -m rlexp.train %s %s", " ".join(job.overrides),
-                 again)
+        again = f"resume={job.dir}" if job.cfg.seeds == 1 else \
+            " ".join([*job.overrides, f"hydra.run.dir={job.dir}"])
+        log.info("continue it with: python -m rlexp.train %s", again)
         sys.exit(exit_status(stop.received))
     if not job.sweeping:
         sys.exit(1)
@@ -488,6 +526,10 @@ def run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sw
         if isinstance(e, INPUT_ERRORS):
             message = describe_error(e)
             log.error("run failed: %s", message)
+        elif isinstance(e, RunDirWriteError):  # the disk, not the run: no traceback shown
+            message = str(e)
+            log.error("run failed: %s", message)
+            traceback_to_log_files(e)
         else:
             message = f"{type(e).__name__}: {_first_line(str(e))}"
             log.exception("run failed: %s", message)  # the traceback, into train.log too
@@ -508,8 +550,8 @@ def record_failure(run_dir: Path, message: str, seed: int | None) -> None:
         return
     try:
         write_metrics(run_dir, RunMetrics(status="failed", error=message, seed=seed))
-    except OSError as e:  # e.g. the disk that made the run fail is still full
-        log.error("could not write %s: %s", run_dir / rundir.METRICS, e)
+    except OSError as e:  # e.g. the disk that made the run fail is still full: said already
+        traceback_to_log_files(e)
 
 
 #: Hydra plugin configs rlexp's presets use, and the extra that installs each plugin.
@@ -609,11 +651,12 @@ def main() -> None:
         sys.exit(exit_status(e.signum))
     except INPUT_ERRORS as e:
         _exit_with_one_line(e)
-    except OSError as e:  # Hydra could not create the run or sweep directory
+    except OSError as e:  # Hydra could not create the run or sweep directory; a full disk
         if _SHOW_TRACEBACK:
             raise
         where = f" {e.filename}" if e.filename else ""
-        print(f"rlexp: error: cannot write the output directory{where}: {e.strerror or e}",
+        print(f"rlexp: error: {e}" if isinstance(e, RunDirWriteError) else
+              f"rlexp: error: cannot write the output directory{where}: {e.strerror or e}",
               file=sys.stderr)
         sys.exit(1)
 

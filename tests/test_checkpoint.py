@@ -210,3 +210,54 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     again = subprocess.run([sys.executable, "-m", "rlexp.train", *args, "resume=true"],
                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert again.returncode == 2 and "no unfinished run" in again.stderr
+
+
+def test_resume_with_the_run_directory_alone_continues_with_the_runs_own_config(tmp_path,
+                                                                               monkeypatch):
+    """A run of a preset, a wrapper and overrides, killed: ``resume=RUN_DIR`` alone finishes
+    it with its own config; a larger total_steps extends it; another value is refused."""
+    from rlexp.agents.dqn import DQNAgent
+    from tests.conftest import run_cli
+
+    overrides = ["experiment=blog_dqn_cartpole", *TINY, *TINY_DQN, "total_steps=800",
+                 "checkpoint.every_steps=400", "agent.gamma=0.95", "device=cpu",
+                 "env.wrappers=[gymnasium.wrappers.TimeAwareObservation]"]
+    run_dir = tmp_path / "run"
+    learn = DQNAgent.learn
+
+    def crash_at_step_600(self, batch, should_stop=None):
+        if self.env_steps >= 600:
+            raise KeyboardInterrupt  # as if the process died here
+        return learn(self, batch, should_stop)
+
+    monkeypatch.setattr(DQNAgent, "learn", crash_at_step_600)
+    with pytest.raises(KeyboardInterrupt):
+        run_in_process(overrides, run_dir)
+    monkeypatch.setattr(DQNAgent, "learn", learn)
+
+    def saved_config():
+        import yaml
+
+        config = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
+        config.pop("resume")  # the resumed run records where it resumed
+        return config
+
+    saved = saved_config()
+
+    refused = run_cli([f"resume={run_dir}", "agent.gamma=0.5"], cwd=tmp_path)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1
+    assert f"resume={run_dir}: the run was started with agent.gamma=0.95 (now 0.5)" \
+        in refused.stderr
+    result = run_cli([f"resume={run_dir}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["env_steps"] == 800
+    assert metrics["resumed_from_step"] == 400
+    assert saved_config() == saved  # its wrapper, gamma and preset
+    assert saved["env"]["wrappers"] == ["gymnasium.wrappers.TimeAwareObservation"]
+    uninterrupted = run_in_process(overrides, tmp_path / "straight")
+    assert metrics["eval_return_mean"] == uninterrupted.eval_return_mean
+
+    longer = run_cli([f"resume={run_dir}", "total_steps=1000"], cwd=tmp_path)
+    assert longer.returncode == 0, longer.stderr
+    assert read_metrics(run_dir)["env_steps"] == 1000

@@ -128,3 +128,38 @@ def test_the_learning_rate_falls_linearly_to_its_final_fraction():
     assert lrs[499] == pytest.approx(0.1 * (1 - 0.75 * 0.5))
     assert agent.log_scalars()["lr"] == [pytest.approx(0.1 * (1 - 0.75 * 0.6))]
     assert make_agent().log_scalars()["lr"] == [0.1]  # constant by default
+
+
+# ------------------------------------------------------------ no silent changes to user values
+
+
+def test_learning_starts_above_the_buffer_size_is_honoured():
+    agent = make_agent(learning_starts=30, buffer_size=10)
+    updates = [step(agent) is not None for _ in range(35)]
+    assert updates.index(True) == 29  # the 30th transition, not the 10th
+
+
+def test_a_target_interval_that_is_not_a_whole_number_of_vector_steps_is_said(caplog):
+    agent = make_agent(target_update_interval=10, tau=1.0)
+    with caplog.at_level("WARNING", logger="rlexp"):
+        step(agent, n=4)
+        step(agent, n=4)  # said once, at the first step
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == ["agent.target_update_interval=10 is not a multiple of the 4 envs "
+                        "stepped together (env.num_envs): the target network updates every 8 "
+                        "env steps"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rlexp"):
+        step(make_agent(target_update_interval=12), n=4)
+    assert not caplog.records
+
+
+def test_a_budget_that_is_not_a_whole_number_of_vector_steps_is_said(tmp_path, caplog):
+    from tests.conftest import TINY, run_in_process
+
+    with caplog.at_level("WARNING", logger="rlexp"):
+        metrics = run_in_process(["agent=qnet", "env=toy", *TINY, "total_steps=301",
+                                  "env.num_envs=3", "eval.every_steps=0"], tmp_path / "run")
+    assert metrics.env_steps == 303
+    assert "total_steps=301 is not a multiple of env.num_envs=3: the run takes 303 env steps" \
+        in caplog.text

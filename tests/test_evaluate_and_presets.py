@@ -66,7 +66,7 @@ def test_evaluating_an_unfinished_run_says_how_to_finish_it(run_dir):
     result = evaluate_cli(str(run_dir))
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     assert "the run did not complete (interrupted)" in result.stderr
-    assert f"plus resume={run_dir}" in result.stderr
+    assert f"python -m rlexp.train resume={run_dir}" in result.stderr
 
 
 def test_video_of_an_env_that_cannot_render_is_refused_in_one_line(tmp_path):

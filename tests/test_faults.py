@@ -7,6 +7,7 @@ import errno
 import io
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -326,10 +327,38 @@ def test_a_full_disk_during_the_run_keeps_the_last_good_checkpoint(tmp_path, mon
         return save(obj, path, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", disk_full_on_third_save)
-    with pytest.raises(OSError, match="No space left on device"):
+    with pytest.raises(rundir.WriteError, match=r"could not write \S+last.pt: No space left on "
+                       r"device \(.* free on its disk\); the previous last.pt, if any, is kept"):
         train.run(compose_config(DQN_RUN), run_dir)
     assert load_training_state(run_dir / rundir.LAST)["loop"]["step"] == 800
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
+    monkeypatch.setattr(torch, "save", save)  # the disk has room again: the run resumes
+    resumed = train.run(compose_config([*DQN_RUN, f"resume={run_dir}"]), run_dir)
+    assert resumed.status == "completed" and resumed.resumed_from_step == 800
+
+
+@pytest.mark.parametrize("writer", ["metrics", "report"])
+def test_a_full_disk_while_writing_metrics_or_a_report_names_the_file_and_free_space(
+        tmp_path, monkeypatch, writer):
+    from rlexp.metrics import RunMetrics, write_metrics
+
+    (tmp_path / "metrics.json").write_text("{}")  # what was there before stays
+
+    def no_space(self, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", no_space)
+    with pytest.raises(rundir.WriteError) as caught:
+        if writer == "metrics":
+            write_metrics(tmp_path, RunMetrics(status="completed"))
+        else:
+            rundir.atomic_write(tmp_path / "summary.md", lambda tmp: tmp.write_text("table"))
+    name = "metrics.json" if writer == "metrics" else "summary.md"
+    assert re.fullmatch(rf"could not write {tmp_path}/{name}: No space left on device "
+                        rf"\([0-9.]+ [kMG]?B(ytes)? free on its disk\); the previous {name}, if "
+                        "any, is kept", str(caught.value))
+    assert (tmp_path / "metrics.json").read_bytes() == b"{}"
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]  # no temporary file left
 
 
 def test_a_full_disk_is_reported_in_one_line_and_in_metrics(tmp_path):
@@ -348,8 +377,12 @@ def test_a_full_disk_is_reported_in_one_line_and_in_metrics(tmp_path):
                             capture_output=True, text=True, preexec_fn=limit_file_size)
     assert result.returncode == 1
     log = result.stdout + result.stderr
-    assert "run failed: CheckpointWriteError: could not write" in log
-    assert "the previous checkpoint, if any, is kept" in log
+    # One line on the console, naming the file and its disk's free space; the traceback is in
+    # train.log only.
+    assert "Traceback" not in log
+    assert re.search(r"run failed: could not write \S+/checkpoints/last.pt: .* free on its "
+                     r"disk\); the previous last.pt, if any, is kept", log)
+    assert "Traceback" in (tmp_path / "run" / "train.log").read_text()
     metrics = read_metrics(tmp_path / "run")
     assert metrics["status"] == "failed" and "could not write" in metrics["error"]
     step = load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"]
@@ -406,7 +439,8 @@ BAD_COMMAND_LINES = [
     (["env=toy", "env.variant=foo"], "env.variant='foo' is not one of chain, random"),
     (["env=gym"], "env.id is required"),
     (["env=gym", "env.id=NoSuchEnv-v0"], "env.id='NoSuchEnv-v0' could not be made"),
-    (["env=gym", "env.id=Pendulum-v1"], "rlexp's agents need Discrete"),
+    (["env=gym", "env.id=Pendulum-v1"],
+     "rlexp's agents choose among discrete actions: Discrete(n) only"),
     (["optimizer._target_=builtins.eval"], "optimizer._target_='builtins.eval' is not allowed"),
     (["optimizer._target_=os.system"], "optimizer._target_='os.system' is not allowed"),
     (["optimizer._target_=torch.optim.lr_scheduler.StepLR"], "is not allowed: name a "

@@ -201,12 +201,17 @@ def test_atari_observations_are_uint8_frame_stacks_and_pick_the_nature_network()
     env = make_env(cfg)
     obs, _ = env.reset(seed=0)
     assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
-    assert network_kind("auto", env.observation_space) == "nature_cnn"
-    net = q_network(env.observation_space, env.action_space.n, [64], kind="auto")
+    assert cfg.channels == "first"
+    assert network_kind("auto", env.observation_space, cfg.channels) == "nature_cnn"
+    net = q_network(env.observation_space, env.action_space.n, [64], kind="auto",
+                    channels=cfg.channels)
     assert net(torch.as_tensor(obs[None])).shape == (1, env.action_space.n)
-    minatar = make_env(compose_config(["env=minatar"]).env)
-    assert minatar.observation_space.dtype == np.bool_
-    assert network_kind("auto", minatar.observation_space) == "minatar_cnn"
+    minatar_cfg = compose_config(["env=minatar"]).env
+    minatar = make_env(minatar_cfg)
+    assert minatar.observation_space.dtype == np.bool_ and minatar_cfg.channels == "last"
+    assert network_kind("auto", minatar.observation_space, "last") == "minatar_cnn"
+    # Not an image (env.channels=none): an MLP reads the planes.
+    assert network_kind("auto", minatar.observation_space, None) == "mlp"
 
 
 def test_training_clips_rewards_and_ends_episodes_at_lives_lost_evaluation_does_not():

@@ -95,10 +95,9 @@ class Agent(ABC):
 
     def __init__(self, members: Sequence[Member], observation_space: spaces.Space,
                  action_space: spaces.Space, make_optimizer: OptimizerFactory,
-                 device: torch.device, total_steps: int, frame_stack: int = 1):
-        # make_optimizer: the optimizer of member 0's config (their other settings are equal);
-        # frame_stack: observations stack this many frames along their first axis (the env's
-        # frame stacking; 1: none), for agents whose replay memory stores each frame once.
+                 device: torch.device, total_steps: int, frame_stack: int = 1,
+                 channels: str | None = None):
+        # make_optimizer: the optimizer of member 0's config (their other settings are equal).
         self.members = list(members)
         #: The settings every member shares (member 0's config); per-member ones in ``members``.
         self.cfg = self.members[0].cfg
@@ -106,6 +105,12 @@ class Agent(ABC):
         self.action_space = action_space
         self.device = device
         self.total_steps = total_steps
+        #: Observations stack this many frames along their first axis (the env's frame
+        #: stacking; 1: none), for agents whose replay memory stores each frame once.
+        self.frame_stack = frame_stack
+        #: Where an image observation's channels are (``first``, ``last``); None: not an image
+        #: (:func:`rlexp.envs.boundary.image_channels`).
+        self.channels = channels
 
     @property
     def size(self) -> int:

@@ -107,9 +107,9 @@ class DQNAgent(QLearningAgent):
     Config = DQNConfig
 
     def __init__(self, members, observation_space, action_space, make_optimizer, device,
-                 total_steps, frame_stack=1):
+                 total_steps, frame_stack=1, channels=None):
         super().__init__(members, observation_space, action_space, make_optimizer, device,
-                         total_steps, frame_stack)
+                         total_steps, frame_stack, channels)
         cfg = self.cfg
         self.target_net = self.q_net.clone().requires_grad_(False)
         # Updated in place (load_state_dicts too), so the lists stay those of the networks.
@@ -134,16 +134,19 @@ class DQNAgent(QLearningAgent):
         # Counted on the buffer, not on env steps, so that an agent restored without its replay
         # buffer refills it before training again; and on transitions added, which every
         # member has as many of (a member's stored n-step transitions depend on its episodes).
-        self.min_replay = max(min(cfg.learning_starts,
-                                  min(m.cfg.buffer_size for m in self.members)), 1)
+        # Honoured above buffer_size too (as SB3 and the zoo's Atari settings do): the buffer
+        # then holds its newest buffer_size transitions when training starts.
+        self.min_replay = max(cfg.learning_starts, 1)
         # After n_step steps every env has a complete n-step transition to sample.
         self._longest_n_step = max(m.cfg.n_step for m in self.members)
 
     def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor] | None:
         n = batch.obs.shape[1]
+        if n != self.num_envs:  # the first step: intervals in env steps count vector steps
+            self.num_envs = n
+            self._warn_rounded_intervals()
         self.env_steps += n
         self.vector_steps += 1
-        self.num_envs = n
         self.replay.add(batch.obs, batch.action, batch.reward, batch.next_obs, batch.terminated,
                         batch.truncated)
         if not self._ready():
@@ -151,6 +154,16 @@ class DQNAgent(QLearningAgent):
         if self.vector_steps % self.cfg.train_freq == 0:
             self.steps_left = self.cfg.gradient_steps
         return self._update(should_stop)
+
+    def _warn_rounded_intervals(self) -> None:
+        """Say so where a member's target_update_interval (env steps) is not a whole number of
+        vector steps of ``num_envs`` envs: the target network then updates every this many."""
+        n = self.num_envs
+        for interval in sorted({m.cfg.target_update_interval for m in self.members}):
+            if interval % n:
+                log.warning("agent.target_update_interval=%d is not a multiple of the %d envs "
+                            "stepped together (env.num_envs): the target network updates every "
+                            "%d env steps", interval, n, max(interval // n, 1) * n)
 
     def finish_pending(self) -> dict[str, torch.Tensor] | None:
         if not self.steps_left:

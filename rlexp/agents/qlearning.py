@@ -134,9 +134,9 @@ class QLearningAgent(Agent):
     outputs_per_action = 1
 
     def __init__(self, members, observation_space, action_space, make_optimizer, device,
-                 total_steps, frame_stack=1):
+                 total_steps, frame_stack=1, channels=None):
         super().__init__(members, observation_space, action_space, make_optimizer, device,
-                         total_steps, frame_stack)
+                         total_steps, frame_stack, channels)
         cfg = self.cfg
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{cfg.name} needs a Discrete action space, got {action_space}")
@@ -158,7 +158,8 @@ class QLearningAgent(Agent):
             torch.manual_seed(seed)
             return q_network(self.observation_space, self.n_actions, net.hidden,
                              net.activation, net.bias, net.kind, dueling=net.dueling,
-                             outputs_per_action=self.outputs_per_action)
+                             outputs_per_action=self.outputs_per_action,
+                             channels=self.channels)
 
     @property
     def epsilons(self) -> list[float]:

@@ -25,7 +25,7 @@ import torch
 
 # Unchanging objects every env carries, and wrappers' functions: restoring them is not needed.
 _STATIC = (gym.Space, gym.envs.registration.EnvSpec, types.FunctionType,
-           types.BuiltinFunctionType, types.MethodType)
+           types.BuiltinFunctionType, types.MethodType, type, np.dtype)
 _PLAIN = (bool, int, float, str, type(None))
 
 
@@ -42,12 +42,15 @@ class _Encoder:
         self.keep: list[Any] = []  # keeps encoded objects alive, so their ids stay unique
 
     def __call__(self, value: Any) -> list:
-        if isinstance(value, _PLAIN):
-            return ["plain", value]
-        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
-            return ["ndarray", torch.from_numpy(value.copy())]
+        # Before the plain types: numpy's float64 is a float, and would be pickled as numpy's.
         if isinstance(value, np.generic) and value.dtype.kind in "biuf":
             return ["npscalar", torch.from_numpy(np.asarray(value).copy())]
+        if isinstance(value, _PLAIN):
+            return ["plain", value]
+        if isinstance(value, _STATIC):  # inside a container (a wrapper's recorded arguments)
+            return ["static", None]
+        if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
+            return ["ndarray", torch.from_numpy(value.copy())]
         if isinstance(value, list | tuple):
             return [type(value).__name__, [self(v) for v in value]]
         if isinstance(value, dict) and all(isinstance(k, _PLAIN) for k in value):
@@ -95,7 +98,10 @@ class _Decoder:
             values = [self(v) for v in payload]
             return values if kind == "list" else tuple(values)
         if kind == "dict":
-            return {k: self(v) for k, v in payload}
+            now = current if isinstance(current, dict) else {}
+            return {k: self(v, now.get(k)) for k, v in payload}
+        if kind == "static":  # unchanging: the new env's own
+            return current
         if kind == "ref":
             return self.objects[payload]
         slot = len(self.objects)
