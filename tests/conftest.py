@@ -92,6 +92,22 @@ def sigint_when_learning_at(monkeypatch, agent_cls, env_steps: int) -> None:
     monkeypatch.setattr(agent_cls, "learn", interrupt)
 
 
+def crash_run_at(overrides: list[str], run_dir: Path, agent_cls, env_steps: int) -> None:
+    """Train ``overrides`` in this process until the agent has seen ``env_steps`` env steps,
+    then die there (a KeyboardInterrupt out of ``learn``, as a killed process would stop)."""
+    learn = agent_cls.learn
+
+    def crash(self, batch, should_stop=None):
+        if self.env_steps >= env_steps:
+            raise KeyboardInterrupt
+        return learn(self, batch, should_stop)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(agent_cls, "learn", crash)
+        with pytest.raises(KeyboardInterrupt):
+            run_in_process(overrides, run_dir)
+
+
 def options(group: str) -> list[str]:
     """The options of a config group: its YAML files, sorted."""
     return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))

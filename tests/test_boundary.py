@@ -23,7 +23,7 @@ from rlexp.checkpoint import load_training_state
 from rlexp.config import ConfigError, compose
 from rlexp.envs import boundary
 from tests import generated_env  # noqa: F401  registers Generated-v0
-from tests.conftest import options, read_scalars, run_in_process
+from tests.conftest import crash_run_at, options, read_scalars, run_in_process
 
 GENERATED = "tests.generated_env:Generated-v0"
 #: Any run, shrunk: checkpoints at 100 and 200, evaluations capped (Atari's run for minutes).
@@ -55,19 +55,8 @@ def crash_resume_and_compare(overrides: list[str], tmp_path: Path) -> tuple[Path
     loads with plain ``torch.load(weights_only=True)``, resume it, and check it ends bit for
     bit where an uninterrupted run ends; returns the run's directory and metrics."""
     cfg = compose(overrides)
-    agent_cls = AGENTS[cfg.agent.name]
-    learn = agent_cls.learn
-
-    def crash(self, batch, should_stop=None):
-        if self.env_steps >= CRASH_AT:
-            raise KeyboardInterrupt  # as if the process died here
-        return learn(self, batch, should_stop)
-
     run_dir = tmp_path / "run"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(agent_cls, "learn", crash)
-        with pytest.raises(KeyboardInterrupt):
-            run_in_process(overrides, run_dir)
+    crash_run_at(overrides, run_dir, AGENTS[cfg.agent.name], CRASH_AT)
     last = torch.load(run_dir / rundir.LAST, weights_only=True)
     assert last["loop"]["step"] == 100
     resumed = run_in_process([*overrides, f"resume={run_dir}"], run_dir)

@@ -15,7 +15,14 @@ from rlexp.checkpoint import CheckpointError, load_checkpoint, load_training_sta
 from rlexp.config import AdamConfig
 from rlexp.metrics import read_metrics
 from rlexp.rundir import RunDirError
-from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_in_process
+from tests.conftest import (
+    TINY,
+    TINY_DQN,
+    compose_config,
+    crash_run_at,
+    read_scalars,
+    run_in_process,
+)
 
 
 class Payload:
@@ -105,21 +112,11 @@ RESUMABLE = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total
              "checkpoint.every_steps=400"]
 
 
-def test_resume_continues_the_step_count_and_the_curves(tmp_path, monkeypatch):
+def test_resume_continues_the_step_count_and_the_curves(tmp_path):
     from rlexp.agents.dqn import DQNAgent
 
     run_dir = tmp_path / "run"
-    learn = DQNAgent.learn
-
-    def crash_at_step_1000(self, batch, should_stop=None):
-        if self.env_steps >= 1000:
-            raise KeyboardInterrupt  # as if the process died here
-        return learn(self, batch, should_stop)
-
-    monkeypatch.setattr(DQNAgent, "learn", crash_at_step_1000)
-    with pytest.raises(KeyboardInterrupt):
-        run_in_process(RESUMABLE, run_dir)
-    monkeypatch.setattr(DQNAgent, "learn", learn)
+    crash_run_at(RESUMABLE, run_dir, DQNAgent, 1000)
     assert load_training_state(run_dir / rundir.LAST)["loop"]["step"] == 800
     assert not (run_dir / "metrics.json").exists()
     # Points up to step 1000 were logged before the crash; 900 and 1000 are after the checkpoint.
@@ -212,8 +209,7 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     assert again.returncode == 2 and "no unfinished run" in again.stderr
 
 
-def test_resume_with_the_run_directory_alone_continues_with_the_runs_own_config(tmp_path,
-                                                                               monkeypatch):
+def test_resume_with_the_run_directory_alone_continues_with_the_runs_own_config(tmp_path):
     """A run of a preset, a wrapper and overrides, killed: ``resume=RUN_DIR`` alone finishes
     it with its own config; a larger total_steps extends it; another value is refused."""
     from rlexp.agents.dqn import DQNAgent
@@ -223,17 +219,7 @@ def test_resume_with_the_run_directory_alone_continues_with_the_runs_own_config(
                  "checkpoint.every_steps=400", "agent.gamma=0.95", "device=cpu",
                  "env.wrappers=[gymnasium.wrappers.TimeAwareObservation]"]
     run_dir = tmp_path / "run"
-    learn = DQNAgent.learn
-
-    def crash_at_step_600(self, batch, should_stop=None):
-        if self.env_steps >= 600:
-            raise KeyboardInterrupt  # as if the process died here
-        return learn(self, batch, should_stop)
-
-    monkeypatch.setattr(DQNAgent, "learn", crash_at_step_600)
-    with pytest.raises(KeyboardInterrupt):
-        run_in_process(overrides, run_dir)
-    monkeypatch.setattr(DQNAgent, "learn", learn)
+    crash_run_at(overrides, run_dir, DQNAgent, 600)
 
     def saved_config():
         import yaml
