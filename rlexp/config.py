@@ -145,8 +145,9 @@ class AtariEnvConfig(EnvConfig):
     #: Observations stack the last this many frames: ``[frame_stack, screen, screen]`` uint8.
     frame_stack: int = 4
     channels: str | None = "first"
-    #: Probability that the emulator repeats the previous action instead of the chosen one, at
-    #: every frame (Machado et al. 2018; 0.25 as ALE v5). 0: deterministic games (NoFrameskip-v4).
+    #: Probability that the previous action is repeated instead of the chosen one, at every
+    #: emulator frame (Machado et al. 2018; 0.25 as ALE v5), by gymnasium's StickyAction so that
+    #: a checkpoint holds it. 0: deterministic games (NoFrameskip-v4).
     sticky_actions: float = 0.25
     #: All 18 actions instead of the game's minimal set.
     full_action_space: bool = False
@@ -170,8 +171,8 @@ class AtariEnvConfig(EnvConfig):
                 raise ConfigError(f"env.{key}={getattr(self, key)} must be positive")
         if self.noop_max < 0:
             raise ConfigError(f"env.noop_max={self.noop_max} must be >= 0")
-        if not 0.0 <= self.sticky_actions <= 1.0:
-            raise ConfigError(f"env.sticky_actions={self.sticky_actions} must be in [0, 1]")
+        if not 0.0 <= self.sticky_actions < 1.0:
+            raise ConfigError(f"env.sticky_actions={self.sticky_actions} must be in [0, 1)")
 
     @property
     def make_id(self) -> str:

@@ -389,6 +389,54 @@ def test_a_full_disk_is_reported_in_one_line_and_in_metrics(tmp_path):
     assert 500 <= step < 20000
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 150 kB tmpfs mounted at ``tmp_path / "disk"`` (root only), unmounted after the test;
+    yields a function that grows it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if os.geteuid() != 0 or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=150k", "tmpfs", str(disk)],
+            capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (the injected-error tests above cover it)")
+
+    def grow():
+        subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+
+    try:
+        yield disk, grow
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
+def test_a_real_full_disk_fails_in_one_line_and_the_run_resumes_once_it_has_room(small_disk):
+    """A run dir on a 150 kB tmpfs, which the replay memory in the checkpoints (52 bytes a
+    transition) outgrows. One console line names the file and the free space; the exit is
+    non-zero; the traceback is in train.log; once the disk has room, ``resume=RUN_DIR``
+    finishes the run from the last checkpoint that was written."""
+    disk, grow = small_disk
+    run_dir = disk / "run"
+    args = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=3000",
+            "agent.buffer_size=3000", "checkpoint.every_steps=500", "eval.every_steps=0",
+            "train.stop_on_return=null"]
+    result = run_cli([*args, f"hydra.run.dir={run_dir}"], cwd=disk.parent)
+    assert result.returncode == 1
+    console = result.stdout + result.stderr
+    lines = [ln for ln in console.splitlines() if "could not write" in ln]
+    assert len(lines) == 1 and "Traceback" not in console, console[-3000:]
+    # torch's writer says "the write failed part way", a plain write "No space left on device"
+    assert re.search(r"could not write \S+/last.pt: .* \([0-9.]+ \w+ free on its "
+                     r"disk\); the previous last.pt, if any, is kept", lines[0]), lines[0]
+    assert "Traceback" in (run_dir / "train.log").read_text()
+    step = load_training_state(run_dir / rundir.LAST)["loop"]["step"]
+    assert 500 <= step < 3000
+    grow()
+    resumed = run_cli([f"resume={run_dir}"], cwd=disk.parent)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    metrics = read_metrics(run_dir)
+    assert metrics["status"] == "completed" and metrics["resumed_from_step"] == step
+
+
 # ------------------------------------------------------------------------ bad command lines
 
 BAD_COMMAND_LINES = [

@@ -3,15 +3,18 @@
 ``make_atari`` builds one game, registered as ``rlexp/Atari-v0`` (``env=atari``). The chain,
 inside out, is gymnasium's and ale-py's own pieces wherever they exist:
 
-1. the ALE env with its own frame skip off (``frameskip=1``) and sticky actions on;
-2. gymnasium's ``AtariPreprocessing``: up to ``noop_max`` no-op actions at reset, each action
+1. the ALE env with its own frame skip and sticky actions off (``frameskip=1``);
+2. gymnasium's ``StickyAction`` on each emulator frame (Machado et al. 2018): ALE's own sticky
+   actions repeat an action its saved state does not hold, so a resumed run would not continue
+   its games exactly;
+3. gymnasium's ``AtariPreprocessing``: up to ``noop_max`` no-op actions at reset, each action
    repeated ``frame_skip`` times with a max over the last two frames, 84x84 grayscale;
-3. ``RecordEpisodeStatistics``: the raw score and length of each *full game*, before any
+4. ``RecordEpisodeStatistics``: the raw score and length of each *full game*, before any
    clipping or life-loss end, so training curves are comparable with published ones;
-4. training only: ``EpisodicLife`` (a life lost ends the episode for the learner, not the game);
-5. ``FireOnReset`` for games that wait for FIRE (after every life lost, in training);
-6. training only: gymnasium's ``ClipReward`` to [-1, 1];
-7. gymnasium's ``FrameStackObservation``: the last ``frame_stack`` frames, ``[stack, 84, 84]``
+5. training only: ``EpisodicLife`` (a life lost ends the episode for the learner, not the game);
+6. ``FireOnReset`` for games that wait for FIRE (after every life lost, in training);
+7. training only: gymnasium's ``ClipReward`` to [-1, 1];
+8. gymnasium's ``FrameStackObservation``: the last ``frame_stack`` frames, ``[stack, 84, 84]``
    uint8 (the first frame repeated at an episode start).
 
 Only ``EpisodicLife`` and ``FireOnReset`` are written here: no well-kept library has them for
@@ -26,6 +29,7 @@ from gymnasium.wrappers import (
     ClipReward,
     FrameStackObservation,
     RecordEpisodeStatistics,
+    StickyAction,
 )
 
 ATARI_ID = "rlexp/Atari-v0"
@@ -93,11 +97,13 @@ def make_atari(game: str, *, evaluation: bool = False, noop_max: int = 30, frame
     import ale_py  # imported here: only Atari runs pay for it
 
     gym.register_envs(ale_py)
-    env = gym.make(game, frameskip=1, repeat_action_probability=sticky_actions,
+    env = gym.make(game, frameskip=1, repeat_action_probability=0.0,
                    full_action_space=full_action_space,
                    max_num_frames_per_episode=max_frames_per_episode, render_mode=render_mode)
     # The game's action set (pybind enums) never changes: the snapshot of a run skips it.
     env.unwrapped.snapshot_static = ("_action_set",)
+    if sticky_actions:
+        env = StickyAction(env, sticky_actions)
     env = AtariPreprocessing(env, noop_max=noop_max, frame_skip=frame_skip,
                              screen_size=screen_size, grayscale_obs=True)
     env = RecordEpisodeStatistics(env)
