@@ -1,0 +1,100 @@
+"""Reshaping the code keeps behaviour bit for bit: a handful of tiny runs end with the same
+final weights and log the same curves (every scalar but the wall-clock ``time/`` ones) as they
+did before the reshaping. The fingerprints were recorded before it; a change that means to
+alter behaviour records them again with ``python -m tests.test_behaviour_kept``, and says why.
+
+Float results depend on the CPU's kernels (torch's AVX2 and AVX-512 paths round differently),
+so fingerprints are kept per kernel class; a class with none recorded skips with how to record
+them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlexp.checkpoint import load_training_state
+from rlexp.train import run_population
+from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars
+
+CASES = {
+    "qnet toy": ["agent=qnet", "env=toy", *TINY],
+    "dqn cartpole": ["agent=dqn", "env=cartpole", *TINY, *TINY_DQN],
+    "c51 n-step prioritized": ["agent=c51", "env=cartpole", *TINY, *TINY_DQN, "agent.n_step=3",
+                               "agent.prioritized=true"],
+    "dqn minatar": ["agent=dqn", "env=minatar", *TINY, *TINY_DQN, "agent.n_step=3"],
+    "dqn population of 4": ["agent=dqn", "env=cartpole", *TINY, *TINY_DQN],
+}
+POPULATION = {"dqn population of 4": 4}
+
+#: {torch CPU capability: {case: [final weights' sha256, curves' sha256] (one pair a member)}}
+RECORDED: dict[str, dict[str, list[list[str]]]] = {
+    "AVX512": {  # recorded on an AMD EPYC before the reshaping (issue 28)
+        "c51 n-step prioritized": [
+            ["d99cf545fef4725e3b89c0cdabfa368d16a49ebdd7b94e79b20367364d93b203",
+             "d54c9352686003849357aaab03f56598cf0f75d04a8165b1f93bdc8b6e5c0db1"],
+        ],
+        "dqn cartpole": [
+            ["f873727ed14cb1b4f8e4865071e6d08af6bdbc4eccededfa315499c93c6681f0",
+             "9f5df9f3d94ebcd9af78666e5ea8782a03f76d1bcff9dee4e333899301aeb9ca"],
+        ],
+        "dqn minatar": [
+            ["fa7ebd481c994825e0091f63bcdf5328a6b3b832fadce1dbc4f4bcc0a3bf627a",
+             "5022ed703cdf265e9b5cd2154d0c41b22dbd1a542513568af3a3f1f2e47daee5"],
+        ],
+        "dqn population of 4": [
+            ["f873727ed14cb1b4f8e4865071e6d08af6bdbc4eccededfa315499c93c6681f0",
+             "9f5df9f3d94ebcd9af78666e5ea8782a03f76d1bcff9dee4e333899301aeb9ca"],
+            ["2b1e7950cd05330c459e90e0c1612d905072118ee4775e8aed0d0786e6fef7f4",
+             "70865f0dc9769a294b31cbf054b48f5061d3fc3fb90c79ab109bfcd4c2f2d432"],
+            ["2623340e90310e9220fb401e94dd79fb88684b570aa167f4c313ce2ed4d821f4",
+             "ed75fb5824e1f68e72d5e4b197a3d3f682c7c7a6d5cb869e3022ee20e0d3eb40"],
+            ["ad5bae35992b75e21c47da5bc5409c2afefca9cb7c5b3e312f4a0466ad9c1e88",
+             "85f520693c6cc2bb1067a69e6f303825207518de35032adacb2c3a6ae58f4c5d"],
+        ],
+        "qnet toy": [
+            ["7142a5803d2039b4055e6f37ea6ded153c477c3e24805d66f7be0550eb5e61f2",
+             "bf9cd90f22fbb554b656a7181950089218342094aa8fb2516f2f9e3ed0709ec4"],
+        ],
+    },
+}
+
+
+def fingerprints(case: str, tmp_path: Path) -> list[list[str]]:
+    seeds = POPULATION.get(case, 1)
+    cfgs = [compose_config([*CASES[case], f"seed={s}"]) for s in range(seeds)]
+    dirs = [tmp_path / f"m{s}" for s in range(seeds)]
+    for d in dirs:
+        d.mkdir(parents=True)
+    run_population(cfgs, dirs)
+    prints = []
+    for d in dirs:
+        weights = load_training_state(d / "checkpoints/final.pt")["agent"]["q_net"]
+        blob = b"".join(k.encode() + v.numpy().tobytes() for k, v in sorted(weights.items()))
+        curves = {tag: points for tag, points in sorted(read_scalars(d).items())
+                  if not tag.startswith("time/")}
+        prints.append([hashlib.sha256(blob).hexdigest(),
+                       hashlib.sha256(json.dumps(curves).encode()).hexdigest()])
+    return prints
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_tiny_runs_end_with_the_weights_and_curves_recorded_before(case, tmp_path):
+    capability = torch.backends.cpu.get_cpu_capability()
+    if case not in RECORDED.get(capability, {}):
+        pytest.skip(f"no fingerprints recorded for {capability} CPUs: "
+                    "python -m tests.test_behaviour_kept")
+    assert fingerprints(case, tmp_path) == RECORDED[capability][case]
+
+
+if __name__ == "__main__":  # prints the fingerprints of this machine, to paste into RECORDED
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        found = {case: fingerprints(case, Path(tmp) / str(i)) for i, case in
+                 enumerate(sorted(CASES))}
+    json.dump({torch.backends.cpu.get_cpu_capability(): found}, sys.stdout, indent=1)
