@@ -582,10 +582,8 @@ MEMBER_FIELDS = ("seed", "seeds", "run_name", "resume", "optimizer.lr", "train.s
 
 def population_key(cfg: Config) -> dict[str, Any]:
     """The settings that runs of one population must share, flattened (``agent.gamma``...)."""
-    from rlexp.logger import flatten  # here: rlexp.logger imports tensorboard
-
     member = {*MEMBER_FIELDS, *(f"agent.{name}" for name in cfg.agent.member_fields)}
-    flat = flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    flat = rundir.flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
     return {key: value for key, value in flat.items()
             if key not in member and not any(key.startswith(f"{m}.") for m in member)}
 

@@ -17,7 +17,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,20 +33,6 @@ log = logging.getLogger("rlexp")
 # setting for production, under which a handler that fails drops the record (the failure that
 # filled the disk is reported in its own line).
 logging.raiseExceptions = False
-
-
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested config -> {"agent.gamma": 0.99, ...} with values TensorBoard's HParams accepts."""
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        elif isinstance(value, bool | int | float | str):
-            flat[name] = value
-        else:  # lists, None
-            flat[name] = str(value)
-    return flat
 
 
 def traceback_to_log_files(e: BaseException) -> None:

@@ -47,7 +47,6 @@ from omegaconf import DictConfig, OmegaConf
 from rlexp import rundir
 from rlexp.config import safe_dirname
 from rlexp.hparams import write_sweep_experiment
-from rlexp.logger import flatten
 from rlexp.metrics import read_metrics
 from rlexp.rundir import atomic_write
 from rlexp.shutdown import skip_exit_collection
@@ -202,7 +201,7 @@ def _load_run(run_dir: Path, overrides: list[str], target: float | None) -> Run:
     raw = (yaml.safe_load(config_file.read_text()) or {}) if config_file.exists() else {}
     if target is None:
         target = (raw.get("env") or {}).get("solved_return")
-    config = flatten(raw)  # (which writes null as "None": the target is read before)
+    config = rundir.flatten(raw)  # (which writes null as "None": the target is read before)
     curve, tags = _read_events(run_dir)
     return Run(dir=run_dir, overrides=list(overrides),
                status=metrics.get("status", "unfinished"), error=metrics.get("error"),

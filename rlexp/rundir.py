@@ -25,9 +25,10 @@ import fcntl
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -286,8 +287,6 @@ def checkpoint_to_resume(run_dir: Path, resume: str | None,
     ``total_steps``: it is trained for longer), an unfinished one not named by ``resume=``, and
     a resume whose config differs from the saved one (``config_now``: flattened) in anything
     but a larger ``total_steps``."""
-    from rlexp.logger import flatten  # the same flattening as config_now's
-
     config = Path(run_dir) / CONFIG
     saved = flatten(yaml.safe_load(config.read_text()) or {}) if config.is_file() else {}
     before = int(saved.get("total_steps", config_now["total_steps"]))
@@ -350,3 +349,18 @@ def discard_if_unused(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
         with contextlib.suppress(OSError):  # the day's folder, if this was its only run
             run_dir.parent.rmdir()
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> {"agent.gamma": 0.99, ...}, with values TensorBoard's HParams accepts:
+    how run configs are compared (resume checks, populations) and shown."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        elif isinstance(value, bool | int | float | str):
+            flat[name] = value
+        else:  # lists, None
+            flat[name] = str(value)
+    return flat

@@ -33,10 +33,12 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
+from rlexp import rundir
 from rlexp.build import uses_cuda
 from rlexp.config import Config
 from rlexp.logger import ConsoleBar, report_progress_to
-from rlexp.metrics import RunMetrics
+from rlexp.metrics import RunMetrics, read_run_metrics
+from rlexp.runner import record_failure, run_recorded
 from rlexp.shutdown import skip_exit_collection
 from rlexp.stop import StopNow, StopSignals, exit_status, held_stop_signals
 
@@ -222,10 +224,6 @@ def _collect(conn: Connection, worker: _Worker, finished: dict[Path, RunMetrics]
     worker.process.join()
     if finished is not None:
         return finished
-    from rlexp import rundir
-    from rlexp.metrics import read_run_metrics
-    from rlexp.train import record_failure
-
     ended: dict[Path, RunMetrics] = {}
     message = f"the worker process training it ended with exit code {worker.process.exitcode}"
     for cfg, run_dir in zip(worker.part.cfgs, worker.part.run_dirs, strict=True):
@@ -253,8 +251,6 @@ def _train_part(part: Part, conn: Connection, logs: list[Path], label: str,
     console.setFormatter(logging.Formatter(fmt))
     logging.getLogger().addHandler(console)
     logging.getLogger().setLevel(logging.INFO)
-    from rlexp.train import run_recorded
-
     if to_parent:
         report_progress_to(lambda step: conn.send(("progress", step)))
     # A stop signal that came while it started (held) is now a stop request like any other;

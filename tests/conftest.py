@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rlexp.config import CONFIG_DIR
 from rlexp.config import compose as compose_config
-from rlexp.train import run
+from rlexp.runner import run
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from rlexp.checkpoint import load_training_state
-from rlexp.train import run_population
+from rlexp.runner import run_population
 from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars
 
 CASES = {

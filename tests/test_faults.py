@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlexp import rundir, train
+from rlexp import rundir, runner, train
 from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
 from rlexp.stop import StopSignals
@@ -105,7 +105,7 @@ def test_resume_after_a_signal_at_a_random_step_reproduces_the_uninterrupted_cur
 
     straight = tmp_path / "straight"
     straight.mkdir()
-    expected = train.run(compose_config(DQN_RUN), straight)
+    expected = runner.run(compose_config(DQN_RUN), straight)
     learn = DQNAgent.learn
     for step in random.Random(0).sample(range(1, 1200), 2):
         run_dir = tmp_path / f"stopped_at_{step}"
@@ -118,12 +118,12 @@ def test_resume_after_a_signal_at_a_random_step_reproduces_the_uninterrupted_cur
 
         monkeypatch.setattr(DQNAgent, "learn", interrupt_at)
         with StopSignals() as stop:
-            stopped = train.run(compose_config(DQN_RUN), run_dir, stop)
+            stopped = runner.run(compose_config(DQN_RUN), run_dir, stop)
         monkeypatch.setattr(DQNAgent, "learn", learn)
         assert stopped.status == "interrupted" and stopped.env_steps == step
         assert load_training_state(run_dir / rundir.LAST)["loop"]["env_state"] is not None
 
-        resumed = train.run(compose_config([*DQN_RUN, f"resume={run_dir}"]), run_dir)
+        resumed = runner.run(compose_config([*DQN_RUN, f"resume={run_dir}"]), run_dir)
         assert resumed.status == "completed" and resumed.resumed_from_step == step
         assert curves(run_dir) == curves(straight)
         assert resumed.eval_return_mean == expected.eval_return_mean
@@ -232,7 +232,7 @@ def unfinished_run(tmp_path) -> Path:
     """A run dir whose process was killed after its checkpoint at step 400."""
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    train.run(compose_config([*DQN_RUN, "total_steps=400"]), run_dir)
+    runner.run(compose_config([*DQN_RUN, "total_steps=400"]), run_dir)
     (run_dir / "metrics.json").unlink()
     (run_dir / rundir.FINAL).unlink()
     return run_dir
@@ -283,7 +283,7 @@ def test_a_corrupted_checkpoint_is_refused(unfinished_run):
 def test_a_checkpoint_of_another_network_is_refused(unfinished_run, tmp_path):
     other = tmp_path / "other"
     other.mkdir()
-    train.run(compose_config([*DQN_RUN, "total_steps=400", "agent.network.hidden=[64]"]), other)
+    runner.run(compose_config([*DQN_RUN, "total_steps=400", "agent.network.hidden=[64]"]), other)
     (unfinished_run / rundir.LAST).write_bytes((other / rundir.LAST).read_bytes())
     before = snapshot_files(unfinished_run)
     assert_one_line_error(resume_cli(unfinished_run), "does not fit this config's agent")
@@ -329,11 +329,11 @@ def test_a_full_disk_during_the_run_keeps_the_last_good_checkpoint(tmp_path, mon
     monkeypatch.setattr(torch, "save", disk_full_on_third_save)
     with pytest.raises(rundir.WriteError, match=r"could not write \S+last.pt: No space left on "
                        r"device \(.* free on its disk\); the previous last.pt, if any, is kept"):
-        train.run(compose_config(DQN_RUN), run_dir)
+        runner.run(compose_config(DQN_RUN), run_dir)
     assert load_training_state(run_dir / rundir.LAST)["loop"]["step"] == 800
     assert sorted(p.name for p in (run_dir / "checkpoints").iterdir()) == ["last.pt"]
     monkeypatch.setattr(torch, "save", save)  # the disk has room again: the run resumes
-    resumed = train.run(compose_config([*DQN_RUN, f"resume={run_dir}"]), run_dir)
+    resumed = runner.run(compose_config([*DQN_RUN, f"resume={run_dir}"]), run_dir)
     assert resumed.status == "completed" and resumed.resumed_from_step == 800
 
 

@@ -13,7 +13,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import FrameStackObservation
 
-from rlexp import evaluate
+from rlexp import evaluate, runner
 from rlexp.build import make_env, make_eval_envs, make_vector_env
 from rlexp.config import EVAL_MAX_EPISODE_STEPS
 from rlexp.envs.minatar import GAMES
@@ -313,7 +313,7 @@ def test_a_pixel_run_stopped_mid_episode_resumes_exactly(env, tmp_path, monkeypa
     """The envs' state (MinAtar's plain data, the Atari emulator's own saved state), the frame
     memory and the loop all continue: the curves and weights are an uninterrupted run's."""
 
-    from rlexp import rundir, train
+    from rlexp import rundir
     from rlexp.agents.dqn import DQNAgent
     from rlexp.checkpoint import load_training_state
     from rlexp.stop import StopSignals
@@ -326,7 +326,7 @@ def test_a_pixel_run_stopped_mid_episode_resumes_exactly(env, tmp_path, monkeypa
         assert run_in_process(args, stopped, stop).status == "interrupted"
     monkeypatch.undo()
     assert load_training_state(stopped / rundir.LAST)["loop"]["env_state"] is not None
-    resumed = train.run(compose_config([*args, f"resume={stopped}"]), stopped)
+    resumed = runner.run(compose_config([*args, f"resume={stopped}"]), stopped)
     assert resumed.status == "completed" and resumed.resumed_from_step == 257
     def curves(run_dir):
         return {tag: sorted(points) for tag, points in read_scalars(run_dir).items()

@@ -27,7 +27,7 @@ from gymnasium import spaces
 from torch import nn
 
 import rlexp
-from rlexp import report, train, workers
+from rlexp import report, runner, workers
 from rlexp.agents import AGENTS, Member, Transition
 from rlexp.build import build_optimizer
 from rlexp.checkpoint import load_training_state
@@ -68,7 +68,7 @@ def train_runs(tmp_path: Path, name: str, cfgs: list, stop=None) -> list[Path]:
     dirs = [tmp_path / name / f"m{i}" for i in range(len(cfgs))]
     for d in dirs:
         d.mkdir(parents=True)
-    train.run_population(cfgs, dirs, stop)
+    runner.run_population(cfgs, dirs, stop)
     return dirs
 
 
@@ -302,7 +302,7 @@ def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert [read_metrics(d)["status"] for d in dirs] == ["interrupted"] * 2
     resumed = [dataclasses.replace(c, resume=str(d)) for c, d in zip(cfgs, dirs, strict=True)]
-    train.run_population(resumed, dirs)
+    runner.run_population(resumed, dirs)
     straight = train_runs(tmp_path, "straight", cfgs)
     for d, s in zip(dirs, straight, strict=True):
         assert read_metrics(d)["status"] == "completed"

@@ -15,7 +15,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rlexp import evaluate, rundir, train
+from rlexp import evaluate, rundir, runner
 from rlexp.checkpoint import load_training_state
 from rlexp.config import CONFIG_DIR, safe_dirname
 from rlexp.metrics import read_metrics
@@ -146,7 +146,7 @@ def test_a_failed_run_can_be_resumed_from_its_last_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(DQNAgent, "learn", crash)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (failed,) = train.run_recorded([compose_config(DQN)], [run_dir], StopSignals(),
+    (failed,) = runner.run_recorded([compose_config(DQN)], [run_dir], StopSignals(),
                                     sweeping=True).values()
     monkeypatch.undo()
     assert failed.status == "failed" and read_metrics(run_dir)["status"] == "failed"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlexp import checkpoint, rundir, train
+from rlexp import checkpoint, rundir, runner
 from rlexp import stop as stop_module
 from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
@@ -110,7 +110,7 @@ def test_the_same_signal_twice_stops_at_once(tmp_path, monkeypatch):
     run_dir.mkdir()
     cfg = compose_config(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100"])
     with StopSignals() as stop, pytest.raises(StopNow, match="second SIGTERM"):
-        train.run_recorded([cfg], [run_dir], stop, sweeping=False)
+        runner.run_recorded([cfg], [run_dir], stop, sweeping=False)
     metrics = read_metrics(run_dir)
     assert metrics["status"] == "interrupted"
     assert "stopped at once by a second SIGTERM" in metrics["error"]

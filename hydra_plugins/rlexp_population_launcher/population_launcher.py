@@ -4,7 +4,7 @@ Hydra finds launchers in the ``hydra_plugins`` package. Each job is set up as Hy
 launcher sets it up (its directory, ``.hydra/`` record and ``train.log``), then every job's runs
 that can train together (:func:`rlexp.config.population_key`: they differ only in seeds and
 per-member settings such as the learning rate) train as one population
-(:func:`rlexp.train.train_jobs`), split over ``hydra.launcher.processes`` worker processes (one
+(:func:`rlexp.jobs.train_jobs`), split over ``hydra.launcher.processes`` worker processes (one
 per core by default on a CPU: :mod:`rlexp.workers`); populations that cannot be joined train
 one after another.
 Each job returns what it would return launched alone, so sweepers (Optuna) drive it unchanged.
@@ -95,7 +95,7 @@ class PopulationLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
                ) -> Sequence[JobReturn]:
-        from rlexp import rundir, train
+        from rlexp import jobs, rundir
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -109,13 +109,13 @@ class PopulationLauncher(Launcher):
                 sweep_config.hydra.job.id = idx
                 sweep_config.hydra.job.num = idx
             returns.append(run_job(hydra_context=self.hydra_context,
-                                   task_function=train.open_job, config=sweep_config,
+                                   task_function=jobs.open_job, config=sweep_config,
                                    job_dir_key="hydra.sweep.dir",
                                    job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         opened = [r.return_value if r.status == JobStatus.COMPLETED else None for r in returns]
         try:
-            values = train.train_jobs(opened, self.processes, sweep_dir / POPULATION_LOG)
+            values = jobs.train_jobs(opened, self.processes, sweep_dir / POPULATION_LOG)
         finally:
             for r in returns:
                 rundir.unlock(Path(r.hydra_cfg.hydra.runtime.output_dir))
