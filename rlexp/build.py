@@ -18,7 +18,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from omegaconf import OmegaConf
 
 from rlexp import rundir
-from rlexp.agents import AGENTS, Agent, Member
+from rlexp.agents import Agent, Member, agent_class
 from rlexp.checkpoint import load_training_state
 from rlexp.config import (
     EVAL_MAX_EPISODE_STEPS,
@@ -214,7 +214,7 @@ def make_agent(cfgs: Sequence[Config], observation_space: gym.Space, action_spac
     :func:`load_run`)."""
     cfg = cfgs[0]
     try:
-        return AGENTS[cfg.agent.name](
+        return agent_class(cfg.agent)(
             [Member(c.agent, seed=c.seed, lr=c.optimizer.lr) for c in cfgs],
             observation_space=observation_space,
             action_space=action_space,

@@ -23,13 +23,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp import rundir
-from rlexp.agents import AGENTS, AgentConfig
+from rlexp.agents import AGENTS, target_class
 from rlexp.envs import TOY_ID
 from rlexp.envs.atari import ATARI_ID
 from rlexp.envs.boundary import CHANNELS, resolve_wrapper
 from rlexp.envs.minatar import GAMES as MINATAR_GAMES
 from rlexp.envs.minatar import MINATAR_ID
 from rlexp.envs.toy import VARIANTS
+from rlexp.locate import locate
 
 
 class ConfigError(ValueError):
@@ -65,6 +66,10 @@ class EnvConfig:
     #: (the observation is not an image: an MLP reads it); null: a 2-D or 3-D uint8 or bool
     #: observation is an image with its channels on its shorter end axis (rlexp.envs.boundary).
     channels: str | None = None
+    #: The env config class as an import path, for an env from the user's own package (an
+    #: EnvConfig subclass, whose fields and make_id/make_kwargs say how to make its env; its
+    #: YAML sets it); null: rlexp's env schema named ``name``.
+    _target_: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_steps is not None and self.max_steps <= 0:
@@ -519,8 +524,10 @@ OmegaConf.register_new_resolver("claim_new_dir", rundir.claim_new, replace=True,
 class Config:
     """The root config (``conf/config.yaml``)."""
 
-    agent: AgentConfig = MISSING
-    env: EnvConfig = MISSING
+    # Typed by the option's schema (its YAML's defaults list) or, for a user's own agent or env,
+    # by the class its ``_target_`` names (:func:`validate`): any mapping composes.
+    agent: Any = MISSING
+    env: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     device: DeviceConfig = MISSING
     #: Seeds python, numpy, torch, the env resets and action-space sampling.
@@ -639,11 +646,52 @@ def _unknown_keys(node: DictConfig, prefix: str = ""):
                 yield from _unknown_keys(child, f"{prefix}{key}.")
 
 
+def schema_of(group: str, node: Any) -> type | None:
+    """The schema of a group's config (a mapping or a typed config): for an agent or env, the
+    class its ``_target_`` names (an agent's ``Config``; an env config class itself), else the
+    schema registered under its ``name``; ConfigError when the target is not one."""
+    mapping = isinstance(node, DictConfig | dict)
+    target = None if group not in ("agent", "env") else \
+        node.get("_target_") if mapping else node._target_
+    if target is None:
+        name = node.get("name") if mapping else node.name
+        return SCHEMAS[group].get(name)
+    try:
+        if group == "agent":
+            return target_class(target).Config
+        cls = locate(target)
+    except ValueError as e:
+        raise ConfigError(f"{group}._target_: {e}" if group == "env" else str(e)) from e
+    if not (isinstance(cls, type) and issubclass(cls, EnvConfig)):
+        raise ConfigError(f"env._target_={target!r} is not a subclass of rlexp.config.EnvConfig")
+    return cls
+
+
+def _type_by_target(cfg: DictConfig) -> None:
+    """Give the agent or env option of a user's YAML (no schema in its defaults list; a
+    ``_target_`` naming its class) the schema of that class, checking its keys and types."""
+    for group in ("agent", "env"):
+        node = cfg._get_node(group)
+        if not isinstance(node, DictConfig) or OmegaConf.get_type(node) is not dict:
+            continue
+        if "_target_" not in node:
+            raise ConfigError(
+                f"{group}: the option's YAML has no schema: name its class with _target_ (a "
+                f"user's own {group}) or start it with defaults: [/schema/{group}/NAME@_here_]")
+        schema = schema_of(group, node)
+        try:
+            cfg[group] = OmegaConf.merge(OmegaConf.structured(schema), node)
+        except OmegaConfBaseException as e:
+            where = f"{group}.{e.full_key}" if getattr(e, "full_key", None) else group
+            raise ConfigError(f"{where}: {str(e).strip().splitlines()[0]}") from e
+
+
 def validate(cfg: DictConfig) -> Config:
     """The composed config as typed objects, with every value check run.
 
     Raises :class:`ConfigError` with a one-line message naming the bad key and what is allowed.
     """
+    _type_by_target(cfg)
     for key, allowed in _unknown_keys(cfg):
         raise ConfigError(f"unknown key {key!r}; allowed here: {', '.join(allowed)}")
     try:
@@ -654,7 +702,7 @@ def validate(cfg: DictConfig) -> Config:
         raise ConfigError(str(e)) from e
     for group, schemas in SCHEMAS.items():
         node = getattr(typed, group)
-        if type(node) is not schemas.get(node.name):
+        if type(node) is not schema_of(group, node):
             raise ConfigError(
                 f"{group}.name={node.name!r} does not match the {group} config; choose the {group} "
                 f"with {group}=NAME ({', '.join(schemas)}) and leave {group}.name alone"
@@ -683,8 +731,8 @@ def config_from_dict(data: dict[str, Any]) -> Config:
     """A resolved config saved by a run (``config.yaml`` in its run dir), typed and validated."""
     cfg = OmegaConf.structured(Config)
     try:
-        for group, schemas in SCHEMAS.items():
-            cfg[group] = schemas[data[group]["name"]]
+        for group in SCHEMAS:
+            cfg[group] = schema_of(group, data[group])
         cfg.device = DeviceConfig
         cfg = OmegaConf.merge(cfg, data)
     except (KeyError, TypeError, OmegaConfBaseException) as e:

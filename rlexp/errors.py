@@ -56,7 +56,8 @@ def describe_error(e: BaseException) -> str:
     cause = e.__cause__ if composing else e
     if isinstance(cause, ConfigAttributeError | ConfigKeyError) and dataclasses.is_dataclass(
             cause.object_type):
-        allowed = ", ".join(f.name for f in dataclasses.fields(cause.object_type))
+        allowed = ", ".join(f.name for f in dataclasses.fields(cause.object_type)
+                            if f.name not in HIDDEN_FIELDS)
         return f"unknown key {cause.full_key!r}; allowed here: {allowed}"
     if cause is not e:  # e.g. "Error merging override x=y" caused by a type error
         return f"{first_line(str(e))}: {first_line(str(cause))}"
@@ -65,6 +66,9 @@ def describe_error(e: BaseException) -> str:
                 "key=[a,b]; for a string, quote it: key='a,b'")
     return first_line(str(e))
 
+
+#: Fields a YAML sets and a command line has no reason to (the class an option is for).
+HIDDEN_FIELDS = ("_target_", "_partial_")
 
 #: Errors that mean "bad input": reported as one line, exit status 2, no traceback.
 INPUT_ERRORS = (ConfigError, CheckpointError, RunDirError, HydraException,

@@ -5,15 +5,17 @@ comment above each field), so the help cannot drift from the code."""
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import inspect
 import textwrap
 from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import MISSING
 
-from rlexp.config import CONFIG_DIR, SCHEMAS, Config, DeviceConfig
+from rlexp.config import CONFIG_DIR, SCHEMAS, Config, ConfigError, DeviceConfig, schema_of
 
 #: Groups of conf/ that are not chosen on the command line (Hydra's own, the typed schemas).
 INTERNAL_GROUPS = ("hydra", "schema")
@@ -40,20 +42,32 @@ def field_docs(cls: type) -> dict[str, str]:
     return docs
 
 
-def _schema_of(group: str, option: str) -> str | None:
-    """The schema an option's YAML builds on, following its defaults list."""
-    path = Path(CONFIG_DIR) / group / f"{option}.yaml"
-    for entry in (yaml.safe_load(path.read_text()) or {}).get("defaults", []):
+def _yaml(dirs: list[Path], group: str, option: str) -> Path:
+    """An option's YAML: in the first config directory that has it (as Hydra searches)."""
+    return next(d / group / f"{option}.yaml" for d in dirs
+                if (d / group / f"{option}.yaml").is_file())
+
+
+def _schema_of(dirs: list[Path], group: str, option: str) -> str | type | None:
+    """The schema an option's YAML builds on, following its defaults list: a registered
+    schema's name, or the class a ``_target_`` (a user's agent or env) names."""
+    data = yaml.safe_load(_yaml(dirs, group, option).read_text()) or {}
+    if group in ("agent", "env") and "_target_" in data:
+        try:
+            return schema_of(group, data)
+        except ConfigError:  # said when the option is chosen
+            return None
+    for entry in data.get("defaults", []):
         if not isinstance(entry, str) or entry == "_self_":
             continue
         if entry.startswith("/schema/"):
             return entry.split("@")[0].split("/")[-1]
-        return _schema_of(group, entry)
+        return _schema_of(dirs, group, entry)
     return None
 
 
-def _options(group: str) -> list[str]:
-    return sorted(p.stem for p in (Path(CONFIG_DIR) / group).glob("*.yaml"))
+def _options(dirs: list[Path], group: str) -> list[str]:
+    return sorted({p.stem for d in dirs for p in (d / group).glob("*.yaml")})
 
 
 def _first_comment(path: Path) -> str:
@@ -80,7 +94,8 @@ def _fields(cls: type, prefix: str, values: Any = None) -> list[str]:
     docs, lines = field_docs(cls), []
     for f in dataclasses.fields(cls):
         value = getattr(values, f.name) if values is not None else _default(f)
-        if f.name == "name" or value == MISSING:  # a group's choice, or set by the root config
+        own = f.name == "name" or (f.name == "_target_" and prefix in ("agent.", "env."))
+        if own or value == MISSING:  # the option's own (its YAML's), or set by the root config
             continue
         doc = docs.get(f.name, "")
         if dataclasses.is_dataclass(value):
@@ -104,9 +119,11 @@ def _summary(cls: type) -> str:
                          subsequent_indent="  ")
 
 
-def help_text() -> str:
-    groups = sorted(p.name for p in Path(CONFIG_DIR).iterdir()
-                    if p.is_dir() and p.name not in INTERNAL_GROUPS)
+def help_text(extra_dirs: list[Path] = ()) -> str:
+    """The help, over rlexp's conf/ and ``extra_dirs`` (a user's ``hydra.searchpath``)."""
+    dirs = [Path(CONFIG_DIR), *extra_dirs]
+    groups = sorted({p.name for d in dirs if d.is_dir() for p in d.iterdir()
+                     if p.is_dir() and p.name not in INTERNAL_GROUPS})
     out = ["python -m rlexp.train [-m] [group=option ...] [key=value ...]",
            "python -m rlexp.train resume=RUN_DIR [total_steps=N]   (continue a run with its "
            "own config; a larger total_steps trains it for longer)", "",
@@ -115,14 +132,14 @@ def help_text() -> str:
            "composed config; --hydra-help lists Hydra's own flags. Below: each option's fields "
            "with the defaults of its schema (an option's YAML may set some: --cfg job shows "
            "them).", "", "== Config groups =="]
-    out += [f"{group}: {', '.join(_options(group))}" for group in groups]
+    out += [f"{group}: {', '.join(_options(dirs, group))}" for group in groups]
     schemas = {**SCHEMAS, "device": {"device": DeviceConfig}}
     for group in sorted(schemas):
-        by_schema: dict[str, list[str]] = {}
-        for option in _options(group):
-            by_schema.setdefault(_schema_of(group, option) or option, []).append(option)
-        for schema, options in sorted(by_schema.items()):
-            cls = schemas[group].get(schema)
+        by_schema: dict[str | type, list[str]] = {}
+        for option in _options(dirs, group):
+            by_schema.setdefault(_schema_of(dirs, group, option) or option, []).append(option)
+        for schema, options in sorted(by_schema.items(), key=lambda item: str(item[0])):
+            cls = schema if isinstance(schema, type) else schemas[group].get(schema)
             if cls is None:
                 continue
             out += ["", f"== {group}={'|'.join(options)} ({cls.__name__}) =="]
@@ -130,8 +147,25 @@ def help_text() -> str:
             out += _fields(cls, f"{group}.")
     for group in PRESET_GROUPS:
         out += ["", f"== {group}= =="]
-        out += [f"    {o}: {_first_comment(Path(CONFIG_DIR) / group / f'{o}.yaml')}"
-                for o in _options(group)]
+        out += [f"    {o}: {_first_comment(_yaml(dirs, group, o))}"
+                for o in _options(dirs, group)]
     out += ["", "== Top-level keys (Config) =="]
     out += _fields(Config, "")
     return "\n".join(out)
+
+
+def search_path_dirs(args: list[str]) -> list[Path]:
+    """The config directories a command line's ``hydra.searchpath=[...]`` adds (``file://``
+    paths and ``pkg://`` packages), in order."""
+    dirs = []
+    for arg in args:
+        if not arg.startswith("hydra.searchpath="):
+            continue
+        (override,) = OverridesParser.create().parse_overrides([arg])
+        for entry in override.value():
+            scheme, _, where = str(entry).partition("://")
+            if scheme == "file":
+                dirs.append(Path(where))
+            elif scheme == "pkg":
+                dirs.append(Path(str(importlib.resources.files(where))))
+    return dirs

@@ -74,9 +74,9 @@ def main() -> None:
         sys.exit(2)
     args = sys.argv[1:]
     if "--help" in args or "-h" in args:  # ours, from the schemas (--hydra-help: Hydra's)
-        from rlexp.help import help_text
+        from rlexp.help import help_text, search_path_dirs
 
-        print(help_text())
+        print(help_text(search_path_dirs(args)))
         return
     sweeping = any(a in ("-m", "--multirun") or a.startswith("hparams_search=") for a in args)
     if sweeping and any(a.lower() == "resume=true" for a in args) and not any(

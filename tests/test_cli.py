@@ -125,7 +125,7 @@ def test_help_lists_the_groups_a_user_chooses_and_every_field_with_its_doc():
             docs = field_docs(cls)
             assert docs, cls
             for name, doc in docs.items():
-                if name != "name":
+                if name != "name" and not (name == "_target_" and group in ("agent", "env")):
                     assert f"{group}." in out and " ".join(doc.split()) in out, (cls, name)
 
 

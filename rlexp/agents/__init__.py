@@ -11,6 +11,7 @@ import importlib
 import pkgutil
 
 from rlexp.agents.base import Agent, AgentConfig, Member, Transition
+from rlexp.locate import locate
 
 
 def _discover() -> dict[str, type[Agent]]:
@@ -27,4 +28,24 @@ def _discover() -> dict[str, type[Agent]]:
 #: The registered agents: ``agent=NAME`` -> its class.
 AGENTS: dict[str, type[Agent]] = _discover()
 
-__all__ = ["AGENTS", "Agent", "AgentConfig", "Member", "Transition"]
+
+def agent_class(cfg: AgentConfig) -> type[Agent]:
+    """The class an agent config is for: the one its ``_target_`` names, else the registered
+    agent ``cfg.name``."""
+    return AGENTS[cfg.name] if cfg._target_ is None else target_class(cfg._target_)
+
+
+def target_class(target: str) -> type[Agent]:
+    """The :class:`Agent` subclass an import path names; ValueError (one line) otherwise."""
+    try:
+        cls = locate(target)
+    except ValueError as e:
+        raise ValueError(f"agent._target_: {e}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Agent) and "Config" in vars(cls)):
+        raise ValueError(f"agent._target_={target!r} is not an rlexp Agent subclass with a "
+                         "Config of its own (rlexp.agents.Agent)")
+    return cls
+
+
+__all__ = ["AGENTS", "Agent", "AgentConfig", "Member", "Transition", "agent_class",
+           "target_class"]

@@ -31,7 +31,9 @@ Every agent is built the same way (:func:`rlexp.build.make_agent`), from one :cl
 per member (its config dataclass ``Agent.Config``, seed and learning rate) and plain arguments;
 agents know nothing of Hydra. Adding one: ``rlexp/agents/NAME.py`` with an ``Agent`` subclass
 that declares its ``Config`` (whose ``name`` default is NAME), and ``conf/agent/NAME.yaml``; the
-registry (:data:`rlexp.agents.AGENTS`), the config schema and the tests find it.
+registry (:data:`rlexp.agents.AGENTS`), the config schema and the tests find it. An agent in the
+user's own package is the same module and a YAML in their config directory whose ``_target_``
+names the class (``docs/extending.md``).
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ class AgentConfig:
 
     #: Which agent this config is for (fixed by the agent's YAML; selects the agent class).
     name: str = ""
+    #: The agent class as an import path, for an agent from the user's own package (its YAML
+    #: sets it: ``_target_: my_pkg.agents.MyAgent``); null: rlexp's agent named ``name``.
+    _target_: str | None = None
     # The fields whose values may differ between the members of one population (the rest
     # must be equal); each agent's config extends it with its own.
     member_fields: ClassVar[tuple[str, ...]] = ()

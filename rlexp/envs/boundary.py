@@ -18,7 +18,6 @@ MinAtar, the toy env) get no wrapper and cost nothing more.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -27,6 +26,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 from gymnasium.wrappers import DtypeObservation, ReshapeObservation, TransformAction
+
+from rlexp.locate import locate
 
 #: ``env.channels``: where an image's channels are; none: the observation is not an image.
 CHANNELS = ("first", "last", "none")
@@ -167,16 +168,6 @@ def observation_converter(env: gym.Env):
 # ------------------------------------------------------------------------------ env.wrappers
 
 
-def _import(path: str) -> Any:
-    module, _, name = path.rpartition(".")
-    if not module:
-        raise ValueError(f"{path!r} is not an import path (module.Class)")
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as e:
-        raise ValueError(f"{path!r} cannot be imported: {e}") from e
-
-
 def resolve_wrapper(item: str | Mapping) -> tuple[type[gym.Wrapper], dict[str, Any]]:
     """An ``env.wrappers`` item as (the wrapper class, its keyword arguments): an import path,
     or a mapping with ``_target_`` (the import path) and keyword arguments."""
@@ -187,7 +178,7 @@ def resolve_wrapper(item: str | Mapping) -> tuple[type[gym.Wrapper], dict[str, A
     else:
         raise ValueError(f"env.wrappers item {item!r} must be an import path or a mapping with "
                          "_target_ (e.g. gymnasium.wrappers.FlattenObservation)")
-    cls = _import(path)
+    cls = locate(path)
     if not (isinstance(cls, type) and issubclass(cls, gym.Wrapper)):
         raise ValueError(f"env.wrappers item {path!r} is not a gymnasium.Wrapper subclass "
                          "(e.g. gymnasium.wrappers.FlattenObservation)")
