@@ -1,11 +1,7 @@
-"""Config -> the objects of a run: device, envs, optimizer and agent. Knows nothing of Hydra."""
+"""Config -> the objects of a run: envs, optimizer and agent. Knows nothing of Hydra."""
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
-import random
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
@@ -24,7 +20,6 @@ from rlexp.config import (
     EVAL_MAX_EPISODE_STEPS,
     Config,
     ConfigError,
-    DeviceConfig,
     EnvConfig,
     EvalConfig,
     OptimizerConfig,
@@ -35,67 +30,6 @@ from rlexp.envs import boundary
 from rlexp.envs.cartpole import batched_eval_envs
 from rlexp.members import eager_optimizer_class
 from rlexp.nets import network_kind
-
-
-def resolve_device(cfg: DeviceConfig) -> torch.device:
-    """The torch device for ``device.type``; fails clearly when CUDA is asked for but absent."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    torch.set_flush_denormal(cfg.flush_denormal)  # this thread's mode (see DeviceConfig)
-    keep_freed_memory()
-    if cfg.type == "auto":
-        return torch.device("cuda" if uses_cuda(cfg) else "cpu")
-    if cfg.type.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                f"device={cfg.type}: CUDA is not available (torch {torch.__version__}, "
-                f"{torch.cuda.device_count()} GPUs visible); use device=cpu or device=auto"
-            )
-        index = torch.device(cfg.type).index
-        if index is not None and index >= torch.cuda.device_count():
-            raise ConfigError(
-                f"device.type={cfg.type}: only {torch.cuda.device_count()} CUDA devices visible"
-            )
-    return torch.device(cfg.type)
-
-
-#: glibc's mallopt parameters (malloc.h) and the values rlexp sets.
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-TRIM_THRESHOLD = 256 * 2**20
-MMAP_THRESHOLD = 32 * 2**20  # glibc's largest
-
-
-@functools.cache
-def keep_freed_memory() -> bool:
-    """Make glibc's malloc keep the memory torch frees for its next tensors (returns whether it
-    could: glibc only).
-
-    A gradient step allocates and frees the same tensors every time. By default glibc gives
-    large blocks back to the kernel when they are freed (a block it mapped on its own, past a
-    threshold it moves as it goes; the heap's free top past another), so a population's steps
-    (activations of members x 256 x 128 floats) page-fault their memory in again and again:
-    measured up to 9,000 faults and a fifth of the time of a 64-member step. Blocks up to
-    32 MB now come from the heap, and up to 256 MB of it is kept when free.
-    """
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError, TypeError):  # not glibc (macOS, musl without mallopt)
-        return False
-    return bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and \
-        bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
-
-
-def uses_cuda(cfg: DeviceConfig) -> bool:
-    """Whether ``device.type`` names a CUDA device (``auto``: when one is available)."""
-    return cfg.type.startswith("cuda") or (cfg.type == "auto" and torch.cuda.is_available())
-
-
-def seed_everything(seed: int) -> None:
-    """Seed python's, numpy's and torch's global generators (envs and agents get their own)."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: bool = False,

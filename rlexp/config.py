@@ -457,67 +457,8 @@ class TrainConfig:
 
 #: More env steps than any run could take (a typo guard: 1e12 steps at 1e6 steps/s is 12 days).
 MAX_STEPS = 10**12
-RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
 
 
-def safe_dirname(text: str) -> str:
-    """``text`` as one directory name: characters outside ``RUN_NAME``'s set become ``_``, so no
-    run name or sweep override can reach outside ``outputs/`` (Hydra creates a run's directory
-    before rlexp validates its config)."""
-    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", str(text))[:200]
-    return "_" + name if name.startswith(".") or not name else name
-
-
-def resumes_latest(resume: str | None) -> bool:
-    """Whether ``resume`` is ``true``: continue the latest unfinished run (a single run) or
-    every unfinished run of the sweep (a multirun with its ``hydra.sweep.dir``)."""
-    return resume is not None and str(resume).lower() == "true"
-
-
-def resume_dir(resume: str | None, new_dir: str, overrides) -> str:
-    """The run directory: a new one claimed for this process from ``new_dir`` (``-2``, ...
-    appended when another run has it), or the run that ``resume`` names (see Config.resume)."""
-    if resume is None or resume == "":
-        return rundir.claim_new(new_dir)
-    if resumes_latest(resume):
-        return str(rundir.find_unfinished_run(Path(new_dir).parent.parent, list(overrides)))
-    # Checked here, before Hydra writes its files into the directory.
-    rundir.check_resumable(Path(resume), resume)
-    return str(resume)
-
-
-def hydra_subdir(resume: str | None, stamp: str, output_dir: str) -> str:
-    """Where Hydra writes its record of a launch (config, overrides) in the run dir: ``.hydra``,
-    or for a resumed run ``.hydra/resume_<time>``, so the original launch's record is kept.
-
-    Hydra asks for it just before it writes into ``output_dir``, so this is where the run takes
-    the directory's lock: a second process aimed at a directory in use stops here, having
-    written nothing but a line to its train.log."""
-    rundir.lock(Path(output_dir))
-    return ".hydra" if resume is None or resume == "" else f".hydra/resume_{stamp}"
-
-
-def run_label(agent: str, env: str, env_id: str) -> str:
-    """The default ``run_name``: ``<agent>-<env option>``, or ``<agent>-<env id>`` for
-    ``env=gym`` (``dqn-LunarLander-v3``, not ``dqn-gym`` for every gymnasium env)."""
-    name = f"{agent}-{env_id if env == 'gym' else env}"
-    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:100]
-
-
-def seed_label(seed: int, seeds: int) -> str:
-    """The run dir's seed part: ``seed13``, or ``seeds13-22`` for a job of ``seeds=10`` runs
-    (its ``seed13/`` ... ``seed22/`` directories)."""
-    return f"seed{seed}" if int(seeds) <= 1 else f"seeds{seed}-{int(seed) + int(seeds) - 1}"
-
-
-OmegaConf.register_new_resolver("run_label", run_label, replace=True)
-OmegaConf.register_new_resolver("seed_label", seed_label, replace=True)
-OmegaConf.register_new_resolver("job_dirname", rundir.job_dirname, replace=True)
-OmegaConf.register_new_resolver("hydra_subdir", hydra_subdir, replace=True)
-OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
-OmegaConf.register_new_resolver("resume_dir", resume_dir, replace=True)
-# Cached like Hydra's own ${now:}: a sweep's jobs (in other processes too) get the same answer.
-OmegaConf.register_new_resolver("claim_new_dir", rundir.claim_new, replace=True, use_cache=True)
 
 
 @dataclass
@@ -567,13 +508,13 @@ class Config:
             raise ConfigError(f"seeds={self.seeds} must be >= 1")
         if self.processes == 0 or self.processes < -1:
             raise ConfigError(f"processes={self.processes} must be -1 (one per core) or >= 1")
-        if self.seeds > 1 and self.resume is not None and not resumes_latest(self.resume):
+        if self.seeds > 1 and self.resume is not None and not rundir.resumes_latest(self.resume):
             raise ConfigError(f"resume= continues one run; with seeds={self.seeds} resume each "
                               "seed<N>/ directory, or rerun the job in its directory")
         if not 0 < self.total_steps <= MAX_STEPS:
             raise ConfigError(
                 f"total_steps={self.total_steps} must be between 1 and {MAX_STEPS:.0e}")
-        if not RUN_NAME.fullmatch(self.run_name):
+        if not rundir.RUN_NAME.fullmatch(self.run_name):
             raise ConfigError(
                 f"run_name={self.run_name!r} is not allowed: use up to 100 letters, digits and "
                 "._=,+- (starting with a letter or digit; no paths)"

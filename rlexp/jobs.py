@@ -22,7 +22,6 @@ from rlexp.config import (
     ConfigError,
     config_from_dict,
     population_key,
-    resumes_latest,
     validate,
 )
 from rlexp.errors import INPUT_ERRORS, describe_error, exit_with_one_line
@@ -64,15 +63,15 @@ def open_job(cfg: DictConfig) -> Job | None:
             log.info("the sweep was asked to stop: %s does not start", job_dir.name)
             return None
         typed = validate(cfg)
-        if sweeping and typed.resume is not None and not resumes_latest(typed.resume):
+        if sweeping and typed.resume is not None and not rundir.resumes_latest(typed.resume):
             raise ConfigError(f"resume={typed.resume}: a sweep resumes with resume=true and "
                               "its hydra.sweep.dir, not a run directory")
-        if not sweeping and typed.resume is not None and not resumes_latest(typed.resume):
+        if not sweeping and typed.resume is not None and not rundir.resumes_latest(typed.resume):
             typed = resumed_config(typed, list(hydra_cfg.overrides.task))
         if typed.seeds == 1:
             runs = [(typed, job_dir)]
         else:  # seed, seed + 1, ... each in a directory of its own, trained as a population
-            runs = [(dataclasses.replace(typed, seed=seed, seeds=1), job_dir / f"seed{seed}")
+            runs = [(dataclasses.replace(typed, seed=seed, seeds=1), rundir.seed_dir(job_dir, seed))
                     for seed in range(typed.seed, typed.seed + typed.seeds)]
         job = Job(job_dir, typed, sweeping, Path(hydra_cfg.sweep.dir),
                   list(hydra_cfg.overrides.task), runs, [], {})

@@ -24,7 +24,7 @@ from gymnasium.vector import SyncVectorEnv
 
 from rlexp.agents import Agent, Transition
 from rlexp.envs import snapshot
-from rlexp.evaluate import EVAL_SEED_OFFSET, Evaluation, evaluate
+from rlexp.evaluator import EVAL_SEED_OFFSET, Evaluation, evaluate
 from rlexp.logger import Progress, TensorBoardLogger, log
 from rlexp.stop import StopSignals
 

@@ -45,11 +45,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from rlexp import rundir
-from rlexp.config import safe_dirname
 from rlexp.hparams import write_sweep_experiment
 from rlexp.metrics import read_metrics
 from rlexp.rundir import atomic_write
-from rlexp.shutdown import skip_exit_collection
+from rlexp.runtime import skip_exit_collection
 from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -177,8 +176,7 @@ def _read_events(run_dir: Path) -> tuple[list[tuple[int, float]], list[str]]:
 
 def _job_runs(job_dir: Path) -> list[Path]:
     """A job's runs: its ``seed<N>/`` directories when it trained several seeds, else itself."""
-    subruns = sorted(p for p in job_dir.glob("seed*") if p.is_dir())
-    return subruns or [job_dir]
+    return rundir.seed_dirs(job_dir) or [job_dir]
 
 
 def load_runs(sweep_dir: Path, target: float | None = None) -> list[Run]:
@@ -481,7 +479,7 @@ def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
     if bands:
         out[sweep_dir / CURVES_PNG] = curves(bands, _headline(groups))
         for group, band in bands:
-            path = sweep_dir / CURVES_DIR / f"{safe_dirname(group.label)}.png"
+            path = sweep_dir / CURVES_DIR / f"{rundir.safe_dirname(group.label)}.png"
             out[path] = curves([(group, band)], f"{_headline([group])}: {labels[id(group)]}")
     scored = [g for g in groups if g.final_returns]
     if scored:

@@ -24,6 +24,7 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from omegaconf import OmegaConf
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
@@ -40,6 +42,7 @@ HYDRA = ".hydra"
 OVERRIDES = "overrides.yaml"  # in HYDRA: the command-line overrides of the launch
 TRAIN_LOG = "train.log"
 EVAL_JSON = "eval.json"  # written by python -m rlexp.evaluate
+EVAL_GIF = "eval.gif"  # python -m rlexp.evaluate video=true
 LOCK = ".lock"
 #: In a sweep directory: the sweep was asked to stop (holds the signal's number).
 SWEEP_STOP = ".stop-requested"
@@ -364,3 +367,83 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:  # lists, None
             flat[name] = str(value)
     return flat
+
+
+def seed_dir(job_dir: Path, seed: int) -> Path:
+    """The directory of seed ``seed`` of a job that trains several seeds."""
+    return job_dir / f"seed{seed}"
+
+
+def seed_dirs(job_dir: Path) -> list[Path]:
+    """A job's ``seed<N>/`` directories, when it trained several seeds."""
+    return sorted(p for p in job_dir.glob("seed*") if p.is_dir())
+
+
+# -------------------------------------------------- resolvers that name, claim and lock run dirs
+
+#: A run name: a single directory name's characters.
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._=,+-]{0,99}")
+
+
+def safe_dirname(text: str) -> str:
+    """``text`` as one directory name: characters outside ``RUN_NAME``'s set become ``_``, so no
+    run name or sweep override can reach outside ``outputs/`` (Hydra creates a run's directory
+    before rlexp validates its config)."""
+    name = re.sub(r"[^A-Za-z0-9._=,+-]", "_", str(text))[:200]
+    return "_" + name if name.startswith(".") or not name else name
+
+
+def resumes_latest(resume: str | None) -> bool:
+    """Whether ``resume`` is ``true``: continue the latest unfinished run (a single run) or
+    every unfinished run of the sweep (a multirun with its ``hydra.sweep.dir``)."""
+    return resume is not None and str(resume).lower() == "true"
+
+
+def claim_or_resume_run_dir(resume: str | None, new_dir: str, overrides) -> str:
+    """The run directory: a new one claimed for this process from ``new_dir`` (``-2``, ...
+    appended when another run has it), or the run that ``resume`` names (see Config.resume)."""
+    if resume is None or resume == "":
+        return claim_new(new_dir)
+    if resumes_latest(resume):
+        return str(find_unfinished_run(Path(new_dir).parent.parent, list(overrides)))
+    # Checked here, before Hydra writes its files into the directory.
+    check_resumable(Path(resume), resume)
+    return str(resume)
+
+
+def lock_run_dir_and_name_launch_record(resume: str | None, stamp: str,
+                                         output_dir: str) -> str:
+    """Lock the run dir ``output_dir``, then name where Hydra writes its record of the launch
+    (config, overrides) in it: ``.hydra``, or for a resumed run ``.hydra/resume_<time>``, so
+    the original launch's record is kept.
+
+    Hydra asks for it just before it writes into ``output_dir``, so this is where the run takes
+    the directory's lock: a second process aimed at a directory in use stops here, having
+    written nothing but a line to its train.log."""
+    lock(Path(output_dir))
+    return HYDRA if resume is None or resume == "" else f"{HYDRA}/resume_{stamp}"
+
+
+def run_label(agent: str, env: str, env_id: str) -> str:
+    """The default ``run_name``: ``<agent>-<env option>``, or ``<agent>-<env id>`` for
+    ``env=gym`` (``dqn-LunarLander-v3``, not ``dqn-gym`` for every gymnasium env)."""
+    name = f"{agent}-{env_id if env == 'gym' else env}"
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)[:100]
+
+
+def seed_label(seed: int, seeds: int) -> str:
+    """The run dir's seed part: ``seed13``, or ``seeds13-22`` for a job of ``seeds=10`` runs
+    (its ``seed13/`` ... ``seed22/`` directories)."""
+    return f"seed{seed}" if int(seeds) <= 1 else f"seeds{seed}-{int(seed) + int(seeds) - 1}"
+
+
+OmegaConf.register_new_resolver("run_label", run_label, replace=True)
+OmegaConf.register_new_resolver("seed_label", seed_label, replace=True)
+OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
+OmegaConf.register_new_resolver("lock_run_dir_and_name_launch_record",
+                                lock_run_dir_and_name_launch_record, replace=True)
+OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
+OmegaConf.register_new_resolver("claim_or_resume_run_dir", claim_or_resume_run_dir,
+                                replace=True)
+# Cached like Hydra's own ${now:}: a sweep's jobs (in other processes too) get the same answer.
+OmegaConf.register_new_resolver("claim_new_dir", claim_new, replace=True, use_cache=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from rlexp import build, checkpoint, rundir
+from rlexp import build, checkpoint, rundir, runtime
 from rlexp.checkpoint import CheckpointError
 from rlexp.config import Config, check_population
 from rlexp.errors import INPUT_ERRORS, describe_error, first_line
@@ -101,8 +101,8 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
         log.warning("total_steps=%d is not a multiple of env.num_envs=%d: the run takes %d env "
                     "steps", cfg.total_steps, cfg.env.num_envs,
                     -(-cfg.total_steps // cfg.env.num_envs) * cfg.env.num_envs)
-    device = build.resolve_device(cfg.device)
-    build.seed_everything(cfg.seed)
+    device = runtime.resolve_device(cfg.device)
+    runtime.seed_everything(cfg.seed)
     size = len(starts)
     envs = build.make_vector_env(cfg.env, cfg.env.num_envs * size)
     env_limit = build.time_limit(envs)

@@ -31,7 +31,7 @@ from rlexp.config import CONFIG_DIR
 from rlexp.errors import INPUT_ERRORS, SHOW_TRACEBACK, exit_with_one_line
 from rlexp.jobs import end_job, open_job, train_job
 from rlexp.rundir import WriteError
-from rlexp.shutdown import skip_exit_collection
+from rlexp.runtime import skip_exit_collection
 from rlexp.stop import StopNow, StopSignals, SweepSignals, exit_status
 
 

@@ -34,12 +34,11 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 from rlexp import rundir
-from rlexp.build import uses_cuda
 from rlexp.config import Config
 from rlexp.logger import ConsoleBar, report_progress_to
 from rlexp.metrics import RunMetrics, read_run_metrics
 from rlexp.runner import record_failure, run_recorded
-from rlexp.shutdown import skip_exit_collection
+from rlexp.runtime import skip_exit_collection, uses_cuda
 from rlexp.stop import StopNow, StopSignals, exit_status, held_stop_signals
 
 log = logging.getLogger("rlexp")

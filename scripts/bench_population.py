@@ -13,7 +13,7 @@ separate runs, and how a population's wall time grows with its size.
    default): wall time and time per member, as a table and ``population_scaling.png``.
 3. The batched gradient step alone: time per member of one DQN gradient step (batch 256,
    128-128 dueling MLP) for populations of 1, 4, 16 and 64, and the page faults per step (none
-   once the memory freed by a step is kept for the next: ``rlexp.build.keep_freed_memory``).
+   once the memory freed by a step is kept for the next: ``rlexp.runtime.keep_freed_memory``).
 
 With ``--device cuda`` the runs train on the GPU (the joblib comparison is skipped).
 """
@@ -101,13 +101,13 @@ def gradient_step(device: str) -> list[tuple[int, float, float]]:
     import numpy as np
     import torch
 
-    from rlexp import build
+    from rlexp import build, runtime
     from rlexp.config import compose
 
     rows = []
     for size in (1, 4, 16, 64):
         cfg = compose(["agent=dqn", "env=cartpole", f"device={device}"])
-        build.resolve_device(cfg.device)  # as a run sets the process up: one thread, malloc
+        runtime.resolve_device(cfg.device)  # as a run sets the process up: one thread, malloc
         cfgs = [dataclasses.replace(cfg, seed=s) for s in range(size)]
         envs = build.make_vector_env(cfg.env, 1)
         agent = build.make_agent(cfgs, envs.single_observation_space,

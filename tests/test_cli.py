@@ -134,7 +134,7 @@ def test_a_process_that_skips_its_exit_collection_leaves_the_garbage_alive_then(
     # An unreachable cycle whose finalizer prints: the exit's collection finalizes it, unless
     # the process asked (here twice, as a command running several jobs does) to skip it.
     code = ("import gc\n"
-            "from rlexp.shutdown import skip_exit_collection\n"
+            "from rlexp.runtime import skip_exit_collection\n"
             "class Cycle:\n"
             "    def __del__(self): print('collected')\n"
             "gc.disable()\n"

@@ -9,7 +9,6 @@ import torch
 from hydra.errors import ConfigCompositionException
 
 from rlexp.agents.dqn import DQNConfig
-from rlexp.build import resolve_device
 from rlexp.config import (
     CONFIG_DIR,
     SCHEMAS,
@@ -18,6 +17,7 @@ from rlexp.config import (
     DeviceConfig,
     config_from_dict,
 )
+from rlexp.runtime import resolve_device
 from tests.conftest import compose_config, options
 
 AGENTS, ENVS, OPTIMIZERS, DEVICES = (options(g) for g in ("agent", "env", "optimizer", "device"))
@@ -144,7 +144,7 @@ def test_tuned_settings_apply_to_their_agent_and_env_only_and_overrides_beat_the
 
 
 def test_default_run_names_name_the_env_id_for_any_gymnasium_env():
-    from rlexp.config import run_label
+    from rlexp.rundir import run_label
 
     assert run_label("dqn", "cartpole", "CartPole-v1") == "dqn-cartpole"
     assert run_label("dqn", "gym", "LunarLander-v3") == "dqn-LunarLander-v3"

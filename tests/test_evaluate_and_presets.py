@@ -178,7 +178,7 @@ BATCHED_EVAL_IDS = [env_id for env_id in sorted(gym.registry)
 def test_a_batched_evaluation_plays_the_episodes_of_the_per_env_one_bit_for_bit(env_id):
     from rlexp.build import make_eval_envs, make_vector_env
     from rlexp.config import EnvConfig, EvalConfig
-    from rlexp.evaluate import evaluate
+    from rlexp.evaluator import evaluate
 
     cfg, cap = EnvConfig(id=env_id), 40  # the cap: some episodes end by it, some fall
     eval_cfg = EvalConfig(episodes=7, max_episode_steps=cap)
@@ -202,7 +202,7 @@ def test_a_batched_evaluation_plays_the_episodes_of_the_per_env_one_bit_for_bit(
 def test_an_evaluation_steps_each_episode_to_its_end_and_no_further():
     from rlexp.build import make_env, make_vector_env
     from rlexp.config import EnvConfig
-    from rlexp.evaluate import evaluate
+    from rlexp.evaluator import evaluate
 
     cfg = EnvConfig(id="CartPole-v1")
     envs = make_vector_env(cfg, 6)

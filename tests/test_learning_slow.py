@@ -31,7 +31,7 @@ def test_dqn_beats_random_play_on_minatar_breakout(tmp_path):
     5 standard errors of the difference (a chance of about 3e-7 under a normal approximation
     if the two were the same policy), and by at least 1 point besides."""
     from rlexp.build import load_run, make_eval_envs
-    from rlexp.evaluate import EVAL_SEED_OFFSET, evaluate
+    from rlexp.evaluator import EVAL_SEED_OFFSET, evaluate
 
     trained, random = [], []
     for seed in (0, 1):

@@ -13,7 +13,7 @@ import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.wrappers import FrameStackObservation
 
-from rlexp import evaluate, runner
+from rlexp import evaluate, evaluator, runner
 from rlexp.build import make_env, make_eval_envs, make_vector_env
 from rlexp.config import EVAL_MAX_EPISODE_STEPS
 from rlexp.envs.minatar import GAMES
@@ -234,7 +234,7 @@ def test_an_evaluation_of_a_policy_that_never_presses_fire_is_cut_as_truncated()
         def act(self, obs, explore=True):
             return np.zeros(obs.shape[:2], dtype=np.int64)  # after the first life, never FIRE
 
-    (result,) = evaluate.evaluate(Noop(), envs, [1])
+    (result,) = evaluator.evaluate(Noop(), envs, [1])
     assert cap == 400 and result.truncated.all()
     # The cap without eval.max_episode_steps: 27,000 agent steps (108,000 frames).
     assert EVAL_MAX_EPISODE_STEPS * cfg.env.frame_skip == cfg.env.max_frames_per_episode
@@ -301,8 +301,8 @@ def test_evaluation_epsilon_draws_nothing_from_training():
                        envs.single_action_space, partial(torch.optim.Adam), 1000)
     eval_envs, _ = make_eval_envs(cfg.env, cfg.eval, None)
     rng_before = agent.rngs[0].bit_generator.state
-    (greedy,) = evaluate.evaluate(agent, eval_envs, [7], epsilon=0.0)
-    noisy = [evaluate.evaluate(agent, eval_envs, [7], epsilon=0.5)[0].returns for _ in range(2)]
+    (greedy,) = evaluator.evaluate(agent, eval_envs, [7], epsilon=0.0)
+    noisy = [evaluator.evaluate(agent, eval_envs, [7], epsilon=0.5)[0].returns for _ in range(2)]
     assert agent.rngs[0].bit_generator.state == rng_before
     np.testing.assert_array_equal(noisy[0], noisy[1])  # seeded by the evaluation's seed
     assert not np.array_equal(noisy[0], greedy.returns) or greedy.returns.std() > 0

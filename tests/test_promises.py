@@ -15,11 +15,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from rlexp import evaluate, rundir, runner
+from rlexp import evaluate, evaluator, rundir, runner
 from rlexp.checkpoint import load_training_state
-from rlexp.config import CONFIG_DIR, safe_dirname
+from rlexp.config import CONFIG_DIR
 from rlexp.metrics import read_metrics
 from rlexp.nets import ACTIVATIONS, functional_forward, q_network
+from rlexp.rundir import safe_dirname
 from rlexp.stop import StopSignals
 from tests.conftest import (
     REPO,
@@ -243,7 +244,7 @@ def test_evaluate_with_a_seed_plays_episodes_from_that_seed(finished_run, capsys
     data = json.loads((finished_run / rundir.EVAL_JSON).read_text())
     assert data["seed"] == 123
     cfg, agent = load_run(finished_run)
-    (expected,) = evaluate.evaluate(agent, make_vector_env(cfg.env, 4), [123])
+    (expected,) = evaluator.evaluate(agent, make_vector_env(cfg.env, 4), [123])
     assert data["returns"] == expected.returns.tolist()
     assert "(seed 123)" in capsys.readouterr().out
 
