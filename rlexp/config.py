@@ -461,6 +461,19 @@ MAX_STEPS = 10**12
 
 
 
+# The run-dir resolvers of conf/hydra/rlexp.yaml (rlexp/rundir.py), known before Hydra composes.
+OmegaConf.register_new_resolver("run_label", rundir.run_label, replace=True)
+OmegaConf.register_new_resolver("seed_label", rundir.seed_label, replace=True)
+OmegaConf.register_new_resolver("job_dirname", rundir.job_dirname, replace=True)
+OmegaConf.register_new_resolver("lock_run_dir_and_name_launch_record",
+                                rundir.lock_run_dir_and_name_launch_record, replace=True)
+OmegaConf.register_new_resolver("safe_dirname", rundir.safe_dirname, replace=True)
+OmegaConf.register_new_resolver("claim_or_resume_run_dir", rundir.claim_or_resume_run_dir,
+                                replace=True)
+# Cached like Hydra's own ${now:}: a sweep's jobs (in other processes too) get the same answer.
+OmegaConf.register_new_resolver("claim_new_dir", rundir.claim_new, replace=True, use_cache=True)
+
+
 @dataclass
 class Config:
     """The root config (``conf/config.yaml``)."""

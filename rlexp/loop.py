@@ -135,7 +135,9 @@ class _Member:
     run: MemberRun
     state: LoopState
     envs: slice  # its sub-envs
-    last_log: list  # step and time of the last log point
+    #: The step and wall-clock time of its last log point (for time/sps).
+    last_log_step: int = 0
+    last_log_time: float = 0.0
     final: Evaluation | None = None
     eval_step: int = -1
 
@@ -155,41 +157,153 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: SyncVectorEnv,
     run continues the episodes in progress at its checkpoint when their state could be saved,
     and otherwise starts new ones (its envs reset with a seed derived from the step).
     """
-    count = len(runs)
-    n = envs.num_envs // count  # envs per member
-    members = [_Member(i, run, run.state or LoopState.start(run.settings),
-                       slice(i * n, (i + 1) * n), []) for i, run in enumerate(runs)]
-    if len({m.state.step for m in members}) != 1:
-        raise ValueError("the members of a population resume from one step")
-    shared = runs[0].settings  # total_steps, log_every, eval_every, checkpoint_every, eval
-    step = members[0].state.step
-    for m in members:
-        if m.state.logged_before_partial is not None:  # hidden with the partial point: again
-            for tag, value in m.state.logged_before_partial.items():
-                m.run.tb.scalar(tag, value, step)
-            m.state.logged_before_partial = None
-        m.last_log[:] = [step, time.perf_counter()]
-    started = time.perf_counter() - members[0].state.wall_seconds
-    progress = Progress(shared.total_steps, start_step=step)
-    stopping = (lambda: stop.received is not None) if stop is not None else None
-    # The agent's metric that train.max_abs_q bounds (the agent contract's value_metric).
-    bounded = any(r.settings.max_abs_q is not None for r in runs)
-    checked = agent.value_metric if bounded else None
+    _Loop(agent, envs, eval_envs, runs, stop).run()
 
-    live = list(members)  # the members whose runs go on (close() removes them)
 
-    def active() -> list[_Member]:
-        return list(live)  # a copy: close() may remove one while a caller goes through them
+class _Loop:
+    """One call of :func:`train`: the population's members, the env step they are at and
+    the observations the agent acts on next."""
 
-    def run_eval() -> list[Evaluation] | None:
+    def __init__(self, agent: Agent, envs: gym.vector.VectorEnv, eval_envs: SyncVectorEnv,
+                 runs: list[MemberRun], stop: StopSignals | None):
+        self.agent, self.envs, self.eval_envs, self.runs, self.stop = (agent, envs, eval_envs,
+                                                                        runs, stop)
+        self.count = len(runs)
+        self.n = envs.num_envs // self.count  # envs per member
+        self.members = [_Member(i, run, run.state or LoopState.start(run.settings),
+                                slice(i * self.n, (i + 1) * self.n))
+                        for i, run in enumerate(runs)]
+        if len({m.state.step for m in self.members}) != 1:
+            raise ValueError("the members of a population resume from one step")
+        # total_steps, log_every, eval_every, checkpoint_every, eval: one for every member
+        self.shared = runs[0].settings
+        self.step = self.members[0].state.step
+        now = time.perf_counter()
+        for m in self.members:
+            if m.state.logged_before_partial is not None:  # hidden with the partial point
+                for tag, value in m.state.logged_before_partial.items():
+                    m.run.tb.scalar(tag, value, self.step)
+                m.state.logged_before_partial = None
+            m.last_log_step, m.last_log_time = self.step, now
+        self.started = time.perf_counter() - self.members[0].state.wall_seconds
+        self.stopping = (lambda: stop.received is not None) if stop is not None else None
+        # The agent's metric that train.max_abs_q bounds (the agent contract's value_metric).
+        bounded = any(r.settings.max_abs_q is not None for r in runs)
+        self.checked = agent.value_metric if bounded else None
+        self.live = list(self.members)  # the members whose runs go on (close() removes them)
+        self.obs = self._first_observations()
+
+    def active(self) -> list[_Member]:
+        return list(self.live)  # a copy: close() may remove one while a caller goes through
+
+    def _first_observations(self) -> np.ndarray:
+        """The envs' current observations: those of the checkpoint's episodes, restored, or
+        of new episodes."""
+        members, step = self.members, self.step
+        if all(m.state.env_state is not None for m in members) and all(
+                snapshot.restore(self.envs, m.state.env_state, m.envs) for m in members):
+            return np.concatenate([m.state.obs.numpy() for m in members])
+        if step:
+            log.info("the envs' state was not saved or does not fit them: resuming with new "
+                     "episodes")
+        seeds = [r.settings.seed + step + j for r in self.runs for j in range(self.n)]
+        return self.envs.reset(seed=seeds)[0].copy()
+
+    def run(self) -> None:
+        progress = Progress(self.shared.total_steps, start_step=self.step)
+        try:
+            # Resumed: first what a stop cut short at the checkpoint's step (the rest of an
+            # update, a log point, an evaluation); all of it is done already after any other
+            # checkpoint.
+            if self.step:
+                self.record(self.agent.finish_pending())
+                ended = self.post_step()
+            else:  # the untrained agent: where every curve starts
+                ended = self.scheduled_eval()
+            while ended is None and self.live and self.step < self.shared.total_steps:
+                ended = self.env_step(progress)
+            where = f"at step {self.step}"
+            if ended is None and self.live and not self.final_eval():  # the budget is spent
+                ended, where = "interrupted", "in the final evaluation"
+        finally:
+            progress.close()
+        for m in self.active():
+            if ended is None:
+                self.close(m, "completed")
+            else:
+                self.close(m, "interrupted", f"interrupted by {self.stop.name} {where}")
+
+    def env_step(self, progress: Progress) -> str | None:
+        """Act, step the envs, let the agent learn, and do what is due after the step; returns
+        "interrupted" when training must end."""
+        shape = (self.count, self.n)  # [members, envs of each]
+        obs_shape = (*shape, *self.envs.single_observation_space.shape)
+        action = self.agent.act(self.obs.reshape(obs_shape)).reshape(-1)
+        next_obs, reward, terminated, truncated, info = self.envs.step(action)
+        self.step += self.n
+        for m in self.live:
+            m.state.step = self.step
+        real_next_obs, last_return = next_obs, None
+        if "final_obs" in info:  # some sub-env's episode ended and it was reset
+            real_next_obs = next_obs.copy()
+            for i in np.flatnonzero(info["_final_obs"]):
+                real_next_obs[i] = info["final_obs"][i]
+            last_return = self.count_episodes(info["final_info"])
+        metrics = self.agent.learn(Transition(
+            self.obs.reshape(obs_shape), action.reshape(shape), reward.reshape(shape),
+            real_next_obs.reshape(obs_shape), terminated.reshape(shape),
+            truncated.reshape(shape)), self.stopping)
+        self.obs = next_obs.copy()  # the env's buffer: the next step overwrites it
+        self.record(metrics)
+        progress.update(self.step, last_return)
+        if self.stop is not None and self.stop.received:  # post_step() runs after the resume
+            return "interrupted"
+        ended = self.post_step()
+        if ended is None and self.stop is not None and self.stop.received:
+            return "interrupted"
+        return ended
+
+    def count_episodes(self, stats: dict) -> float | None:
+        """Record the episodes that ended in this step (``final_info``); returns the return of
+        the last one. Not every end is a finished episode: an Atari life lost ends the
+        learner's episode, while "episode" reports whole games."""
+        last_return = None
+        for i in np.flatnonzero(stats.get("_episode", ())):
+            m = self.members[i // self.n]
+            if m not in self.live:  # its run has ended
+                continue
+            last_return = float(stats["episode"]["r"][i])
+            m.state.ended_returns.append(last_return)
+            m.state.ended_lengths.append(int(stats["episode"]["l"][i]))
+            m.state.episodes += 1
+        return last_return
+
+    def final_eval(self) -> bool:
+        """The last, partial log interval and the final evaluation (unless one just ran at
+        this step); False when a stop signal cut it short."""
+        for m in self.active():
+            if _pending(m.state):
+                _log_point(m, self.agent)
+        if all(m.eval_step == self.step for m in self.active()):
+            return True
+        results = self.run_eval()
+        if results is None:
+            return False
+        for m in self.active():
+            m.final = results[m.index]
+        return True
+
+    def run_eval(self) -> list[Evaluation] | None:
         t = time.perf_counter()
-        results = evaluate(agent, eval_envs, [r.settings.seed + EVAL_SEED_OFFSET for r in runs],
-                           stopping, shared.eval_epsilon)
-        for m in active():
+        shared, step = self.shared, self.step
+        results = evaluate(self.agent, self.eval_envs,
+                           [r.settings.seed + EVAL_SEED_OFFSET for r in self.runs],
+                           self.stopping, shared.eval_epsilon)
+        for m in self.active():
             m.state.eval_seconds += time.perf_counter() - t
         if results is None:
             return None
-        for m in active():
+        for m in self.active():
             result = results[m.index]
             m.run.tb.scalar("eval/return_mean", float(result.returns.mean()), step)
             m.run.tb.scalar("eval/return_std", float(result.returns.std()), step)
@@ -201,181 +315,108 @@ def train(agent: Agent, envs: gym.vector.VectorEnv, eval_envs: SyncVectorEnv,
                             shared.eval_cap)
         return results
 
-    def scheduled_eval() -> str | None:
+    def scheduled_eval(self) -> str | None:
         """Run the evaluation due at ``step``, if one is (members that reach their
         ``stop_on_return`` end); returns "interrupted" when training must end."""
-        due = [m for m in active() if m.state.next_eval <= step < shared.total_steps]
+        step = self.step
+        due = [m for m in self.active() if m.state.next_eval <= step < self.shared.total_steps]
         if not due:  # the final one: after the loop
             return None
-        results = run_eval()
+        results = self.run_eval()
         if results is None:
             return "interrupted"
         for m in due:
             m.final, m.eval_step = results[m.index], step
-            m.state.next_eval += shared.eval_every
+            m.state.next_eval += self.shared.eval_every
             target = m.run.settings.stop_on_return
             if target is not None and m.final.returns.mean() >= target:
                 log.info("stopping at step %d: greedy eval return %.2f >= %g "
                          "(train.stop_on_return)", step, m.final.returns.mean(), target)
                 m.state.stopped_early = True
                 if _pending(m.state):
-                    _log_point(m, agent)
-                close(m, "completed")
+                    _log_point(m, self.agent)
+                self.close(m, "completed")
         return None
 
-    def record(metrics: dict[str, torch.Tensor] | None) -> None:
+    def record(self, metrics: dict[str, torch.Tensor] | None) -> None:
         """Add an update's metrics to the members' sums; a member with a metric that is not
         finite has diverged."""
         if metrics is None:
             return
+        checked = self.checked
         if checked is not None and checked not in metrics:  # else divergence goes unseen
-            raise ValueError(f"{type(agent).__name__}.learn reports no {checked!r} (its "
+            raise ValueError(f"{type(self.agent).__name__}.learn reports no {checked!r} (its "
                              "value_metric), which train.max_abs_q bounds: report it, or set "
                              "value_metric = None")
         # One sync per update: a NaN or inf in any metric makes the sum non-finite.
         if not math.isfinite(float(sum(v.sum() for v in metrics.values()))):
             finite = {k: torch.isfinite(v).tolist() for k, v in metrics.items()}
-            for m in active():
+            for m in self.active():
                 bad = next((k for k, ok in finite.items() if not ok[m.index]), None)
                 if bad is not None:
-                    close(m, "diverged", f"train/{bad} is "
-                                         f"{float(metrics[bad][m.index])} at step {step}")
-        for m in active():
+                    self.close(m, "diverged", f"train/{bad} is "
+                                              f"{float(metrics[bad][m.index])} at step "
+                                              f"{self.step}")
+        for m in self.active():
             sums = m.state.sums
             for key, value in metrics.items():
                 mine = value[m.index]
                 sums[key] = sums[key] + mine if key in sums else mine.clone()
             m.state.updates += 1
 
-    def post_step() -> str | None:
+    def post_step(self) -> str | None:
         """What follows an env step and its update: the log points, evaluation and checkpoints
         due at ``step``. Each is done once (the counters say so), so a resumed run can call it
         for the step it stopped at. Returns "interrupted" when training must end."""
-        if not live:  # every member ended (diverged) in this step's update
+        if not self.live:  # every member ended (diverged) in this step's update
             return None
-        lead = live[0].state  # the live members' schedules are one (they share settings)
+        step, lead = self.step, self.live[0].state  # the live members' schedules are one
         if step < lead.next_log and step < lead.next_eval and step < lead.next_checkpoint:
             return None  # nothing due: most steps
-        for m in active():
+        for m in self.active():
             if step >= m.state.next_log:
-                means = _log_point(m, agent)
-                m.state.next_log += shared.log_every
+                means = _log_point(m, self.agent)
+                m.state.next_log += self.shared.log_every
                 limit = m.run.settings.max_abs_q
-                if limit is not None and abs(value := means.get(checked, 0.0)) > limit:
-                    close(m, "diverged", f"train/{checked} is {value:.3g} at step {step}, "
-                                         f"beyond train.max_abs_q={limit:g}")
-        ended = scheduled_eval()
-        if ended is None and step < shared.total_steps:  # the final checkpoint: after the loop
-            for m in active():
+                if limit is not None and abs(value := means.get(self.checked, 0.0)) > limit:
+                    self.close(m, "diverged", f"train/{self.checked} is {value:.3g} at step "
+                                              f"{step}, beyond train.max_abs_q={limit:g}")
+        ended = self.scheduled_eval()
+        if ended is None and step < self.shared.total_steps:  # the final one: after the loop
+            for m in self.active():
                 if step >= m.state.next_checkpoint:
-                    m.state.next_checkpoint += shared.checkpoint_every
-                    checkpoint(m)
+                    m.state.next_checkpoint += self.shared.checkpoint_every
+                    self.checkpoint(m)
         return ended
 
-    def checkpoint(m: _Member) -> None:
-        m.state.wall_seconds = time.perf_counter() - started
-        m.state.env_state = snapshot.capture(envs, m.envs)
-        m.state.obs = torch.from_numpy(obs[m.envs].copy())
+    def checkpoint(self, m: _Member) -> None:
+        m.state.wall_seconds = time.perf_counter() - self.started
+        m.state.env_state = snapshot.capture(self.envs, m.envs)
+        m.state.obs = torch.from_numpy(self.obs[m.envs].copy())
         m.run.save_checkpoint(m.state)
 
-    def close(m: _Member, outcome: str, error: str | None = None) -> None:
+    def close(self, m: _Member, outcome: str, error: str | None = None) -> None:
         """End member ``m``'s run: its checkpoint (after a divergence, the last good one is
         kept) and partial log point, then its ``finish``."""
         s = m.state
         if outcome == "diverged":
-            s.wall_seconds = time.perf_counter() - started
+            s.wall_seconds = time.perf_counter() - self.started
         elif outcome == "interrupted" and _pending(s):
             # The checkpoint keeps the interval's sums, so a resumed run logs the point a run
             # never stopped would; this run's curves still end where it stopped (the partial
             # point).
             tb = m.run.tb
-            s.logged_before_partial = dict(tb.latest_points) if tb.latest_step == step else {}
-            checkpoint(m)
+            s.logged_before_partial = (dict(tb.latest_points) if tb.latest_step == self.step
+                                       else {})
+            self.checkpoint(m)
             s.logged_before_partial = None
         else:
-            checkpoint(m)
+            self.checkpoint(m)
         if outcome != "completed" and _pending(s):
-            _log_point(m, agent)
-        live.remove(m)
+            _log_point(m, self.agent)
+        self.live.remove(m)
         m.run.finish(LoopResult(state=s, evaluation=m.final if outcome == "completed" else None,
                                 outcome=outcome, error=error))
-
-    restored = all(m.state.env_state is not None for m in members) and all(
-        snapshot.restore(envs, m.state.env_state, m.envs) for m in members)
-    if restored:
-        obs = np.concatenate([m.state.obs.numpy() for m in members])
-    else:
-        if step:
-            log.info("the envs' state was not saved or does not fit them: resuming with new "
-                     "episodes")
-        obs = envs.reset(seed=[r.settings.seed + step + j for r in runs for j in range(n)]
-                         )[0].copy()
-
-    try:
-        # Resumed: first what a stop cut short at the checkpoint's step (the rest of an update,
-        # a log point, an evaluation); all of it is done already after any other checkpoint.
-        if step:
-            record(agent.finish_pending())
-            ended = post_step()
-        else:  # the untrained agent: where every curve starts
-            ended = scheduled_eval()
-        shape = (count, n)  # [members, envs of each]
-        obs_shape = (*shape, *envs.single_observation_space.shape)
-        while ended is None and active() and step < shared.total_steps:
-            action = agent.act(obs.reshape(obs_shape)).reshape(-1)
-            next_obs, reward, terminated, truncated, info = envs.step(action)
-            step += n
-            for m in live:
-                m.state.step = step
-            last_return = None
-            real_next_obs = next_obs
-            if "final_obs" in info:  # some sub-env's episode ended and it was reset
-                real_next_obs = next_obs.copy()
-                for i in np.flatnonzero(info["_final_obs"]):
-                    real_next_obs[i] = info["final_obs"][i]
-                stats = info["final_info"]
-                # Not every end is a finished episode: an Atari life lost ends the learner's
-                # episode, while "episode" reports whole games.
-                for i in np.flatnonzero(stats.get("_episode", ())):
-                    m = members[i // n]
-                    if m not in live:  # its run has ended
-                        continue
-                    last_return = float(stats["episode"]["r"][i])
-                    m.state.ended_returns.append(last_return)
-                    m.state.ended_lengths.append(int(stats["episode"]["l"][i]))
-                    m.state.episodes += 1
-            metrics = agent.learn(Transition(
-                obs.reshape(obs_shape), action.reshape(shape), reward.reshape(shape),
-                real_next_obs.reshape(obs_shape), terminated.reshape(shape),
-                truncated.reshape(shape)), stopping)
-            obs = next_obs.copy()  # the env's buffer: the next step overwrites it
-            record(metrics)
-            progress.update(step, last_return)
-            if stop is not None and stop.received:  # post_step() runs after the resume
-                ended = "interrupted"
-                break
-            ended = post_step()
-            if ended is None and stop is not None and stop.received:
-                ended = "interrupted"
-        where = f"at step {step}"
-        if ended is None and active():  # the budget is spent
-            for m in active():
-                if _pending(m.state):  # the last, partial interval, before the final eval
-                    _log_point(m, agent)
-            if any(m.eval_step != step for m in active()):  # unless one just ran here
-                results = run_eval()
-                if results is None:
-                    ended, where = "interrupted", "in the final evaluation"
-                else:
-                    for m in active():
-                        m.final = results[m.index]
-    finally:
-        progress.close()
-    for m in active():
-        if ended is None:
-            close(m, "completed")
-        else:
-            close(m, "interrupted", f"interrupted by {stop.name} {where}")
 
 
 def _pending(state: LoopState) -> bool:
@@ -386,7 +427,7 @@ def _pending(state: LoopState) -> bool:
 def _log_point(m: _Member, agent: Agent) -> dict[str, float]:
     """Write member ``m``'s train/ and time/ scalars at its current step; returns the agent's
     metrics averaged since the last point."""
-    state, tb, last = m.state, m.run.tb, m.last_log
+    state, tb = m.state, m.run.tb
     step, now = state.step, time.perf_counter()
     means = {key: float(total) / state.updates for key, total in state.sums.items()}
     for key, mean in means.items():
@@ -398,6 +439,6 @@ def _log_point(m: _Member, agent: Agent) -> dict[str, float]:
         state.ended_returns, state.ended_lengths = [], []
     for key, values in agent.log_scalars().items():
         tb.scalar(f"train/{key}", values[m.index], step)
-    tb.scalar("time/sps", (step - last[0]) / max(now - last[1], 1e-9), step)
-    last[:] = [step, now]
+    tb.scalar("time/sps", (step - m.last_log_step) / max(now - m.last_log_time, 1e-9), step)
+    m.last_log_step, m.last_log_time = step, now
     return means

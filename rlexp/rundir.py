@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from omegaconf import OmegaConf
 
 CONFIG = "config.yaml"
 METRICS = "metrics.json"
@@ -435,15 +434,3 @@ def seed_label(seed: int, seeds: int) -> str:
     """The run dir's seed part: ``seed13``, or ``seeds13-22`` for a job of ``seeds=10`` runs
     (its ``seed13/`` ... ``seed22/`` directories)."""
     return f"seed{seed}" if int(seeds) <= 1 else f"seeds{seed}-{int(seed) + int(seeds) - 1}"
-
-
-OmegaConf.register_new_resolver("run_label", run_label, replace=True)
-OmegaConf.register_new_resolver("seed_label", seed_label, replace=True)
-OmegaConf.register_new_resolver("job_dirname", job_dirname, replace=True)
-OmegaConf.register_new_resolver("lock_run_dir_and_name_launch_record",
-                                lock_run_dir_and_name_launch_record, replace=True)
-OmegaConf.register_new_resolver("safe_dirname", safe_dirname, replace=True)
-OmegaConf.register_new_resolver("claim_or_resume_run_dir", claim_or_resume_run_dir,
-                                replace=True)
-# Cached like Hydra's own ${now:}: a sweep's jobs (in other processes too) get the same answer.
-OmegaConf.register_new_resolver("claim_new_dir", claim_new, replace=True, use_cache=True)

@@ -334,8 +334,8 @@ def test_processes_claiming_the_same_directory_at_once_get_distinct_ones(tmp_pat
 
 def test_runs_started_at_the_same_moment_never_share_a_directory(tmp_path):
     # Every command names the same new run directory, as runs started in the same second do.
-    same_name = "hydra.run.dir='${resume_dir:${resume},outputs/runs/day/12-00-00_qnet-toy_seed9," \
-                "${hydra.overrides.task}}'"
+    same_name = ("hydra.run.dir='${claim_or_resume_run_dir:${resume},"
+                 "outputs/runs/day/12-00-00_qnet-toy_seed9,${hydra.overrides.task}}'")
     commands = [[*TINY, "agent=qnet", "env=toy", "seed=9", f"optimizer.lr={lr}", same_name]
                 for lr in ("0.001", "0.001", "0.002")]
     procs = [start_cli(args, tmp_path) for args in commands]

@@ -14,6 +14,7 @@ prioritized replay (``prioritized``). Subclasses change what the network predict
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -28,9 +29,10 @@ from rlexp.agents.qlearning import (
     shared_counter,
     td_loss,
 )
-from rlexp.logger import log
 from rlexp.members import member_weights
 from rlexp.replay import MemberReplay, ReplaySample, make_replay
+
+log = logging.getLogger("rlexp")
 
 
 @dataclass
