@@ -45,8 +45,9 @@ test: $(STAMP)  ## Run the default test suite (a few minutes; one worker per cor
 test-slow: $(STAMP)  ## Run the slow learning checks (about 15 minutes; one worker per core)
 	$(BIN)/python -m pytest -m slow -n auto --dist worksteal $(ARGS)
 
-lint: $(STAMP)  ## ruff check
+lint: $(STAMP)  ## ruff check and the import layering contracts (.importlinter)
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 tensorboard: $(STAMP)  ## Serve $(LOGDIR) (outputs/; a sweep dir: its HParams tab) on http://localhost:$(PORT)
 	$(BIN)/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)

@@ -90,17 +90,7 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
                     finished: dict[Path, RunMetrics]) -> list[RunMetrics]:
     """Train runs that start from the same step as one population."""
     cfg = starts[0].cfg
-    for s in starts:
-        extended_from = None if s.point is None else s.point.extended_from
-        if extended_from is not None:  # resumed with a larger total_steps
-            log.warning("training %s for longer: total_steps %d -> %d; schedules tied to "
-                        "total_steps (epsilon, the learning-rate decay, prioritized replay's "
-                        "beta) follow the new total from step %d on", s.run_dir, extended_from,
-                        s.cfg.total_steps, s.step)
-    if cfg.total_steps % cfg.env.num_envs:  # the envs step together to the end
-        log.warning("total_steps=%d is not a multiple of env.num_envs=%d: the run takes %d env "
-                    "steps", cfg.total_steps, cfg.env.num_envs,
-                    -(-cfg.total_steps // cfg.env.num_envs) * cfg.env.num_envs)
+    _warn_about_steps(starts)
     device = runtime.resolve_device(cfg.device)
     runtime.seed_everything(cfg.seed)
     size = len(starts)
@@ -112,33 +102,8 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
     eval_envs, eval_cap = build.make_eval_envs(cfg.env, cfg.eval, env_limit, size)
     agent = build.make_agent([s.cfg for s in starts], envs.single_observation_space,
                              envs.single_action_space, device)
-    loop_states = [None] * size
-    if starts[0].resumed is not None:
-        try:
-            agent.load_state_dicts([s.resumed["agent"] for s in starts])
-        except (KeyError, RuntimeError, ValueError) as e:  # e.g. other network shapes
-            where = ", ".join(str(s.point.checkpoint) for s in starts)
-            raise CheckpointError(f"{where} does not fit this config's "
-                                  f"agent: {first_line(str(e))}") from e
-        checkpoint.restore_rng(starts[0].resumed)
-        loop_states = [LoopState.from_state_dict(s.resumed["loop"]) for s in starts]
-        for s, state in zip(starts, loop_states, strict=True):
-            if s.point.completed:  # trained for longer: its final evaluation is done
-                state.extend(s.cfg.eval.interval(s.cfg.total_steps),
-                             s.cfg.checkpoint.every_steps)
-    loggers = []
-    for s, state in zip(starts, loop_states, strict=True):
-        # Written before training: an unwritable or full output dir fails here, not at the end.
-        rundir.atomic_write(s.run_dir / rundir.CONFIG,
-                            lambda tmp, t=s.yaml_text: tmp.write_text(t))
-        # A resumed run hides the points its previous process logged after the checkpoint.
-        tb = TensorBoardLogger(s.run_dir, purge_step=state.purge_step if state else None)
-        if state is None:  # a resumed run has its config and hparams logged already
-            tb.config(s.yaml_text, s.flat_config)
-        loggers.append(tb)
-        begin = f"resuming at step {state.step}" if state else "starting"
-        log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", s.cfg.run_name,
-                 s.cfg.agent.name, s.cfg.env.id, s.cfg.total_steps, device, begin, s.run_dir)
+    loop_states = _resume(agent, starts) if starts[0].resumed is not None else [None] * size
+    loggers = [_open_log(s, state, device) for s, state in zip(starts, loop_states, strict=True)]
     if size > 1:
         log.info("training %d runs as one population", size)
     results: list[RunMetrics | None] = [None] * size
@@ -175,6 +140,54 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
         envs.close()
         eval_envs.close()
     return results
+
+
+def _warn_about_steps(starts: list[_Start]) -> None:
+    """Warn where the steps taken differ from what a user may expect: a run trained for
+    longer, a budget that is not a whole number of vector steps."""
+    for s in starts:
+        extended_from = None if s.point is None else s.point.extended_from
+        if extended_from is not None:  # resumed with a larger total_steps
+            log.warning("training %s for longer: total_steps %d -> %d; schedules tied to "
+                        "total_steps (epsilon, the learning-rate decay, prioritized replay's "
+                        "beta) follow the new total from step %d on", s.run_dir, extended_from,
+                        s.cfg.total_steps, s.step)
+    cfg = starts[0].cfg
+    if cfg.total_steps % cfg.env.num_envs:  # the envs step together to the end
+        log.warning("total_steps=%d is not a multiple of env.num_envs=%d: the run takes %d env "
+                    "steps", cfg.total_steps, cfg.env.num_envs,
+                    -(-cfg.total_steps // cfg.env.num_envs) * cfg.env.num_envs)
+
+
+def _resume(agent, starts: list[_Start]) -> list[LoopState]:
+    """Load the checkpoints of runs that resume into ``agent`` and the random generators;
+    returns their loop states."""
+    try:
+        agent.load_state_dicts([s.resumed["agent"] for s in starts])
+    except (KeyError, RuntimeError, ValueError) as e:  # e.g. other network shapes
+        where = ", ".join(str(s.point.checkpoint) for s in starts)
+        raise CheckpointError(f"{where} does not fit this config's "
+                              f"agent: {first_line(str(e))}") from e
+    checkpoint.restore_rng(starts[0].resumed)
+    loop_states = [LoopState.from_state_dict(s.resumed["loop"]) for s in starts]
+    for s, state in zip(starts, loop_states, strict=True):
+        if s.point.completed:  # trained for longer: its final evaluation is done
+            state.extend(s.cfg.eval.interval(s.cfg.total_steps), s.cfg.checkpoint.every_steps)
+    return loop_states
+
+
+def _open_log(s: _Start, state: LoopState | None, device: torch.device) -> TensorBoardLogger:
+    """A run's config.yaml and TensorBoard log, and its first log line."""
+    # Written before training: an unwritable or full output dir fails here, not at the end.
+    rundir.atomic_write(s.run_dir / rundir.CONFIG, lambda tmp: tmp.write_text(s.yaml_text))
+    # A resumed run hides the points its previous process logged after the checkpoint.
+    tb = TensorBoardLogger(s.run_dir, purge_step=state.purge_step if state else None)
+    if state is None:  # a resumed run has its config and hparams logged already
+        tb.config(s.yaml_text, s.flat_config)
+    begin = f"resuming at step {state.step}" if state else "starting"
+    log.info("run %s: %s on %s, %d env steps, device %s, %s -> %s", s.cfg.run_name,
+             s.cfg.agent.name, s.cfg.env.id, s.cfg.total_steps, device, begin, s.run_dir)
+    return tb
 
 
 def _finish(s: _Start, agent_state: dict, result: LoopResult, device: torch.device,
