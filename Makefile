@@ -15,7 +15,7 @@ LOGDIR ?= outputs
 BIN   := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train sweep report test test-slow lint tensorboard clean bench
+.PHONY: help install train sweep report test test-slow lint docs docs-serve tensorboard clean bench
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -49,11 +49,17 @@ lint: $(STAMP)  ## ruff check and the import layering contracts (.importlinter)
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
+docs: $(STAMP)  ## Build the documentation site into site/ (mkdocs-material, --strict: a broken link fails)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
+
+docs-serve: $(STAMP)  ## Serve the documentation on http://localhost:8000
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
 tensorboard: $(STAMP)  ## Serve $(LOGDIR) (outputs/; a sweep dir: its HParams tab) on http://localhost:$(PORT)
 	$(BIN)/tensorboard --logdir $(LOGDIR) --host 127.0.0.1 --port $(PORT)
 
 clean:  ## Remove .venv, caches and all run outputs (keeps outputs/.gitkeep)
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info site
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 

@@ -128,7 +128,7 @@ def help_text(extra_dirs: list[Path] = ()) -> str:
            "python -m rlexp.train resume=RUN_DIR [total_steps=N]   (continue a run with its "
            "own config; a larger total_steps trains it for longer)", "",
            "Choose an option per config group and override any field; -m sweeps every "
-           "combination of comma-separated values (see the README). --cfg job prints the "
+           "combination of comma-separated values (docs/sweeps.md). --cfg job prints the "
            "composed config; --hydra-help lists Hydra's own flags. Below: each option's fields "
            "with the defaults of its schema (an option's YAML may set some: --cfg job shows "
            "them).", "", "== Config groups =="]

@@ -18,7 +18,7 @@ from rlexp.rundir import atomic_write
 SCHEMA_VERSION = 1
 
 
-#: What ``status`` can be, and what it means (README, "Failure modes").
+#: What ``status`` can be, and what it means (docs/runs.md, "Failure modes").
 STATUSES = {
     "completed": "trained to total_steps or stopped on train.stop_on_return; final eval done",
     "interrupted": "stopped by a signal (Ctrl-C, SIGTERM, a cluster's timeout); "
