@@ -14,7 +14,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics
 from omegaconf import OmegaConf
 
 from rlexp import rundir
-from rlexp.agents import Agent, Member, agent_class
+from rlexp.agents import Agent, AgentSpec, Member, agent_class
 from rlexp.checkpoint import load_training_state
 from rlexp.config import (
     EVAL_MAX_EPISODE_STEPS,
@@ -29,7 +29,6 @@ from rlexp.config import (
 from rlexp.envs import boundary
 from rlexp.envs.cartpole import batched_eval_envs
 from rlexp.members import eager_optimizer_class
-from rlexp.nets import network_kind
 
 
 def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: bool = False,
@@ -86,14 +85,14 @@ def time_limit(envs: gym.vector.VectorEnv) -> int | None:
 
 
 def joins_populations(cfg: Config) -> bool:
-    """Whether runs like ``cfg`` can train as the members of one population: their Q-network
-    is an MLP (a convolutional one only ever trains alone, see
-    :func:`rlexp.nets.member_networks`). One env instance is made to read its observations."""
+    """Whether runs like ``cfg`` can train as the members of one population, as their agent
+    says (:meth:`rlexp.agents.Agent.joins_populations`). One env instance is made to read its
+    observations."""
     env = make_env(cfg.env)
     try:
         space = env.observation_space
-        return network_kind(cfg.agent.network.kind, space,
-                            boundary.image_channels(space, cfg.env.channels)) == "mlp"
+        return agent_class(cfg.agent).joins_populations(
+            cfg.agent, space, boundary.image_channels(space, cfg.env.channels))
     finally:
         env.close()
 
@@ -147,8 +146,9 @@ def make_agent(cfgs: Sequence[Config], observation_space: gym.Space, action_spac
     envs with these spaces: the one place agents are constructed (for training and for
     :func:`load_run`)."""
     cfg = cfgs[0]
+    cls = agent_class(cfg.agent)
     try:
-        return agent_class(cfg.agent)(
+        return cls(AgentSpec(
             [Member(c.agent, seed=c.seed, lr=c.optimizer.lr) for c in cfgs],
             observation_space=observation_space,
             action_space=action_space,
@@ -157,14 +157,13 @@ def make_agent(cfgs: Sequence[Config], observation_space: gym.Space, action_spac
             total_steps=cfg.total_steps,
             frame_stack=cfg.env.frame_stack,
             channels=boundary.image_channels(observation_space, cfg.env.channels),
-        )
+        ))
     except ValueError as e:  # a network that does not fit the observations
         raise ConfigError(str(e)) from e
     except (RuntimeError, MemoryError) as e:  # e.g. a replay buffer larger than the memory
         if "alloc" not in str(e).lower() and not isinstance(e, MemoryError):
             raise
-        sizes = ", ".join(f"agent.{k}={getattr(cfg.agent, k)}" for k in ("buffer_size",)
-                          if hasattr(cfg.agent, k))
+        sizes = ", ".join(cls.memory_settings(cfg.agent))
         raise ConfigError(f"the {cfg.agent.name} agent does not fit in {device} memory "
                           f"({sizes or 'its network'}): {str(e).splitlines()[0]}") from e
 

@@ -13,6 +13,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rlexp import build, checkpoint, rundir, runtime
+from rlexp.agents import agent_class
 from rlexp.checkpoint import CheckpointError
 from rlexp.config import Config, check_population
 from rlexp.errors import INPUT_ERRORS, describe_error, first_line
@@ -234,10 +235,9 @@ def _finish(s: _Start, agent_state: dict, result: LoopResult, device: torch.devi
 
 
 def _divergence_hint(cfg: Config) -> str:
-    hint = f"optimizer.lr={cfg.optimizer.lr:g} is too high for this problem (try 10x lower)"
-    if cfg.agent.max_grad_norm is None:
-        hint += " or gradients are unclipped (set agent.max_grad_norm)"
-    return hint
+    hints = [f"optimizer.lr={cfg.optimizer.lr:g} is too high for this problem (try 10x lower)",
+             *agent_class(cfg.agent).divergence_hints(cfg.agent)]
+    return " or ".join(hints)
 
 
 def run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sweeping: bool

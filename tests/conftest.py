@@ -39,11 +39,11 @@ TINY_DQN = [
 def solo_agent(agent_cls, cfg, observation_space, action_space, make_optimizer, total_steps,
                seed=0, **kw):
     """A population of one built from plain arguments, as a single run's agent."""
-    from rlexp.agents import Member
+    from rlexp.agents import AgentSpec, Member
 
     member = Member(cfg, seed=seed, lr=make_optimizer.keywords.get("lr", 1e-3))
-    return agent_cls([member], observation_space, action_space, make_optimizer,
-                     torch.device("cpu"), total_steps, **kw)
+    return agent_cls(AgentSpec([member], observation_space, action_space, make_optimizer,
+                               torch.device("cpu"), total_steps, **kw))
 
 
 def solo_state(net, **values) -> dict:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlexp.agents.base import Agent, AgentConfig, Member
+from rlexp.agents.base import Agent, AgentConfig, AgentSpec, Member
 from rlexp.agents.c51 import C51Agent, C51Config, project
 from rlexp.agents.dqn import DQNAgent, DQNConfig
 from rlexp.agents.qlearning import NetworkConfig, td_loss
@@ -238,8 +238,8 @@ class CountingAgent(Agent):
     Config = CountingConfig
     value_metric = "count"
 
-    def __init__(self, *args, report=True, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, spec, report=True):
+        super().__init__(spec)
         self.count, self.report = 0, report
 
     def act(self, obs, explore=True):
@@ -279,9 +279,9 @@ def run_contract_agent(report=True, max_abs_q=1e6):
 
     envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)
     eval_envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)
-    agent = CountingAgent([Member(CountingConfig(), seed=0, lr=0.0)],
-                          envs.single_observation_space, envs.single_action_space, None,
-                          torch.device("cpu"), 400, report=report)
+    agent = CountingAgent(AgentSpec([Member(CountingConfig(), seed=0, lr=0.0)],
+                                    envs.single_observation_space, envs.single_action_space,
+                                    None, torch.device("cpu"), 400), report=report)
     tb = Recorder()
     result = train_alone(agent, envs, eval_envs, LoopSettings(
         total_steps=400, seed=0, log_every=100, eval_every=200, max_abs_q=max_abs_q), tb)

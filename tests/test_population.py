@@ -28,7 +28,7 @@ from torch import nn
 
 import rlexp
 from rlexp import report, runner, workers
-from rlexp.agents import AGENTS, Member, Transition
+from rlexp.agents import AGENTS, AgentSpec, Member, Transition
 from rlexp.build import build_optimizer
 from rlexp.checkpoint import load_training_state
 from rlexp.config import OPTIMIZERS, ConfigError, check_population, optimizer_class
@@ -73,8 +73,8 @@ def train_runs(tmp_path: Path, name: str, cfgs: list, stop=None) -> list[Path]:
 
 
 def population(agent: str, members: list[Member]):
-    return AGENTS[agent](members, SPACE, ACTIONS, partial(torch.optim.Adam, lr=1e-3),
-                         torch.device("cpu"), total_steps=400)
+    return AGENTS[agent](AgentSpec(members, SPACE, ACTIONS, partial(torch.optim.Adam, lr=1e-3),
+                                   torch.device("cpu"), total_steps=400))
 
 
 @pytest.mark.parametrize("agent", [name for name in AGENTS if name != "qnet"] + ["qnet"])

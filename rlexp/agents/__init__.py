@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from rlexp.agents.base import Agent, AgentConfig, Member, Transition
+from rlexp.agents.base import Agent, AgentConfig, AgentSpec, Member, Transition
 from rlexp.locate import locate
 
 
@@ -47,5 +47,5 @@ def target_class(target: str) -> type[Agent]:
     return cls
 
 
-__all__ = ["AGENTS", "Agent", "AgentConfig", "Member", "Transition", "agent_class",
+__all__ = ["AGENTS", "Agent", "AgentConfig", "AgentSpec", "Member", "Transition", "agent_class",
            "target_class"]

@@ -27,13 +27,17 @@ only: no shared random stream, no mean over members.
   ``train.max_abs_q`` bounds (the divergence check); an agent must report it, or set it to
   ``None`` to opt out of the check.
 
-Every agent is built the same way (:func:`rlexp.build.make_agent`), from one :class:`Member`
-per member (its config dataclass ``Agent.Config``, seed and learning rate) and plain arguments;
-agents know nothing of Hydra. Adding one: ``rlexp/agents/NAME.py`` with an ``Agent`` subclass
-that declares its ``Config`` (whose ``name`` default is NAME), and ``conf/agent/NAME.yaml``; the
-registry (:data:`rlexp.agents.AGENTS`), the config schema and the tests find it. An agent in the
-user's own package is the same module and a YAML in their config directory whose ``_target_``
-names the class (``docs/extending.md``).
+Every agent is built the same way (:func:`rlexp.build.make_agent`), from one :class:`AgentSpec`:
+one :class:`Member` per member (its config dataclass ``Agent.Config``, seed and learning rate),
+the env's spaces and the optimizer; agents know nothing of Hydra. Before building one, the
+builder and the runner ask its class about a config (``joins_populations``,
+``memory_settings``, ``divergence_hints``).
+
+Adding one: ``rlexp/agents/NAME.py`` with an ``Agent`` subclass that declares its ``Config``
+(whose ``name`` default is NAME), and ``conf/agent/NAME.yaml``; the registry
+(:data:`rlexp.agents.AGENTS`), the config schema and the tests find it. An agent in the user's
+own package is the same module and a YAML in their config directory whose ``_target_`` names
+the class (``docs/extending.md``).
 """
 
 from __future__ import annotations
@@ -90,6 +94,27 @@ class Member:
     lr: float
 
 
+@dataclass
+class AgentSpec:
+    """Everything an agent is built from (:func:`rlexp.build.make_agent` makes it): its
+    members, the env's spaces, and how to make its optimizer."""
+
+    members: Sequence[Member]
+    observation_space: spaces.Space
+    action_space: spaces.Space
+    #: The optimizer of member 0's config (the members' other settings are equal).
+    make_optimizer: OptimizerFactory
+    device: torch.device
+    #: The run's budget in env steps (the schedules follow it).
+    total_steps: int
+    #: Observations stack this many frames along their first axis (the env's frame stacking;
+    #: 1: none), for agents whose replay memory stores each frame once.
+    frame_stack: int = 1
+    #: Where an image observation's channels are (``first``, ``last``); None: not an image
+    #: (:func:`rlexp.envs.boundary.image_channels`).
+    channels: str | None = None
+
+
 class Agent(ABC):
     """Base class of rlexp's agents (see the module docstring for the contract)."""
 
@@ -98,24 +123,35 @@ class Agent(ABC):
     #: The metric of ``learn`` that ``train.max_abs_q`` bounds; None: no divergence check.
     value_metric: ClassVar[str | None] = "q_mean"
 
-    def __init__(self, members: Sequence[Member], observation_space: spaces.Space,
-                 action_space: spaces.Space, make_optimizer: OptimizerFactory,
-                 device: torch.device, total_steps: int, frame_stack: int = 1,
-                 channels: str | None = None):
-        # make_optimizer: the optimizer of member 0's config (their other settings are equal).
-        self.members = list(members)
+    def __init__(self, spec: AgentSpec):
+        self.spec = spec
+        self.members = list(spec.members)
         #: The settings every member shares (member 0's config); per-member ones in ``members``.
         self.cfg = self.members[0].cfg
-        self.observation_space = observation_space
-        self.action_space = action_space
-        self.device = device
-        self.total_steps = total_steps
-        #: Observations stack this many frames along their first axis (the env's frame
-        #: stacking; 1: none), for agents whose replay memory stores each frame once.
-        self.frame_stack = frame_stack
-        #: Where an image observation's channels are (``first``, ``last``); None: not an image
-        #: (:func:`rlexp.envs.boundary.image_channels`).
-        self.channels = channels
+        self.observation_space = spec.observation_space
+        self.action_space = spec.action_space
+        self.device = spec.device
+        self.total_steps = spec.total_steps
+
+    # What the builder and the runner ask of an agent's config before building it.
+
+    @classmethod
+    def joins_populations(cls, cfg: AgentConfig, observation_space: spaces.Space,
+                          channels: str | None) -> bool:
+        """Whether runs of this config can train as the members of one population on envs
+        with this observation space (otherwise each trains alone)."""
+        return True
+
+    @classmethod
+    def memory_settings(cls, cfg: AgentConfig) -> list[str]:
+        """The settings that decide how much memory the agent takes, named for a user whose
+        machine it does not fit (``agent.buffer_size=...``)."""
+        return []
+
+    @classmethod
+    def divergence_hints(cls, cfg: AgentConfig) -> list[str]:
+        """Likely causes of a diverged run that lie in the agent's own settings."""
+        return []
 
     @property
     def size(self) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rlexp.agents.base import AgentSpec
 from rlexp.agents.dqn import DQNAgent, DQNConfig
 from rlexp.replay import ReplaySample
 
@@ -63,11 +64,13 @@ def project(probs: torch.Tensor, reward: torch.Tensor, discount: torch.Tensor,
 class C51Agent(DQNAgent):
     Config = C51Config
 
-    def __init__(self, members, *args, **kwargs):
-        cfg = members[0].cfg
-        self.outputs_per_action = cfg.atoms  # read by the network's construction
-        super().__init__(members, *args, **kwargs)
+    def __init__(self, spec: AgentSpec):
+        super().__init__(spec)
+        cfg = self.cfg
         self.support = torch.linspace(cfg.v_min, cfg.v_max, cfg.atoms, device=self.device)
+
+    def outputs_per_action(self) -> int:
+        return self.cfg.atoms
 
     def _logits(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.view(*outputs.shape[:2], self.n_actions, self.cfg.atoms)

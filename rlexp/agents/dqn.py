@@ -20,7 +20,7 @@ from typing import ClassVar
 
 import torch
 
-from rlexp.agents.base import Transition
+from rlexp.agents.base import AgentSpec, Transition
 from rlexp.agents.qlearning import (
     EpsilonConfig,
     NetworkConfig,
@@ -108,11 +108,13 @@ class DQNConfig(QLearningConfig):
 class DQNAgent(QLearningAgent):
     Config = DQNConfig
 
-    def __init__(self, members, observation_space, action_space, make_optimizer, device,
-                 total_steps, frame_stack=1, channels=None):
-        super().__init__(members, observation_space, action_space, make_optimizer, device,
-                         total_steps, frame_stack, channels)
-        cfg = self.cfg
+    @classmethod
+    def memory_settings(cls, cfg) -> list[str]:
+        return [f"agent.buffer_size={cfg.buffer_size}"]
+
+    def __init__(self, spec: AgentSpec):
+        super().__init__(spec)
+        cfg, device = self.cfg, spec.device
         self.target_net = self.q_net.clone().requires_grad_(False)
         # Updated in place (load_state_dicts too), so the lists stay those of the networks.
         self._params = (list(self.target_net.parameters()), list(self.q_net.parameters()))
@@ -120,8 +122,8 @@ class DQNAgent(QLearningAgent):
         self._tau = member_weights([m.cfg.tau for m in self.members], self._params[1])
         memories = []
         for m in self.members:
-            memory = make_replay(m.cfg.buffer_size, observation_space, frame_stack, device,
-                                 m.seed, m.cfg.n_step, m.cfg.gamma)
+            memory = make_replay(m.cfg.buffer_size, spec.observation_space, spec.frame_stack,
+                                 device, m.seed, m.cfg.n_step, m.cfg.gamma)
             if cfg.prioritized:
                 memory.prioritize(m.cfg.priority_alpha, m.cfg.priority_epsilon, m.seed)
             memories.append(memory)

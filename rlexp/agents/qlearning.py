@@ -3,7 +3,7 @@ with their optimizer from the agent's config, and one gradient step at a time.
 
 Subclasses (qnet, dqn, c51) say how they learn; an agent whose network outputs something
 other than one value per action (C51's return distributions) says how many outputs each action
-has (``outputs_per_action``) and how they become Q-values (``_q_from_outputs``).
+has (``outputs_per_action()``) and how they become Q-values (``_q_from_outputs``).
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from rlexp.agents.base import Agent, AgentConfig
+from rlexp.agents.base import Agent, AgentConfig, AgentSpec
 from rlexp.members import MemberOptimizer
-from rlexp.nets import ACTIVATIONS, KINDS, member_networks, q_network
+from rlexp.nets import ACTIVATIONS, KINDS, member_networks, network_kind, q_network
 
 
 @dataclass
@@ -130,14 +130,10 @@ class QLearningAgent(Agent):
     """Epsilon-greedy on Q-networks; subclasses implement ``learn``."""
 
     Config = QLearningConfig
-    #: Network outputs per action: 1 (a Q-value), or e.g. C51's atoms.
-    outputs_per_action = 1
 
-    def __init__(self, members, observation_space, action_space, make_optimizer, device,
-                 total_steps, frame_stack=1, channels=None):
-        super().__init__(members, observation_space, action_space, make_optimizer, device,
-                         total_steps, frame_stack, channels)
-        cfg = self.cfg
+    def __init__(self, spec: AgentSpec):
+        super().__init__(spec)
+        cfg, action_space, device = self.cfg, spec.action_space, spec.device
         if not isinstance(action_space, spaces.Discrete):
             raise ValueError(f"{cfg.name} needs a Discrete action space, got {action_space}")
         self.n_actions = int(action_space.n)
@@ -147,7 +143,7 @@ class QLearningAgent(Agent):
         self.rngs = [np.random.default_rng(m.seed) for m in self.members]
         #: The members' online Q-networks (one module) and their optimizer.
         self.q_net = member_networks([self._network(m.seed) for m in self.members]).to(device)
-        self.optimizer = MemberOptimizer(self.q_net, make_optimizer,
+        self.optimizer = MemberOptimizer(self.q_net, spec.make_optimizer,
                                          [m.lr for m in self.members],
                                          [m.cfg.max_grad_norm for m in self.members])
 
@@ -158,8 +154,22 @@ class QLearningAgent(Agent):
             torch.manual_seed(seed)
             return q_network(self.observation_space, self.n_actions, net.hidden,
                              net.activation, net.bias, net.kind, dueling=net.dueling,
-                             outputs_per_action=self.outputs_per_action,
-                             channels=self.channels)
+                             outputs_per_action=self.outputs_per_action(),
+                             channels=self.spec.channels)
+
+    def outputs_per_action(self) -> int:
+        """The network's outputs per action: 1 (a Q-value), or e.g. C51's atoms."""
+        return 1
+
+    @classmethod
+    def joins_populations(cls, cfg, observation_space, channels) -> bool:
+        # A convolutional network only ever trains alone (rlexp.nets.member_networks).
+        return network_kind(cfg.network.kind, observation_space, channels) == "mlp"
+
+    @classmethod
+    def divergence_hints(cls, cfg) -> list[str]:
+        return [] if cfg.max_grad_norm is not None else [
+            "gradients are unclipped (set agent.max_grad_norm)"]
 
     @property
     def epsilons(self) -> list[float]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from rlexp.agents.base import Transition
+from rlexp.agents.base import AgentSpec, Transition
 from rlexp.agents.qlearning import EpsilonConfig, QLearningAgent, QLearningConfig, td_loss
 
 
@@ -29,8 +29,8 @@ class QNetConfig(QLearningConfig):
 class QNetAgent(QLearningAgent):
     Config = QNetConfig
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    def __init__(self, spec: AgentSpec):
+        super().__init__(spec)
         self.gammas = torch.tensor([[m.cfg.gamma] for m in self.members], device=self.device)
 
     def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor]:
