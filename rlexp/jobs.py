@@ -27,7 +27,7 @@ from rlexp.config import (
 from rlexp.errors import INPUT_ERRORS, describe_error, exit_with_one_line
 from rlexp.metrics import RunMetrics, read_run_metrics
 from rlexp.rundir import RunDirError
-from rlexp.runner import record_failure, run_recorded
+from rlexp.runner import record_failure, recording_failures, run_population
 from rlexp.stop import StopSignals, exit_status, request_sweep_stop, sweep_stop_requested
 
 log = logging.getLogger("rlexp")
@@ -83,7 +83,7 @@ def open_job(cfg: DictConfig) -> Job | None:
             else:
                 job.todo.append((run_cfg, run_dir))
         return job
-    except INPUT_ERRORS as e:  # refused before training; in a sweep, run_recorded saw it
+    except INPUT_ERRORS as e:  # refused before training; in a sweep, as a run fails
         if sweeping:  # the job's directory stays, saying why it failed
             record_failure(job_dir, describe_error(e), cfg.get("seed"))
             log.error("run failed: %s", describe_error(e))
@@ -162,7 +162,9 @@ def train_job(job: Job, stop: StopSignals) -> dict[Path, RunMetrics]:
     for part in parts:
         if stop.received is not None:
             break
-        results.update(run_recorded(part.cfgs, part.run_dirs, stop, job.sweeping))
+        with recording_failures(part.cfgs, part.run_dirs, job.sweeping) as finished:
+            run_population(part.cfgs, part.run_dirs, stop, finished)
+        results.update(finished)
     return results
 
 
@@ -212,9 +214,10 @@ def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None
             for part in parts:
                 if stop.received is not None:
                     break
-                with workers.logging_to(part.logs):
-                    results.update(run_recorded(part.cfgs, part.run_dirs, stop,
-                                                sweeping=True))
+                with workers.logging_to(part.logs), recording_failures(
+                        part.cfgs, part.run_dirs, sweeping=True) as finished:
+                    run_population(part.cfgs, part.run_dirs, stop, finished)
+                results.update(finished)
     values = []
     for job in jobs:
         if job is not None:

@@ -5,7 +5,9 @@ and a directory are all a run needs (``run(cfg, run_dir)`` from Python)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -240,14 +242,17 @@ def _divergence_hint(cfg: Config) -> str:
     return " or ".join(hints)
 
 
-def run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sweeping: bool
-                  ) -> dict[Path, RunMetrics]:
-    """:func:`run_population`, with an exception recorded as the failure of the runs it cut
-    short (metrics.json and train.log). Outside a sweep, input errors propagate, to be reported
-    in one line."""
+@contextlib.contextmanager
+def recording_failures(cfgs: list[Config], run_dirs: list[Path], sweeping: bool
+                       ) -> Iterator[dict[Path, RunMetrics]]:
+    """Around :func:`run_population` (given the dict this yields as its ``finished``): an
+    exception is recorded as the failure of the runs it cut short (metrics.json and
+    train.log), and the dict then holds every run's metrics. Outside a sweep, input errors
+    propagate, to be reported in one line; a stop that came where no checkpoint could be
+    written propagates, saying which checkpoint is left."""
     finished: dict[Path, RunMetrics] = {}
     try:
-        run_population(cfgs, run_dirs, stop, finished)
+        yield finished
     except StopNow as e:  # no checkpoint now: say which one is left, then stop
         messages = []
         for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
@@ -278,7 +283,6 @@ def run_recorded(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals, sw
     for metrics in finished.values():
         if metrics.status not in ("completed", "failed"):
             log.error("run %s: %s", metrics.status, metrics.error)
-    return finished
 
 
 def record_failure(run_dir: Path, message: str, seed: int | None) -> None:

@@ -37,7 +37,7 @@ from rlexp import rundir
 from rlexp.config import Config
 from rlexp.logger import ConsoleBar, report_progress_to
 from rlexp.metrics import RunMetrics, read_run_metrics
-from rlexp.runner import record_failure, run_recorded
+from rlexp.runner import record_failure, recording_failures, run_population
 from rlexp.runtime import skip_exit_collection, uses_cuda
 from rlexp.stop import StopNow, StopSignals, exit_status, held_stop_signals
 
@@ -256,7 +256,8 @@ def _train_part(part: Part, conn: Connection, logs: list[Path], label: str,
     # the terminal's and the parent's copy of one Ctrl-C are one signal while pending.
     with StopSignals() as stop, logging_to(logs, fmt):
         try:
-            finished = run_recorded(part.cfgs, part.run_dirs, stop, sweeping=True)
+            with recording_failures(part.cfgs, part.run_dirs, sweeping=True) as finished:
+                run_population(part.cfgs, part.run_dirs, stop, finished)
         except StopNow as e:  # the runs wrote how they ended; the parent reads that
             log.error("%s", e)
             sys.exit(exit_status(e.signum))

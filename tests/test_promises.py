@@ -147,8 +147,10 @@ def test_a_failed_run_can_be_resumed_from_its_last_checkpoint(tmp_path, monkeypa
     monkeypatch.setattr(DQNAgent, "learn", crash)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    (failed,) = runner.run_recorded([compose_config(DQN)], [run_dir], StopSignals(),
-                                    sweeping=True).values()
+    cfgs = [compose_config(DQN)]
+    with runner.recording_failures(cfgs, [run_dir], sweeping=True) as finished:
+        runner.run_population(cfgs, [run_dir], StopSignals(), finished)
+    (failed,) = finished.values()
     monkeypatch.undo()
     assert failed.status == "failed" and read_metrics(run_dir)["status"] == "failed"
     resumed = run_in_process([*DQN, f"resume={run_dir}"], run_dir)

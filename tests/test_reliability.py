@@ -109,8 +109,9 @@ def test_the_same_signal_twice_stops_at_once(tmp_path, monkeypatch):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     cfg = compose_config(["agent=qnet", "env=toy", *TINY, "checkpoint.every_steps=100"])
-    with StopSignals() as stop, pytest.raises(StopNow, match="second SIGTERM"):
-        runner.run_recorded([cfg], [run_dir], stop, sweeping=False)
+    with StopSignals() as stop, pytest.raises(StopNow, match="second SIGTERM"), \
+            runner.recording_failures([cfg], [run_dir], sweeping=False) as finished:
+        runner.run_population([cfg], [run_dir], stop, finished)
     metrics = read_metrics(run_dir)
     assert metrics["status"] == "interrupted"
     assert "stopped at once by a second SIGTERM" in metrics["error"]
