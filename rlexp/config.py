@@ -24,12 +24,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from rlexp import rundir
 from rlexp.agents import AGENTS, target_class
-from rlexp.envs import TOY_ID
-from rlexp.envs.atari import ATARI_ID
-from rlexp.envs.boundary import CHANNELS, resolve_wrapper
-from rlexp.envs.minatar import GAMES as MINATAR_GAMES
-from rlexp.envs.minatar import MINATAR_ID
-from rlexp.envs.toy import VARIANTS
+from rlexp.envs import ENVS, EnvConfig
 from rlexp.locate import locate
 
 
@@ -39,187 +34,6 @@ class ConfigError(ValueError):
 
 # ---------------------------------------------------------------------------------------- env
 
-
-@dataclass
-class EnvConfig:
-    """Any gymnasium env with a Discrete action space (``env=gym env.id=...``)."""
-
-    #: Which env schema this is: gym (any registered id) or toy (rlexp's toy MDP).
-    name: str = "gym"
-    #: The gymnasium id, e.g. CartPole-v1; ``module:Id`` imports ``module`` first.
-    id: str = MISSING
-    #: Extra keyword arguments for ``gymnasium.make``.
-    kwargs: dict[str, Any] = field(default_factory=dict)
-    #: Truncate episodes after this many steps; null keeps the env's registered limit.
-    max_steps: int | None = None
-    #: Envs stepped together (gymnasium's synchronous vector env).
-    num_envs: int = 1
-    #: The mean return at which the env counts as solved (gymnasium's reward_threshold, e.g.
-    #: 475 for CartPole-v1); null: none. Sweep reports count the runs that reach it.
-    solved_return: float | None = None
-    #: gymnasium wrappers applied in order after ``gymnasium.make`` (the first innermost), in
-    #: training and evaluation alike: each an import path
-    #: (``gymnasium.wrappers.FlattenObservation``) or a mapping with ``_target_`` and keyword
-    #: arguments (``{_target_: gymnasium.wrappers.ResizeObservation, shape: [64, 64]}``).
-    wrappers: list[Any] = field(default_factory=list)
-    #: Where an image observation's channels are: first ([C, H, W]), last ([H, W, C]), none
-    #: (the observation is not an image: an MLP reads it); null: a 2-D or 3-D uint8 or bool
-    #: observation is an image with its channels on its shorter end axis (rlexp.envs.boundary).
-    channels: str | None = None
-    #: The env config class as an import path, for an env from the user's own package (an
-    #: EnvConfig subclass, whose fields and make_id/make_kwargs say how to make its env; its
-    #: YAML sets it); null: rlexp's env schema named ``name``.
-    _target_: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.max_steps is not None and self.max_steps <= 0:
-            raise ConfigError(f"env.max_steps={self.max_steps} must be positive or null")
-        if self.num_envs <= 0:
-            raise ConfigError(f"env.num_envs={self.num_envs} must be positive")
-        if self.channels is not None and self.channels not in CHANNELS:
-            raise ConfigError(f"env.channels={self.channels!r} is not one of "
-                              f"{', '.join(CHANNELS)} or null (auto)")
-        for item in self.wrappers:
-            try:
-                resolve_wrapper(item)
-            except ValueError as e:
-                raise ConfigError(str(e)) from e
-
-    @property
-    def make_id(self) -> str:
-        """The id given to ``gymnasium.make``."""
-        return self.id
-
-    @property
-    def frame_stack(self) -> int:
-        """How many frames each observation stacks along its first axis (1: none); a replay
-        memory stores each frame once."""
-        return 1
-
-    def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
-        """Keyword arguments for ``gymnasium.make(self.make_id, ...)``: ``kwargs``, the time
-        limit, and every field an env's own schema adds (``env=toy``'s variant, ...), so that a
-        field declared there reaches the env. ``evaluation``: for the greedy-evaluation envs
-        (which may differ, e.g. Atari's full games)."""
-        kwargs = dict(self.kwargs)
-        if self.max_steps is not None:
-            kwargs["max_episode_steps"] = self.max_steps
-        common = {f.name for f in dataclasses.fields(EnvConfig)}
-        return {**kwargs, **{f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                             if f.name not in common}}
-
-
-@dataclass
-class ToyEnvConfig(EnvConfig):
-    """rlexp's toy MDP (:mod:`rlexp.envs.toy`), which exposes its model as ``P``."""
-
-    name: str = "toy"
-    id: str = TOY_ID
-    #: chain (the action matters; needs exploration) or random (the original blog MDP).
-    variant: str = "chain"
-    #: Number of states; null: the variant's default (chain 7, random 4).
-    n_states: int | None = None
-    max_steps: int | None = 50
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.variant not in VARIANTS:
-            raise ConfigError(f"env.variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
-        if self.n_states is not None and self.n_states < 2:
-            raise ConfigError(f"env.n_states={self.n_states} must be at least 2")
-
-
-@dataclass
-class AtariEnvConfig(EnvConfig):
-    """An Atari 2600 game through ale-py, with the DQN protocol (:mod:`rlexp.envs.atari`).
-
-    The defaults are the protocol of Mnih et al. (2015) with Machado et al.'s (2018) sticky
-    actions, as ALE v5 plays by default. Evaluations always play full games with raw scores (no
-    life-loss ends, no clipping); ``train/episode_return`` is the raw score of full games too.
-    """
-
-    name: str = "atari"
-    #: The ALE game id, e.g. ALE/Breakout-v5, ALE/Pong-v5 (any game ale-py ships).
-    id: str = "ALE/Breakout-v5"
-    #: At most this many no-op actions at the start of each game (a random number >= 1).
-    noop_max: int = 30
-    #: Each action is repeated for this many frames; the observation is the max of the last two.
-    frame_skip: int = 4
-    #: Frames are resized to this many pixels square (grayscale).
-    screen_size: int = 84
-    #: Observations stack the last this many frames: ``[frame_stack, screen, screen]`` uint8.
-    frame_stack: int = 4
-    channels: str | None = "first"
-    #: Probability that the previous action is repeated instead of the chosen one, at every
-    #: emulator frame (Machado et al. 2018; 0.25 as ALE v5), by gymnasium's StickyAction so that
-    #: a checkpoint holds it. 0: deterministic games (NoFrameskip-v4).
-    sticky_actions: float = 0.25
-    #: All 18 actions instead of the game's minimal set.
-    full_action_space: bool = False
-    #: A game is truncated after this many emulator frames (108,000: 30 minutes, 27,000 agent
-    #: steps at frame skip 4, the literature's cap). It also caps evaluation episodes.
-    max_frames_per_episode: int = 108_000
-    #: Press FIRE after each reset in games that wait for it (Breakout, ...).
-    fire_on_reset: bool = True
-    #: Training only: a lost life ends the learner's episode (the game goes on).
-    episodic_life: bool = True
-    #: Training only: rewards clipped to [-1, 1].
-    clip_rewards: bool = True
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.max_steps is not None:
-            raise ConfigError(f"env.max_steps={self.max_steps} is not used by Atari games: "
-                              "set env.max_frames_per_episode (emulator frames per game)")
-        for key in ("frame_skip", "screen_size", "frame_stack", "max_frames_per_episode"):
-            if getattr(self, key) <= 0:
-                raise ConfigError(f"env.{key}={getattr(self, key)} must be positive")
-        if self.noop_max < 0:
-            raise ConfigError(f"env.noop_max={self.noop_max} must be >= 0")
-        if not 0.0 <= self.sticky_actions < 1.0:
-            raise ConfigError(f"env.sticky_actions={self.sticky_actions} must be in [0, 1)")
-
-    @property
-    def make_id(self) -> str:
-        return ATARI_ID
-
-    def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
-        return {**super().make_kwargs(evaluation), "game": self.id, "evaluation": evaluation}
-
-
-@dataclass
-class MinAtarEnvConfig(EnvConfig):
-    """A MinAtar game (Young & Tian 2019, :mod:`rlexp.envs.minatar`): ``[10, 10, C]`` boolean
-    observations; the defaults are the paper's."""
-
-    name: str = "minatar"
-    #: asterix, breakout, freeway, seaquest or space_invaders.
-    game: str = "breakout"
-    #: Shown in run names and logs; set from ``game``.
-    id: str = "MinAtar/${.game}"
-    #: Probability that the previous action is repeated instead of the chosen one (paper: 0.1).
-    sticky_action_prob: float = 0.1
-    #: Games speed up as they go on (the paper's setting).
-    difficulty_ramping: bool = True
-    #: Only the game's meaningful actions instead of all 6.
-    minimal_action_set: bool = False
-    channels: str | None = "last"
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.game not in MINATAR_GAMES:
-            raise ConfigError(f"env.game={self.game!r} is not one of {', '.join(MINATAR_GAMES)}")
-        if not 0.0 <= self.sticky_action_prob <= 1.0:
-            raise ConfigError(f"env.sticky_action_prob={self.sticky_action_prob} must be in "
-                              "[0, 1]")
-
-    @property
-    def make_id(self) -> str:
-        return MINATAR_ID
-
-
-ENVS: dict[str, type[EnvConfig]] = {"gym": EnvConfig, "toy": ToyEnvConfig,
-                                    "atari": AtariEnvConfig, "minatar": MinAtarEnvConfig}
 
 # ---------------------------------------------------------------------------------- optimizer
 
@@ -534,35 +348,6 @@ class Config:
             )
 
 
-#: Top-level settings in which the runs of one population may differ (with the agent's own
-#: ``member_fields``); every other setting must be equal, as the members train as one
-#: computation on one set of envs.
-MEMBER_FIELDS = ("seed", "seeds", "run_name", "resume", "optimizer.lr", "train.stop_on_return",
-                 "train.max_abs_q")
-
-
-def population_key(cfg: Config) -> dict[str, Any]:
-    """The settings that runs of one population must share, flattened (``agent.gamma``...)."""
-    member = {*MEMBER_FIELDS, *(f"agent.{name}" for name in cfg.agent.member_fields)}
-    flat = rundir.flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-    return {key: value for key, value in flat.items()
-            if key not in member and not any(key.startswith(f"{m}.") for m in member)}
-
-
-def check_population(cfgs: list[Config]) -> None:
-    """Raise :class:`ConfigError` unless the runs can train as one population."""
-    first = population_key(cfgs[0])
-    for cfg in cfgs[1:]:
-        other = population_key(cfg)
-        for key in sorted(first.keys() | other.keys()):
-            if first.get(key) != other.get(key):
-                allowed = ", ".join([*MEMBER_FIELDS, *(f"agent.{name}" for name in
-                                                        cfgs[0].agent.member_fields)])
-                raise ConfigError(
-                    f"runs of one population differ in {key} ({first.get(key)!r} and "
-                    f"{other.get(key)!r}); its members may differ only in: {allowed}")
-
-
 #: The schemas of each config group, by the ``name`` field that every one of them carries.
 SCHEMAS: dict[str, dict[str, type]] = {
     "agent": {name: agent.Config for name, agent in AGENTS.items()},
@@ -617,7 +402,7 @@ def schema_of(group: str, node: Any) -> type | None:
     except ValueError as e:
         raise ConfigError(f"{group}._target_: {e}" if group == "env" else str(e)) from e
     if not (isinstance(cls, type) and issubclass(cls, EnvConfig)):
-        raise ConfigError(f"env._target_={target!r} is not a subclass of rlexp.config.EnvConfig")
+        raise ConfigError(f"env._target_={target!r} is not a subclass of rlexp.envs.EnvConfig")
     return cls
 
 

@@ -21,11 +21,11 @@ from rlexp.config import (
     Config,
     ConfigError,
     config_from_dict,
-    population_key,
     validate,
 )
 from rlexp.errors import INPUT_ERRORS, describe_error, exit_with_one_line
 from rlexp.metrics import RunMetrics, read_run_metrics
+from rlexp.populations import population_key
 from rlexp.rundir import RunDirError
 from rlexp.runner import record_failure, recording_failures, run_population
 from rlexp.stop import StopSignals, exit_status, request_sweep_stop, sweep_stop_requested
@@ -179,7 +179,7 @@ def _parts(runs: list[tuple[Config, Path]], count: int, logs: dict[Path, Path]
 def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None = None
                ) -> list[float | None]:
     """Train the runs of a sweep's jobs, opened with :func:`open_job`, as populations (those
-    that can train as one, :func:`rlexp.config.population_key`), then end each job
+    that can train as one, :func:`rlexp.populations.population_key`), then end each job
     (:func:`end_job`); returns the jobs' results, in order.
 
     ``processes``: each population is split into this many parts (-1: one per core on a CPU;

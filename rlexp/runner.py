@@ -17,11 +17,12 @@ from omegaconf import OmegaConf
 from rlexp import build, checkpoint, rundir, runtime
 from rlexp.agents import agent_class
 from rlexp.checkpoint import CheckpointError
-from rlexp.config import Config, check_population
+from rlexp.config import Config
 from rlexp.errors import INPUT_ERRORS, describe_error, first_line
 from rlexp.logger import TensorBoardLogger, traceback_to_log_files
 from rlexp.loop import LoopResult, LoopSettings, LoopState, MemberRun, train
 from rlexp.metrics import RunMetrics, write_metrics
+from rlexp.populations import check_population
 from rlexp.rundir import WriteError
 from rlexp.stop import StopNow, StopSignals
 
@@ -59,7 +60,7 @@ class _Start:
 def run_population(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals | None = None,
                    finished: dict[Path, RunMetrics] | None = None) -> list[RunMetrics]:
     """Train runs whose configs differ only in what members of a population may differ in
-    (:func:`rlexp.config.check_population`) as populations, one process, each run writing its
+    (:func:`rlexp.populations.check_population`) as populations, one process, each run writing its
     ``run_dirs`` entry as it would alone. Runs that resume from different steps train as
     separate populations, one after another; a stop signal ends them all.
 

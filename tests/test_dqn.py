@@ -94,7 +94,7 @@ def test_learning_starts_and_train_frequency():
 
 def test_vector_env_never_stores_a_reset_observation_as_next_state(tmp_path):
     from rlexp.build import make_vector_env
-    from rlexp.config import EnvConfig
+    from rlexp.envs import EnvConfig
     from rlexp.loop import LoopSettings
 
     envs = make_vector_env(EnvConfig(id="rlexp/Toy-v0", kwargs={"variant": "chain",

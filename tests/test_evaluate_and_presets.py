@@ -177,7 +177,8 @@ BATCHED_EVAL_IDS = [env_id for env_id in sorted(gym.registry)
 @pytest.mark.parametrize("env_id", BATCHED_EVAL_IDS)
 def test_a_batched_evaluation_plays_the_episodes_of_the_per_env_one_bit_for_bit(env_id):
     from rlexp.build import make_eval_envs, make_vector_env
-    from rlexp.config import EnvConfig, EvalConfig
+    from rlexp.config import EvalConfig
+    from rlexp.envs import EnvConfig
     from rlexp.evaluator import evaluate
 
     cfg, cap = EnvConfig(id=env_id), 40  # the cap: some episodes end by it, some fall
@@ -201,7 +202,7 @@ def test_a_batched_evaluation_plays_the_episodes_of_the_per_env_one_bit_for_bit(
 
 def test_an_evaluation_steps_each_episode_to_its_end_and_no_further():
     from rlexp.build import make_env, make_vector_env
-    from rlexp.config import EnvConfig
+    from rlexp.envs import EnvConfig
     from rlexp.evaluator import evaluate
 
     cfg = EnvConfig(id="CartPole-v1")

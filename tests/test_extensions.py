@@ -274,7 +274,7 @@ class Recorder(NullLogger):
 
 def run_contract_agent(report=True, max_abs_q=1e6):
     from rlexp.build import make_vector_env
-    from rlexp.config import EnvConfig
+    from rlexp.envs import EnvConfig
     from rlexp.loop import LoopSettings
 
     envs = make_vector_env(EnvConfig(id="CartPole-v1"), 2)

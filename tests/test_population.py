@@ -31,10 +31,11 @@ from rlexp import report, runner, workers
 from rlexp.agents import AGENTS, AgentSpec, Member, Transition
 from rlexp.build import build_optimizer
 from rlexp.checkpoint import load_training_state
-from rlexp.config import OPTIMIZERS, ConfigError, check_population, optimizer_class
+from rlexp.config import OPTIMIZERS, ConfigError, optimizer_class
 from rlexp.members import MemberOptimizer
 from rlexp.metrics import read_metrics
 from rlexp.nets import ACTIVATIONS, member_networks, q_network
+from rlexp.populations import check_population
 from rlexp.stop import StopSignals
 from tests.conftest import (
     REPO,

@@ -52,7 +52,7 @@ FILES = {
         import gymnasium as gym
         import numpy as np
 
-        from rlexp.config import ConfigError, EnvConfig
+        from rlexp.envs import EnvConfig
 
 
         class Corridor(gym.Env):
@@ -95,7 +95,7 @@ FILES = {
             def __post_init__(self):
                 super().__post_init__()
                 if self.length < 2:
-                    raise ConfigError(f"env.length={self.length} must be at least 2")
+                    raise ValueError(f"env.length={self.length} must be at least 2")
         ''',
     "their_pkg/conf/__init__.py": "",
     "their_pkg/conf/agent/scaled_dqn.yaml": '''

@@ -2,7 +2,7 @@
 
 Hydra finds launchers in the ``hydra_plugins`` package. Each job is set up as Hydra's basic
 launcher sets it up (its directory, ``.hydra/`` record and ``train.log``), then every job's runs
-that can train together (:func:`rlexp.config.population_key`: they differ only in seeds and
+that can train together (:func:`rlexp.populations.population_key`: they differ only in seeds and
 per-member settings such as the learning rate) train as one population
 (:func:`rlexp.jobs.train_jobs`), split over ``hydra.launcher.processes`` worker processes (one
 per core by default on a CPU: :mod:`rlexp.workers`); populations that cannot be joined train

@@ -23,6 +23,9 @@ gymnasium 1.x (Stable-Baselines3's equivalents are tied to its own wrappers' API
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import gymnasium as gym
 from gymnasium.wrappers import (
     AtariPreprocessing,
@@ -31,6 +34,8 @@ from gymnasium.wrappers import (
     RecordEpisodeStatistics,
     StickyAction,
 )
+
+from rlexp.envs.base import EnvConfig
 
 ATARI_ID = "rlexp/Atari-v0"
 #: Frames per second of the Atari 2600.
@@ -117,3 +122,61 @@ def make_atari(game: str, *, evaluation: bool = False, noop_max: int = 30, frame
     # One rendered frame per agent step, played back at the game's own speed (60 Hz frames).
     env.metadata = {**env.metadata, "render_fps": ATARI_HZ / frame_skip}
     return env
+
+
+@dataclass
+class AtariEnvConfig(EnvConfig):
+    """An Atari 2600 game through ale-py, with the DQN protocol (:mod:`rlexp.envs.atari`).
+
+    The defaults are the protocol of Mnih et al. (2015) with Machado et al.'s (2018) sticky
+    actions, as ALE v5 plays by default. Evaluations always play full games with raw scores (no
+    life-loss ends, no clipping); ``train/episode_return`` is the raw score of full games too.
+    """
+
+    name: str = "atari"
+    #: The ALE game id, e.g. ALE/Breakout-v5, ALE/Pong-v5 (any game ale-py ships).
+    id: str = "ALE/Breakout-v5"
+    #: At most this many no-op actions at the start of each game (a random number >= 1).
+    noop_max: int = 30
+    #: Each action is repeated for this many frames; the observation is the max of the last two.
+    frame_skip: int = 4
+    #: Frames are resized to this many pixels square (grayscale).
+    screen_size: int = 84
+    #: Observations stack the last this many frames: ``[frame_stack, screen, screen]`` uint8.
+    frame_stack: int = 4
+    channels: str | None = "first"
+    #: Probability that the previous action is repeated instead of the chosen one, at every
+    #: emulator frame (Machado et al. 2018; 0.25 as ALE v5), by gymnasium's StickyAction so that
+    #: a checkpoint holds it. 0: deterministic games (NoFrameskip-v4).
+    sticky_actions: float = 0.25
+    #: All 18 actions instead of the game's minimal set.
+    full_action_space: bool = False
+    #: A game is truncated after this many emulator frames (108,000: 30 minutes, 27,000 agent
+    #: steps at frame skip 4, the literature's cap). It also caps evaluation episodes.
+    max_frames_per_episode: int = 108_000
+    #: Press FIRE after each reset in games that wait for it (Breakout, ...).
+    fire_on_reset: bool = True
+    #: Training only: a lost life ends the learner's episode (the game goes on).
+    episodic_life: bool = True
+    #: Training only: rewards clipped to [-1, 1].
+    clip_rewards: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.max_steps is not None:
+            raise ValueError(f"env.max_steps={self.max_steps} is not used by Atari games: "
+                              "set env.max_frames_per_episode (emulator frames per game)")
+        for key in ("frame_skip", "screen_size", "frame_stack", "max_frames_per_episode"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"env.{key}={getattr(self, key)} must be positive")
+        if self.noop_max < 0:
+            raise ValueError(f"env.noop_max={self.noop_max} must be >= 0")
+        if not 0.0 <= self.sticky_actions < 1.0:
+            raise ValueError(f"env.sticky_actions={self.sticky_actions} must be in [0, 1)")
+
+    @property
+    def make_id(self) -> str:
+        return ATARI_ID
+
+    def make_kwargs(self, evaluation: bool = False) -> dict[str, Any]:
+        return {**super().make_kwargs(evaluation), "game": self.id, "evaluation": evaluation}

@@ -8,8 +8,12 @@ have no time limit of their own (evaluations are capped by ``eval.max_episode_st
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium as gym
 import numpy as np
+
+from rlexp.envs.base import EnvConfig
 
 MINATAR_ID = "rlexp/MinAtar-v0"
 GAMES = ("asterix", "breakout", "freeway", "seaquest", "space_invaders")
@@ -38,3 +42,34 @@ def make_minatar(game: str, *, sticky_action_prob: float = 0.1, difficulty_rampi
                   sticky_action_prob=sticky_action_prob, difficulty_ramping=difficulty_ramping)
     env.metadata = {**env.metadata, "render_fps": 10}
     return ColourFrames(env)
+
+
+@dataclass
+class MinAtarEnvConfig(EnvConfig):
+    """A MinAtar game (Young & Tian 2019, :mod:`rlexp.envs.minatar`): ``[10, 10, C]`` boolean
+    observations; the defaults are the paper's."""
+
+    name: str = "minatar"
+    #: asterix, breakout, freeway, seaquest or space_invaders.
+    game: str = "breakout"
+    #: Shown in run names and logs; set from ``game``.
+    id: str = "MinAtar/${.game}"
+    #: Probability that the previous action is repeated instead of the chosen one (paper: 0.1).
+    sticky_action_prob: float = 0.1
+    #: Games speed up as they go on (the paper's setting).
+    difficulty_ramping: bool = True
+    #: Only the game's meaningful actions instead of all 6.
+    minimal_action_set: bool = False
+    channels: str | None = "last"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.game not in GAMES:
+            raise ValueError(f"env.game={self.game!r} is not one of {', '.join(GAMES)}")
+        if not 0.0 <= self.sticky_action_prob <= 1.0:
+            raise ValueError(f"env.sticky_action_prob={self.sticky_action_prob} must be in "
+                              "[0, 1]")
+
+    @property
+    def make_id(self) -> str:
+        return MINATAR_ID

@@ -24,15 +24,21 @@ terminated, by gymnasium's TimeLimit wrapper.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
+
+from rlexp.envs.base import EnvConfig
 
 VARIANTS = ("chain", "random")
 DEFAULT_N_STATES = {"chain": 7, "random": 4}
 
 # One outcome of taking an action: (probability, next_state, reward, terminated).
 Outcome = tuple[float, int, float, bool]
+
+TOY_ID = "rlexp/Toy-v0"
 
 
 def chain_model(n_states: int, exit_reward: float = 0.1) -> dict[int, dict[int, list[Outcome]]]:
@@ -100,3 +106,23 @@ class ToyEnv(gym.Env):
         i = min(int(np.searchsorted(cdf, self.np_random.random(), side="right")), len(cdf) - 1)
         self._state = int(nexts[i])
         return self._state, float(rewards[i]), bool(terms[i]), False, {}
+
+
+@dataclass
+class ToyEnvConfig(EnvConfig):
+    """rlexp's toy MDP (:mod:`rlexp.envs.toy`), which exposes its model as ``P``."""
+
+    name: str = "toy"
+    id: str = TOY_ID
+    #: chain (the action matters; needs exploration) or random (the original blog MDP).
+    variant: str = "chain"
+    #: Number of states; null: the variant's default (chain 7, random 4).
+    n_states: int | None = None
+    max_steps: int | None = 50
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.variant not in VARIANTS:
+            raise ValueError(f"env.variant={self.variant!r} is not one of {', '.join(VARIANTS)}")
+        if self.n_states is not None and self.n_states < 2:
+            raise ValueError(f"env.n_states={self.n_states} must be at least 2")
