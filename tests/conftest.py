@@ -3,6 +3,7 @@ and read scalars back from TensorBoard event files."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.tensorboard import SummaryWriter
 
 from rlexp.config import CONFIG_DIR
 from rlexp.config import compose as compose_config
@@ -140,3 +143,43 @@ def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 @pytest.fixture
 def run_dir(tmp_path: Path) -> Path:
     return tmp_path / "run"
+
+
+def curves(run_dir: Path) -> dict:
+    """Every logged series but the wall-clock ones, by step (event files written by one process
+    in the same second are not read back in the order they were written)."""
+    return {tag: sorted(points) for tag, points in read_scalars(run_dir).items()
+            if not tag.startswith("time/")}
+
+
+def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
+    """`python -m rlexp.train ARGS` started in a subprocess (its output in ``stdout``)."""
+    return subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=cwd,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+
+
+def fake_run(sweep: Path, name: str, overrides: list[str], status: str = "completed",
+             final: float | None = None, curve: list[tuple[int, float]] = (),
+             target: float | None = 100.0, error: str | None = None) -> Path:
+    """A run directory as a sweep's job writes it, with the given outcome and eval curve, for
+    the report to read."""
+    run = sweep / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
+    (run / "config.yaml").write_text(yaml.safe_dump({"env": {"solved_return": target}}))
+    (run / "metrics.json").write_text(json.dumps(
+        {"status": status, "error": error, "eval_return_mean": final}))
+    writer = SummaryWriter(str(run))
+    for step, value in curve:
+        writer.add_scalar("eval/return_mean", value, step)
+    writer.close()
+    return run
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    """The trained Q-network's weights in a run's final checkpoint."""
+    from rlexp import rundir
+    from rlexp.checkpoint import load_training_state
+
+    return load_training_state(run_dir / rundir.FINAL)["agent"]["q_net"]

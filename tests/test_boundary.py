@@ -19,11 +19,10 @@ import rlexp
 from rlexp import evaluate, rundir
 from rlexp.agents import AGENTS
 from rlexp.build import make_env
-from rlexp.checkpoint import load_training_state
 from rlexp.config import ConfigError, compose
 from rlexp.envs import boundary
 from tests import generated_env  # noqa: F401  registers Generated-v0
-from tests.conftest import crash_run_at, options, read_scalars, run_in_process
+from tests.conftest import crash_run_at, final_weights, options, read_scalars, run_in_process
 
 GENERATED = "tests.generated_env:Generated-v0"
 #: Any run, shrunk: checkpoints at 100 and 200, evaluations capped (Atari's run for minutes).
@@ -46,10 +45,6 @@ def small(overrides: list[str]) -> list[str]:
     frames = ["env.screen_size=36"] if cfg.env.name == "atari" else []
     return [*overrides, *SMALL, *frames, *(f"agent.{k}={v}" for k, v in SMALL_REPLAY.items()
                                            if hasattr(cfg.agent, k))]
-
-
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_training_state(run_dir / rundir.FINAL)["agent"]["q_net"]
 
 
 def crash_resume_and_compare(overrides: list[str], tmp_path: Path) -> tuple[Path, object]:

@@ -3,6 +3,7 @@ several envs, both replay memories), the dueling head, prioritized replay (sampl
 distribution, importance weights, new transitions at the largest priority) and C51's projected
 target; and the agent contract: a minimal agent defined here runs through the real loop."""
 
+import dataclasses
 from functools import partial
 
 import gymnasium as gym
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from rlexp.agents import AGENTS
 from rlexp.agents.base import Agent, AgentConfig, AgentSpec, Member
 from rlexp.agents.c51 import C51Agent, C51Config, project
 from rlexp.agents.dqn import DQNAgent, DQNConfig
@@ -306,23 +308,43 @@ def test_a_value_metric_the_agent_does_not_report_is_an_error_not_a_silent_pass(
 
 
 # ------------------------------------------------------------------ every option, end to end
+# (from the registry: every agent's switches; MinAtar and Atari for each agent: test_pixels)
 
-OPTIONS = {
-    "dqn-n_step": ["agent=dqn", "agent.n_step=3"],
-    "dqn-dueling": ["agent=dqn", "agent.network.dueling=true"],
-    "dqn-prioritized": ["agent=dqn", "agent.prioritized=true"],
-    "dqn-lr-decay": ["agent=dqn", "agent.lr_final_fraction=0"],
-    "dqn-all-num_envs": ["agent=dqn", "agent.n_step=3", "agent.network.dueling=true",
-                         "agent.prioritized=true", "env.num_envs=3"],
-    "c51-all": ["agent=c51", "agent.n_step=3", "agent.network.dueling=true",
-                "agent.prioritized=true", "agent.v_max=100", "agent.double_q=false"],
-    "c51-minatar": ["agent=c51", "env=minatar", "agent.n_step=2", "agent.prioritized=true"],
-}
+def switches(agent: str) -> list[str]:
+    """Every on/off option of a registered agent (its config's and its network's bool fields),
+    as the override that turns it from its default to the other value."""
+    cfg = AGENTS[agent].Config()
+    flips = []
+    for prefix, node in (("agent.", cfg), ("agent.network.", getattr(cfg, "network", None))):
+        for f in dataclasses.fields(node) if node is not None else ():
+            if isinstance(getattr(node, f.name), bool):
+                flips.append(f"{prefix}{f.name}={str(not getattr(node, f.name)).lower()}")
+    return flips
+
+
+def option_cases() -> dict[str, list[str]]:
+    """For every registered agent: each switch alone, then all of them together with 3-step
+    returns and 3 envs where the agent has them."""
+    cases = {}
+    for agent in sorted(AGENTS):
+        flips = switches(agent)
+        for flip in flips:
+            cases[f"{agent} {flip}"] = [f"agent={agent}", flip]
+        fields = {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
+        extra = ["agent.n_step=3", "env.num_envs=3"] if "n_step" in fields else []
+        cases[f"{agent} all"] = [f"agent={agent}", *flips, *extra]
+    return cases
+
+
+OPTIONS = option_cases()
 
 
 @pytest.mark.parametrize("name", OPTIONS)
 def test_every_extension_trains_a_tiny_budget_and_logs_its_curves(run_dir, name):
-    metrics = run_in_process([*OPTIONS[name], "device=cpu", *TINY, *TINY_DQN], run_dir)
+    agent = OPTIONS[name][0].removeprefix("agent=")
+    replay = "buffer_size" in {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
+    metrics = run_in_process([*OPTIONS[name], "device=cpu", *TINY, *(TINY_DQN if replay else [])],
+                             run_dir)
     assert metrics.status == "completed" and metrics.env_steps == 600
     scalars = read_scalars(run_dir)
     for tag in ("train/loss", "train/q_mean", "eval/return_mean"):

@@ -21,24 +21,21 @@ from rlexp import rundir, runner, train
 from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
 from rlexp.stop import StopSignals
-from tests.conftest import REPO, TINY, TINY_DQN, compose_config, options, read_scalars, run_cli
+from tests.conftest import (
+    REPO,
+    TINY,
+    TINY_DQN,
+    compose_config,
+    curves,
+    options,
+    read_scalars,
+    run_cli,
+    start_cli,
+)
 
 # A DQN run on CartPole that learns from step 100 and checkpoints every 400 steps.
 DQN_RUN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
            "checkpoint.every_steps=400"]
-
-
-def curves(run_dir: Path) -> dict:
-    """Every logged series but the wall-clock ones, by step (event files written by one process
-    in the same second are not read back in the order they were written)."""
-    return {tag: sorted(points) for tag, points in read_scalars(run_dir).items()
-            if not tag.startswith("time/")}
-
-
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=cwd,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            stdin=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
 def interrupt_at_20_percent(args: list[str], cwd: Path, signum: int = signal.SIGINT

@@ -42,6 +42,8 @@ from tests.conftest import (
     TINY,
     TINY_DQN,
     compose_config,
+    curves,
+    final_weights,
     read_scalars,
     run_cli,
     sigint_when_learning_at,
@@ -54,15 +56,6 @@ ACTIONS = gym.spaces.Discrete(2)
 BASE = ["agent=dqn", "env=cartpole", "device=cpu", *TINY_DQN, "total_steps=2400",
         "log.every_steps=200", "eval.every_steps=600", "eval.episodes=2",
         "checkpoint.every_steps=800", "agent.network.dueling=true", "agent.n_step=3"]
-
-
-def curves(run_dir: Path) -> dict:
-    return {tag: points for tag, points in read_scalars(run_dir).items()
-            if not tag.startswith("time/")}
-
-
-def final_weights(run_dir: Path) -> dict:
-    return load_training_state(run_dir / "checkpoints/final.pt")["agent"]["q_net"]
 
 
 def train_runs(tmp_path: Path, name: str, cfgs: list, stop=None) -> list[Path]:

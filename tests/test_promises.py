@@ -27,10 +27,10 @@ from tests.conftest import (
     TINY,
     TINY_DQN,
     compose_config,
+    curves,
     read_scalars,
     run_in_process,
 )
-from tests.test_faults import curves
 
 DQN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
        "eval.every_steps=300", "checkpoint.every_steps=300"]

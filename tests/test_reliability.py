@@ -27,11 +27,13 @@ from tests.conftest import (
     TINY,
     TINY_DQN,
     compose_config,
+    curves,
+    fake_run,
     read_scalars,
     run_cli,
     run_in_process,
+    start_cli,
 )
-from tests.test_faults import curves, start_cli
 
 ENDLESS = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Endless-v0", "device=cpu",
            "log.every_steps=100", "eval.episodes=2"]
@@ -557,7 +559,6 @@ def test_a_report_that_fails_makes_the_sweep_fail_in_one_line(tmp_path):
 
 def test_the_report_reads_a_run_whose_first_record_is_missing(tmp_path):
     from rlexp import report
-    from tests.test_sweeps import fake_run
 
     run = fake_run(tmp_path, "a", ["seed=0", "optimizer.lr=0.1"], final=3.0)
     resume_record = run / ".hydra" / "resume_2026-01-01_00-00-00"

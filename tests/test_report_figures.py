@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rlexp import report
-from tests.test_sweeps import fake_run
+from tests.conftest import fake_run
 
 
 def sweep_of(tmp_path, groups: dict[str, list[list[tuple[int, float]]]], target=100.0):

@@ -2,18 +2,16 @@
 stop a sweep, and the sweep report's numbers."""
 
 import csv
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from torch.utils.tensorboard import SummaryWriter
 
 from rlexp import report
 from rlexp.metrics import read_metrics
-from tests.conftest import REPO, read_scalars, run_cli
+from tests.conftest import REPO, fake_run, read_scalars, run_cli
 
 SHORT = ["env=toy", "total_steps=300", "log.every_steps=100", "eval.every_steps=150",
          "eval.episodes=2"]
@@ -145,22 +143,6 @@ def test_a_missing_launcher_plugin_says_what_to_install(tmp_path):
 
 
 # ------------------------------------------------------------------- the report's statistics
-
-
-def fake_run(sweep: Path, name: str, overrides: list[str], status: str = "completed",
-             final: float | None = None, curve: list[tuple[int, float]] = (),
-             target: float | None = 100.0, error: str | None = None) -> Path:
-    run = sweep / name
-    (run / ".hydra").mkdir(parents=True)
-    (run / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump(overrides))
-    (run / "config.yaml").write_text(yaml.safe_dump({"env": {"solved_return": target}}))
-    (run / "metrics.json").write_text(json.dumps(
-        {"status": status, "error": error, "eval_return_mean": final}))
-    writer = SummaryWriter(str(run))
-    for step, value in curve:
-        writer.add_scalar("eval/return_mean", value, step)
-    writer.close()
-    return run
 
 
 def test_report_statistics_match_values_computed_by_hand(tmp_path):
