@@ -264,8 +264,10 @@ def test_video_without_a_renderer_says_which_extra_to_install(tmp_path, monkeypa
 
 
 # ---------------------------------------------------------------------------- make bench
+# The benchmark scripts start a dozen processes each: with the slow checks (make test-slow).
 
 
+@pytest.mark.slow
 def test_the_benchmark_runs_end_to_end_on_a_tiny_budget():
     result = subprocess.run(
         [sys.executable, "scripts/bench_cartpole.py", "--seeds", "1", "--budget", "600",
@@ -283,6 +285,7 @@ def test_the_benchmark_runs_end_to_end_on_a_tiny_budget():
     assert len(ratios) == 2 and all(np.isfinite(r) and r > 0 for r in ratios)
 
 
+@pytest.mark.slow
 def test_the_atari_benchmark_runs_end_to_end_on_a_tiny_budget():
     result = subprocess.run(
         [sys.executable, "scripts/bench_atari.py", "--learning-starts", "100", "--steps", "100",

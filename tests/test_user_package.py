@@ -114,14 +114,14 @@ FILES = {
         defaults:
           - override /agent: scaled_dqn
           - override /env: corridor
-        total_steps: 600
+        total_steps: 400
         log:
           every_steps: 100
         eval:
-          every_steps: 300
+          every_steps: 200
           episodes: 2
         checkpoint:
-          every_steps: 300
+          every_steps: 200
         device:
           threads: 1
         agent:
@@ -195,11 +195,11 @@ def test_a_sweep_of_populations_resume_evaluate_and_load_agent(package, tmp_path
 
     # Resume through the CLI, with the run directory alone and a larger budget.
     run = by_scale[2.0]
-    resumed = cli(package, [f"resume='{run}'", "total_steps=900"], tmp_path)
+    resumed = cli(package, [f"resume='{run}'", "total_steps=600"], tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     metrics = read_metrics(run)
-    assert metrics["status"] == "completed" and metrics["env_steps"] == 900
-    assert metrics["extended_from_steps"] == 600
+    assert metrics["status"] == "completed" and metrics["env_steps"] == 600
+    assert metrics["extended_from_steps"] == 400
 
     # rlexp.evaluate plays the run's final evaluation again (greedy: the same returns).
     evaluate.main([str(run)])
