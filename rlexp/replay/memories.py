@@ -1,4 +1,4 @@
-"""Replay memories, preallocated on the run's device; :func:`make_replay` picks one.
+"""Replay memories, preallocated on the run's device (:func:`rlexp.replay.make_replay` picks one).
 
 - :class:`ReplayBuffer`, for vector (and discrete) observations: one float32 table.
 - :class:`FrameReplayBuffer`, for pixel observations (uint8 frames, bool planes): each frame
@@ -21,7 +21,6 @@ stored so far.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections import deque
 from collections.abc import Callable
@@ -29,7 +28,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from gymnasium import spaces
+
+from rlexp.replay.prioritized import PrioritizedSampler
 
 
 @dataclass(frozen=True)
@@ -564,178 +564,3 @@ class FrameReplayBuffer(ReplayMemory):
                                                         state["previous"], strict=True)]
         self.generator.set_state(state["generator"])
         self._load_sampler_state(state)
-
-
-class SumTree:
-    """Sums of non-negative values over a binary tree: set values and draw an index in
-    proportion to them, both in O(log n) numpy operations for a whole batch."""
-
-    def __init__(self, capacity: int):
-        self.depth = max(1, (capacity - 1).bit_length())
-        self.leaves = 1 << self.depth
-        self.tree = np.zeros(2 * self.leaves)  # node i's children: 2i, 2i + 1; root: 1
-
-    @property
-    def total(self) -> float:
-        return float(self.tree[1])
-
-    def __getitem__(self, index: np.ndarray) -> np.ndarray:
-        return self.tree[index + self.leaves]
-
-    def set(self, index: np.ndarray, values: np.ndarray) -> None:
-        node = np.asarray(index) + self.leaves
-        self.tree[node] = values
-        for _ in range(self.depth):  # parents recomputed from both children: duplicates agree
-            node = np.unique(node >> 1)
-            self.tree[node] = self.tree[2 * node] + self.tree[2 * node + 1]
-
-    def find(self, mass: np.ndarray) -> np.ndarray:
-        """For each ``mass`` in [0, total): the index whose interval of the cumulative sums
-        holds it (a zero value's empty interval never does)."""
-        node = np.ones(len(mass), dtype=np.int64)
-        for _ in range(self.depth):
-            left = self.tree[2 * node]
-            right = mass >= left
-            mass = np.where(right, mass - left, mass)
-            node = 2 * node + right
-        return node - self.leaves
-
-
-class PrioritizedSampler:
-    """Proportional prioritized replay (Schaul et al. 2016): row ``i`` is drawn with
-    probability ``p_i**alpha / sum_j p_j**alpha``, new transitions at the largest priority seen
-    so far, and sampled rows carry importance-sampling weights ``(N * P(i))**-beta``, divided
-    by the batch's largest. A batch is drawn stratified: one row from each of ``batch_size``
-    equal slices of the total priority mass."""
-
-    def __init__(self, capacity: int, alpha: float, epsilon: float, seed: int):
-        self.tree = SumTree(capacity)
-        self.capacity, self.alpha, self.epsilon = capacity, alpha, epsilon
-        self.max_priority = 1.0
-        self.rng = np.random.default_rng(seed)
-
-    def add(self, start: int, holds_transition: np.ndarray) -> None:
-        """New rows at ring positions ``start, start + 1, ...``: the largest priority, or 0
-        for rows that hold no transition."""
-        rows = (start + np.arange(len(holds_transition))) % self.capacity
-        self.tree.set(rows, np.where(holds_transition, self.max_priority ** self.alpha, 0.0))
-
-    def draw(self, batch_size: int, device: torch.device) -> torch.Tensor:
-        total = self.tree.total
-        mass = (np.arange(batch_size) + self.rng.random(batch_size)) * (total / batch_size)
-        rows = self.tree.find(np.minimum(mass, np.nextafter(total, 0.0)))
-        return torch.from_numpy(rows).to(device)
-
-    def weights(self, rows: torch.Tensor, beta: float) -> torch.Tensor:
-        probability = self.tree[rows.cpu().numpy()] / self.tree.total
-        count = np.count_nonzero(self.tree[np.arange(self.capacity)])
-        weight = (count * probability) ** -beta
-        return torch.as_tensor(weight / weight.max(), dtype=torch.float32, device=rows.device)
-
-    def update(self, rows: torch.Tensor, errors: torch.Tensor) -> None:
-        """New priorities ``|error| + epsilon`` for sampled rows (e.g. their TD errors)."""
-        priority = errors.detach().abs().double().cpu().numpy() + self.epsilon
-        if not np.isfinite(priority).all():  # a diverged member's: the loop retires it
-            return
-        self.max_priority = max(self.max_priority, float(priority.max()))
-        self.tree.set(rows.cpu().numpy(), priority ** self.alpha)
-
-    def state_dict(self) -> dict:
-        return {"tree": torch.from_numpy(self.tree.tree.copy()),
-                "max_priority": self.max_priority, "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.tree.tree[:] = state["tree"].numpy()
-        self.max_priority = float(state["max_priority"])
-        self.rng.bit_generator.state = state["rng"]
-
-
-def make_replay(capacity: int, observation_space: spaces.Space, frame_stack: int,
-                device: torch.device | str, seed: int = 0, n_step: int = 1,
-                gamma: float = 0.99) -> ReplayBuffer | FrameReplayBuffer:
-    """The memory for ``observation_space``: frames for pixels (uint8 or bool Box
-    observations, kept in their dtype), the float32 table for everything else; returning
-    ``n_step`` transitions discounted by ``gamma``."""
-    if isinstance(observation_space, spaces.Box) and observation_space.dtype in (np.uint8,
-                                                                                 np.bool_):
-        return FrameReplayBuffer(capacity, observation_space.shape, observation_space.dtype,
-                                 frame_stack, device, seed, n_step, gamma)
-    return ReplayBuffer(capacity, observation_space.shape, device, seed, n_step, gamma)
-
-
-class MemberReplay:
-    """The replay memories of a population's members, one each (own capacity, seed, n-step
-    returns, discount and priorities), sampled together as ``[members, batch]`` tensors."""
-
-    def __init__(self, memories: list[ReplayMemory]):
-        self.memories = memories
-        prioritized = {m.sampler is not None for m in memories}
-        if len(prioritized) != 1:
-            raise ValueError("the members of a population all use prioritized replay or none")
-        self.prioritized = prioritized.pop()
-        #: The members' tables as one ``[members * capacity, width]`` tensor, each member's
-        #: table a block of it, when they are alike: a sample is then one gather for all of
-        #: them (per member, a gather, seven column views and a dtype conversion, then a
-        #: concatenation per field: a tenth of an 8-member gradient step). None otherwise.
-        self._joint: torch.Tensor | None = None
-        self._offsets: torch.Tensor | None = None  # each member's first row in it
-        tables = [m.table for m in memories if isinstance(m, ReplayBuffer)]
-        if 1 < len(tables) == len(memories) and len(
-                {(t.capacity, t.width, t.device) for t in tables}) == 1:
-            first = tables[0]
-            joint = torch.empty((len(tables), first.capacity, first.width),
-                                dtype=first.data.dtype, device=first.device)
-            for table, part in zip(tables, joint, strict=True):
-                table.place(part)
-            self._joint = joint.flatten(0, 1)
-            self._offsets = torch.arange(len(tables), device=first.device)[:, None] \
-                * first.capacity
-
-    def __len__(self) -> int:
-        """Transitions every member can sample."""
-        return min(len(m) for m in self.memories)
-
-    @property
-    def added(self) -> int:
-        """Transitions added to each member's memory (the same for all of them)."""
-        return self.memories[0].added
-
-    def describe(self) -> str:
-        each = self.memories[0].describe()
-        return each if len(self.memories) == 1 else f"{len(self.memories)} x {each}"
-
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:
-        """Each member's batch of transitions (``[members, envs, ...]`` numpy arrays)."""
-        for i, memory in enumerate(self.memories):
-            memory.add(obs[i], action[i], reward[i], next_obs[i], terminated[i], truncated[i])
-
-    def sample(self, batch_size: int, betas: list[float] | None = None) -> ReplaySample:
-        """A batch from each member's memory (``betas``: each member's importance-sampling
-        exponent, for prioritized memories), stacked along a leading member axis."""
-        betas = betas or [1.0] * len(self.memories)
-        if self._joint is not None:  # each member's own draws, then one gather
-            draws = [m.draw(batch_size, beta) for m, beta in zip(self.memories, betas,
-                                                                  strict=True)]
-            rows = torch.stack([r for r, _ in draws])
-            weight = None if draws[0][1] is None else torch.stack([w for _, w in draws])
-            gathered = self._joint[rows + self._offsets]
-            return ReplaySample.of(self.memories[0].table.columns(gathered), rows, weight)
-        samples = [m.sample(batch_size, beta, member_axis=True)
-                   for m, beta in zip(self.memories, betas, strict=True)]
-        if len(samples) == 1:
-            return samples[0]
-        return ReplaySample(**{
-            f.name: None if getattr(samples[0], f.name) is None
-            else torch.cat([getattr(s, f.name) for s in samples])
-            for f in dataclasses.fields(ReplaySample)})
-
-    def update_priorities(self, index: torch.Tensor, errors: torch.Tensor) -> None:
-        """New priorities from a sample's ``[members, batch]`` rows and errors."""
-        for memory, rows, member_errors in zip(self.memories, index, errors, strict=True):
-            memory.sampler.update(rows, member_errors)
-
-    def state_dict(self, i: int) -> dict:
-        return self.memories[i].state_dict()
-
-    def load_state_dict(self, i: int, state: dict) -> None:
-        self.memories[i].load_state_dict(state)
