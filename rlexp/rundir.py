@@ -42,6 +42,9 @@ OVERRIDES = "overrides.yaml"  # in HYDRA: the command-line overrides of the laun
 TRAIN_LOG = "train.log"
 EVAL_JSON = "eval.json"  # written by python -m rlexp.evaluate
 EVAL_GIF = "eval.gif"  # python -m rlexp.evaluate video=true
+# In a sweep dir: its report (rlexp.report).
+SUMMARY_MD, SUMMARY_CSV = "summary.md", "summary.csv"
+CURVES_PNG, CURVES_DIR, AGGREGATE_PNG = "curves.png", "curves", "aggregate.png"
 LOCK = ".lock"
 #: In a sweep directory: the sweep was asked to stop (holds the signal's number).
 SWEEP_STOP = ".stop-requested"

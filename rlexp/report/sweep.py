@@ -1,0 +1,190 @@
+"""The report of a sweep: built from its directory, written into it, and run at the end of every
+multirun by a Hydra callback (:class:`SweepReport`); ``python -m rlexp.report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import shlex
+import signal
+import sys
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from rlexp import rundir
+from rlexp.hparams import write_sweep_experiment
+from rlexp.report.figures import write_plots
+from rlexp.report.runs import EVAL_TAG, Group, Run, group_runs, load_runs
+from rlexp.report.tables import (
+    COLUMNS,
+    _markdown_table,
+    _problems_text,
+    _text_table,
+    not_completed,
+    pairwise_table,
+    summary_rows,
+    table,
+)
+from rlexp.rundir import atomic_write
+from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
+
+
+@dataclass
+class Report:
+    sweep_dir: Path
+    runs: list[Run]
+    groups: list[Group]
+
+    @property
+    def problems(self) -> list[Run]:
+        return not_completed(self.runs)
+
+    @cached_property
+    def rows(self) -> list[dict[str, Any]]:
+        """The per-group statistics (computed once: the bootstraps are the costly part)."""
+        return summary_rows(self.groups)
+
+    def text(self) -> str:
+        lines = [f"rlexp sweep report: {self.sweep_dir} ({len(self.runs)} runs, "
+                 f"{len(self.groups)} groups)", _text_table(table(self.rows))]
+        if pairs := pairwise_table(self.groups):
+            lines += ["probability of improvement, P(row > column):", _text_table(pairs)]
+        if self.problems:
+            lines.append(f"{len(self.problems)} runs did not complete:")
+            lines += ["  " + p for p in _problems_text(self.runs, self.sweep_dir)]
+        return "\n".join(lines)
+
+    def markdown(self, plots: list[Path]) -> str:
+        lines = [f"# Sweep report: {self.sweep_dir.name}", "",
+                 f"{len(self.runs)} runs in {len(self.groups)} groups (seeds pooled). Final "
+                 "return: the final greedy evaluation's mean return of each completed run. "
+                 "Steps: env steps to the first evaluation >= target, over the runs that "
+                 "reached it. Std is the sample std over seeds; IQM the interquartile mean "
+                 "(the mean of the middle 50% of runs), with its 95% percentile-bootstrap CI; "
+                 "mean 95% CI: the same for the mean. P(> best): the probability that a run "
+                 "of the group ends higher than a run of the group with the best IQM (ties "
+                 "count half; Agarwal et al. 2021).", "",
+                 _markdown_table(table(self.rows))]
+        if pairs := pairwise_table(self.groups):
+            lines += ["", "## Probability of improvement", "",
+                      "P(row > column): the probability that a run of the row's group ends "
+                      "with a higher final return than a run of the column's.", "",
+                      _markdown_table(pairs)]
+        if self.problems:
+            lines += ["", "## Runs that did not complete", ""]
+            lines += [f"- {p}" for p in _problems_text(self.runs, self.sweep_dir)]
+        if plots:
+            lines += ["", "## Figures", ""]
+            lines += [f"![{p.stem}]({p.relative_to(self.sweep_dir)})" for p in plots]
+        return "\n".join(lines) + "\n"
+
+    def write(self, plots: bool = True) -> list[Path]:
+        """summary.csv, summary.md, the PNGs and the HParams experiment, into the sweep dir."""
+        written_plots = write_plots(self.groups, self.sweep_dir) if plots else []
+        write_sweep_experiment(self.sweep_dir, [(r.overrides, r.config) for r in self.runs
+                                                if r.config],
+                               next((r.scalar_tags for r in self.runs
+                                     if EVAL_TAG in r.scalar_tags), []))
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n",
+                                extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        csv_path, md_path = self.sweep_dir / rundir.SUMMARY_CSV, self.sweep_dir / rundir.SUMMARY_MD
+        atomic_write(csv_path, lambda tmp: tmp.write_text(out.getvalue()))
+        markdown = self.markdown(written_plots)
+        atomic_write(md_path, lambda tmp: tmp.write_text(markdown))
+        return [csv_path, md_path, *written_plots]
+
+
+def build_report(sweep_dir: Path, target: float | None = None) -> Report:
+    runs = load_runs(sweep_dir, target)
+    return Report(Path(sweep_dir), runs, group_runs(runs))
+
+
+class SweepReport(Callback):
+    """Hydra callback (``hydra.callbacks`` in conf/hydra/rlexp.yaml): at the end of a multirun,
+    write and print the report, and exit non-zero when some run did not complete, the report
+    itself failed, or the sweep was stopped by a signal (then saying how to resume it)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Read by each job's directory name (rundir.job_dirname), in this process or a worker.
+        os.environ[rundir.SWEPT_KEYS_ENV] = ",".join(swept_keys(config))
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        clear_sweep_stop(sweep_dir)  # left by an earlier, interrupted launch of this sweep
+        SweepSignals.sweep_dir = sweep_dir
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        signum = sweep_stop_requested(sweep_dir)
+        clear_sweep_stop(sweep_dir)
+        try:
+            report = build_report(sweep_dir)
+            if report.runs:
+                report.write()
+                print(report.text(), flush=True)
+                print(f"report: {sweep_dir / rundir.SUMMARY_MD}\n"
+                      f"curves and hparams: tensorboard --logdir {shlex.quote(str(sweep_dir))}",
+                      flush=True)
+        except Exception as e:  # noqa: BLE001 - one line, and the sweep still says it failed
+            print(f"rlexp: error: the sweep report failed: {type(e).__name__}: {e}",
+                  file=sys.stderr, flush=True)
+            sys.exit(1)
+        if signum is not None:
+            print(f"the sweep was stopped by {signal.Signals(signum).name}; continue it with:\n"
+                  f"  {resume_command(sweep_dir)}", flush=True)
+            sys.exit(exit_status(signum))
+        if report.problems:
+            sys.exit(1)
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys a multirun varies: its sweep overrides (``seed=0,1``, ``range()``, ...) and the
+    search space of a sweeper that has one (Optuna's params)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.key_or_group for o in overrides if o.is_sweep_override()]
+    params = OmegaConf.select(config, "hydra.sweeper.params") or {}
+    return keys + [str(k) for k in params if str(k) not in keys]
+
+
+def resume_command(sweep_dir: Path, argv: list[str] | None = None) -> str:
+    """The command that continues the sweep in ``sweep_dir``: this process's command line with
+    its sweep directory and ``resume=true``."""
+    args = [a for a in (sys.argv[1:] if argv is None else argv)
+            if a not in ("-m", "--multirun")
+            and rundir.override_key(a) not in (*rundir.LAUNCH_KEYS, "hydra.sweep.dir")]
+    return " ".join(["python -m rlexp.train -m", *map(shlex.quote, args),
+                     f"hydra.sweep.dir={shlex.quote(str(sweep_dir))}", "resume=true"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlexp.report", description=(
+        "Summarise a sweep: per configuration, seeds pooled, the final eval return and the "
+        "steps to a target return, with IQM and bootstrap CIs; writes summary.md, summary.csv "
+        "and learning-curve PNGs into the sweep dir."))
+    parser.add_argument("sweep_dir", type=Path,
+                        help="a multirun dir, e.g. outputs/multirun/DATE/TIME")
+    parser.add_argument("--target", type=float, default=None,
+                        help="return to reach (default: each run's env.solved_return)")
+    parser.add_argument("--no-plots", action="store_true", help="skip the PNGs")
+    args = parser.parse_args(argv)
+    if not args.sweep_dir.is_dir():
+        parser.exit(2, f"rlexp: error: {args.sweep_dir} is not a directory\n")
+    report = build_report(args.sweep_dir, args.target)
+    if not report.runs:
+        parser.exit(2, f"rlexp: error: no runs under {args.sweep_dir} (no .hydra/ folders)\n")
+    written = report.write(plots=not args.no_plots)
+    print(report.text())
+    print("wrote " + ", ".join(str(p.relative_to(args.sweep_dir)) for p in written[:3]) +
+          (f" and {len(written) - 3} more" if len(written) > 3 else ""))
+    return 1 if report.problems else 0
