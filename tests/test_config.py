@@ -143,15 +143,6 @@ def test_tuned_settings_apply_to_their_agent_and_env_only_and_overrides_beat_the
         compose_config([f"agent={agent}", f"env={env}"])
 
 
-def test_default_run_names_name_the_env_id_for_any_gymnasium_env():
-    from rlexp.rundir import run_label
-
-    assert run_label("dqn", "cartpole", "CartPole-v1") == "dqn-cartpole"
-    assert run_label("dqn", "gym", "LunarLander-v3") == "dqn-LunarLander-v3"
-    assert run_label("qnet", "gym", "rlexp/Toy-v0") == "qnet-rlexp_Toy-v0"  # one dir name
-    assert "${run_label:" in (Path(CONFIG_DIR) / "config.yaml").read_text()
-
-
 @pytest.mark.parametrize("flush", [True, False])
 def test_device_flush_denormal_sets_how_the_cpu_treats_subnormal_floats(flush):
     subnormal = torch.tensor([1e-39])  # float32's normal range ends at 1.2e-38

@@ -7,7 +7,6 @@ and resume of a whole population, and the run directories each member writes.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import os
 import re
@@ -23,18 +22,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from gymnasium import spaces
-from torch import nn
 
 import rlexp
-from rlexp import report, runner, workers
+from rlexp import report, runner
 from rlexp.agents import AGENTS, AgentSpec, Member, Transition
-from rlexp.build import build_optimizer
 from rlexp.checkpoint import load_training_state
-from rlexp.config import OPTIMIZERS, ConfigError, optimizer_class
-from rlexp.members import MemberOptimizer
+from rlexp.config import ConfigError
 from rlexp.metrics import read_metrics
-from rlexp.nets import ACTIVATIONS, member_networks, q_network
 from rlexp.populations import check_population
 from rlexp.stop import StopSignals
 from tests.conftest import (
@@ -122,114 +116,6 @@ def test_a_member_of_a_population_of_four_is_bit_identical_to_its_run_alone(tmp_
     assert curves(together[2]) != curves(together[1])
     for key, value in final_weights(alone).items():
         assert torch.equal(value, final_weights(together[2])[key]), key
-
-
-@pytest.mark.parametrize(("hidden", "dueling", "bias"), [([6, 5], True, True),
-                                                      ([16, 12], False, False)],
-                         ids=["narrow-dueling", "wide-nobias"])
-@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_stacked_networks_compute_each_members_network_and_gradients(activation, hidden,
-                                                                     dueling, bias):
-    # The stacked layers have a backward of their own: products in either orientation (narrow
-    # results are computed transposed: the 6- and 5-wide layers, the heads and a 3-wide
-    # input's weight gradients; the 16- and 12-wide products directly) and activations
-    # working in place. Each member's outputs and gradients, its inputs' too, must still be
-    # those of its network alone.
-    torch.manual_seed(0)
-    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, hidden, activation, bias, dueling=dueling)
-            for _ in range(3)]
-    stacked = member_networks([copy.deepcopy(n) for n in nets])
-    x = torch.randn(3, 8, 3, requires_grad=True)
-    out = stacked(x)
-    (out ** 2).sum().backward()
-    for i, net in enumerate(nets):
-        alone = x[i].detach().clone().requires_grad_(True)
-        expected = net(alone)
-        torch.testing.assert_close(out[i], expected, rtol=1e-6, atol=1e-6)  # other kernels
-        (expected ** 2).sum().backward()
-        torch.testing.assert_close(x.grad[i], alone.grad, rtol=1e-6, atol=1e-6)
-        for k, (name, p) in enumerate(net.named_parameters()):
-            torch.testing.assert_close(stacked.per_member(stacked.weights[k].grad, k)[i],
-                                       p.grad, rtol=1e-6, atol=1e-7, msg=name)
-    with torch.inference_mode():  # acting computes what learning does, bit for bit
-        assert torch.equal(stacked.act_forward(x), out.detach())
-    with torch.no_grad():  # and so does a target's forward
-        assert torch.equal(stacked(x), out.detach())
-
-
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_each_member_steps_with_its_own_learning_rate(optimizer):
-    cfg = compose_config([*BASE, f"optimizer={optimizer}"]).optimizer
-    make = build_optimizer(cfg)
-    lrs, clip = [1e-3, 4e-3, 2e-2], [None, 0.05, None]
-    torch.manual_seed(0)
-    nets = [nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 2)) for _ in lrs]
-    stacked = member_networks([copy.deepcopy(n) for n in nets])
-    together = MemberOptimizer(stacked, make, lrs, clip)
-    alone = [dataclasses.replace(cfg, lr=lr) for lr in lrs]
-    alone = [build_optimizer(c)(n.parameters()) for c, n in zip(alone, nets, strict=True)]
-    x = torch.randn(3, 8, 3)
-    for _ in range(5):
-        together.step((stacked(x) ** 2).mean(dim=(1, 2)).sum(), [1.0, 0.5, 1.0])
-        for i, (net, opt) in enumerate(zip(nets, alone, strict=True)):
-            opt.param_groups[0]["lr"] = lrs[i] * [1.0, 0.5, 1.0][i]
-            opt.zero_grad()
-            (net(x[i]) ** 2).mean().backward()
-            if clip[i] is not None:
-                nn.utils.clip_grad_norm_(net.parameters(), clip[i])
-            opt.step()
-    for i, net in enumerate(nets):
-        for key, value in net.state_dict().items():
-            torch.testing.assert_close(stacked.member_state_dict(i)[key], value, rtol=1e-5,
-                                       atol=1e-7)
-        assert together.member_state_dict(i, [1.0, 0.5, 1.0])["param_groups"][0]["lr"] == \
-            pytest.approx(alone[i].param_groups[0]["lr"])
-
-
-def test_a_network_that_never_joins_a_population_steps_at_its_rate_directly():
-    # A convolutional network is only ever a population of one: its step is torch's at its
-    # rate, with no displacement to scale (three passes over its parameters fewer).
-    torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.Linear(8, 2))
-    alone = copy.deepcopy(net)
-    member = member_networks([net])
-    assert not member.joins_populations
-    ours = MemberOptimizer(member, partial(torch.optim.Adam, lr=1.0), [2e-3], [None])
-    theirs = torch.optim.Adam(alone.parameters(), lr=1e-3)
-    x = torch.randn(5, 1, 4, 4)
-    for _ in range(3):
-        ours.step((member(x[None]) ** 2).mean(dim=(1, 2)).sum(), [0.5])
-        theirs.zero_grad()
-        (alone(x) ** 2).mean().backward()
-        theirs.step()
-    for key, value in alone.state_dict().items():
-        assert torch.equal(member.member_state_dict(0)[key], value), key
-
-
-@pytest.mark.parametrize("optimizer", OPTIMIZERS)
-def test_rlexps_optimizers_step_and_save_as_torchs_do(optimizer):
-    # eager_optimizer_class takes torch.compile's wrappers off; nothing else may change.
-    cfg = compose_config([*BASE, f"optimizer={optimizer}"]).optimizer
-    kwargs = {k: v for k, v in vars(cfg).items() if k not in ("name", "_target_", "_partial_")}
-    torch.manual_seed(0)
-    nets = [nn.Linear(4, 3) for _ in range(2)]
-    nets[1].load_state_dict(nets[0].state_dict())
-    ours = build_optimizer(cfg)(nets[0].parameters())
-    torchs = optimizer_class(cfg._target_)(nets[1].parameters(), **kwargs)
-    assert type(ours) is not type(torchs) and isinstance(ours, type(torchs))
-    x = torch.randn(8, 4)
-    for _ in range(3):
-        for net, opt in zip(nets, (ours, torchs), strict=True):
-            opt.zero_grad()
-            (net(x) ** 2).mean().backward()
-            opt.step()
-    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
-        assert torch.equal(a, b) and a.grad is not None
-    saved = ours.state_dict()
-    assert str(saved) == str(torchs.state_dict())
-    ours.load_state_dict(torchs.state_dict())
-    torchs.load_state_dict(saved)
-    assert str(ours.state_dict()) == str(saved)
 
 
 OWN_SETTINGS = {
@@ -400,16 +286,6 @@ def test_a_population_sweep_writes_the_runs_a_sweep_of_single_runs_writes(tmp_pa
         log = (tmp_path / name / "population.log").read_text()
         assert log.count(f"training {size} runs as one population") == 4 // size
         assert (tmp_path / name / "summary.md").read_text().count("| optimizer.lr=") == 2
-
-
-def test_populations_split_into_parts_of_near_equal_size_one_per_process():
-    assert [len(p) for p in workers.split(list(range(7)), 3)] == [3, 2, 2]
-    assert workers.split([1, 2, 3, 4], 2) == [[1, 2], [3, 4]]  # in order: jobs stay together
-    assert workers.split([1, 2], 8) == [[1], [2]]
-    cpu, cuda, cuda1 = (compose_config([*BASE, *d]) for d in (
-        ["device=cpu"], ["device=cuda"], ["device=cuda", "device.type=cuda:1"]))
-    assert workers.processes_for(cpu, -1) == workers.cores() and workers.processes_for(cpu, 3) == 3
-    assert workers.processes_for(cuda, -1) == workers.processes_for(cuda1, -1) == 1  # a GPU: one
 
 
 FAULTY = ["agent=qnet", "env=gym", "env.id=tests.faulty_env:Faulty-v0", "device=cpu",

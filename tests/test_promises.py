@@ -20,7 +20,6 @@ from rlexp.checkpoint import load_training_state
 from rlexp.config import CONFIG_DIR
 from rlexp.metrics import read_metrics
 from rlexp.nets import ACTIVATIONS, functional_forward, q_network
-from rlexp.rundir import safe_dirname
 from rlexp.stop import StopSignals
 from tests.conftest import (
     REPO,
@@ -34,7 +33,6 @@ from tests.conftest import (
 
 DQN = ["agent=dqn", "env=cartpole", "device=cpu", *TINY, *TINY_DQN, "total_steps=1200",
        "eval.every_steps=300", "checkpoint.every_steps=300"]
-
 
 
 def interrupted_at(step: int, overrides: list[str], run_dir: Path, monkeypatch):
@@ -180,13 +178,6 @@ def test_resume_true_picks_the_latest_unfinished_run_with_the_same_overrides(tmp
 
 
 # ------------------------------------------------------------------------ configs, names
-
-
-def test_sweep_directory_names_are_single_safe_names():
-    assert safe_dirname("env.id=a/b,run_name=../x") == "env.id=a_b,run_name=.._x"
-    assert safe_dirname(".hidden") == "_.hidden"
-    assert safe_dirname("") == "_"
-    assert "/" not in safe_dirname("/" * 300) and len(safe_dirname("x" * 300)) <= 201
 
 
 def presets() -> list[str]:

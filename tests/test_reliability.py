@@ -10,7 +10,6 @@ import subprocess
 import sys
 import threading
 import time
-from multiprocessing import Pool
 from pathlib import Path
 
 import pytest
@@ -139,34 +138,6 @@ def test_one_signal_delivered_twice_at_once_is_one_request(tmp_path, monkeypatch
         metrics = run_in_process(["agent=qnet", "env=toy", *TINY], tmp_path / "run", stop)
     assert metrics.status == "interrupted" and metrics.env_steps == 151  # stopped gracefully
     assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["step"] == 151
-
-
-def test_a_worker_holds_the_stop_signals_until_its_job_and_ignores_them_after():
-    """A sweep's worker starts with the stop signals held: its job's handlers get the one that
-    came meanwhile; after the job (other threads may have started) it ignores them."""
-    main = threading.main_thread().ident
-    before = {s: signal.getsignal(s) for s in stop_module.STOP_SIGNALS}
-    try:
-        with stop_module.held_stop_signals():
-            signal.pthread_kill(main, signal.SIGTERM)  # pending, not delivered
-            assert signal.SIGTERM in signal.sigpending()
-            with StopSignals() as stop:
-                assert stop.received == signal.SIGTERM
-                assert not set(stop_module.STOP_SIGNALS) & signal.pthread_sigmask(
-                    signal.SIG_BLOCK, [])
-            for signum in stop_module.STOP_SIGNALS:
-                assert signal.getsignal(signum) == signal.SIG_IGN
-            with StopSignals() as next_job:  # nothing carried over
-                assert next_job.received is None
-                signal.pthread_kill(main, signal.SIGINT)
-                assert next_job.received == signal.SIGINT
-        assert not set(stop_module.STOP_SIGNALS) & signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    finally:
-        for signum, handler in before.items():
-            signal.signal(signum, handler)
-    with StopSignals():  # not held when it began: its handlers are put back
-        pass
-    assert {s: signal.getsignal(s) for s in stop_module.STOP_SIGNALS} == before
 
 
 # A DQN run on CartPole: evaluations every 250 steps, log points every 100, checkpoints every 250.
@@ -322,17 +293,6 @@ def test_a_run_shorter_than_a_log_interval_has_its_training_curves(tmp_path):
 
 
 # ----------------------------------------------------------- one process per directory
-
-
-def _claim(base: str) -> str:
-    return rundir.claim_new(base)
-
-
-def test_processes_claiming_the_same_directory_at_once_get_distinct_ones(tmp_path):
-    base = str(tmp_path / "runs" / "12-00-00_dqn-cartpole_seed9")
-    with Pool(6, maxtasksperchild=1) as pool:  # a process per claim
-        claimed = pool.map(_claim, [base] * 6, chunksize=1)
-    assert sorted(claimed) == sorted([base] + [f"{base}-{n}" for n in range(2, 7)])
 
 
 def test_runs_started_at_the_same_moment_never_share_a_directory(tmp_path):

@@ -208,17 +208,6 @@ def test_report_statistics_match_values_computed_by_hand(tmp_path):
     assert "- lr0.01_s2: failed: RuntimeError: boom" in md
 
 
-def test_a_job_directory_leads_with_the_swept_keys(monkeypatch):
-    from rlexp import rundir
-
-    overrides = ["env=toy", "seed=3", "device=cpu", "optimizer.lr=0.1", "resume=true"]
-    monkeypatch.setenv(rundir.SWEPT_KEYS_ENV, "seed,optimizer.lr")
-    assert rundir.job_dirname(overrides) == "optimizer.lr=0.1,seed=3,device=cpu,env=toy"
-    assert rundir.job_dirname(overrides[::-1]) == rundir.job_dirname(overrides)
-    monkeypatch.delenv(rundir.SWEPT_KEYS_ENV)
-    assert rundir.job_dirname(overrides) == "device=cpu,env=toy,optimizer.lr=0.1,seed=3"
-
-
 def test_probability_of_improvement_counts_ties_as_half():
     # x=[1,2,3] vs y=[2,2]: 1 loses twice, 2 ties twice (1), 3 wins twice (2): 3 of 6 pairs.
     assert report.probability_of_improvement([1, 2, 3], [2, 2]) == 0.5
