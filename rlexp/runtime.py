@@ -3,7 +3,7 @@ the device, glibc's malloc, the global random seeds, and a quick exit.
 
 Ending a command's processes quickly: at exit, Python runs its cyclic garbage collector over
 every object still alive: after torch's import alone that is hundreds of thousands of objects,
-~0.6 s of each process's exit on these machines. A process that has written and closed
+a large part of a short command's time. A process that has written and closed
 everything has nothing left to collect, so rlexp's entry points (the commands, a population's
 worker processes, a sweep job in a joblib worker) have the objects alive at exit moved out of
 the collector's reach (``gc.freeze``) first. Exit handlers (logging's flush, multiprocessing's
@@ -62,9 +62,9 @@ def keep_freed_memory() -> bool:
     A gradient step allocates and frees the same tensors every time. By default glibc gives
     large blocks back to the kernel when they are freed (a block it mapped on its own, past a
     threshold it moves as it goes; the heap's free top past another), so a population's steps
-    (activations of members x 256 x 128 floats) page-fault their memory in again and again:
-    measured up to 9,000 faults and a fifth of the time of a 64-member step. Blocks up to
-    32 MB now come from the heap, and up to 256 MB of it is kept when free.
+    (activations of members x 256 x 128 floats) page-fault their memory in again and again
+    (docs/benchmarks.md, "Measurements behind the code"). Blocks up to 32 MB now come from the
+    heap, and up to 256 MB of it is kept when free.
     """
     name = ctypes.util.find_library("c")
     try:

@@ -1,10 +1,10 @@
 """CartPole's evaluation episodes stepped as one batch.
 
 An evaluation plays ``eval.episodes`` episodes for every member of a population, each from its
-own seed. Stepped one gymnasium env at a time, that is one Python call per episode and step
-(~5 us each: ~0.8 ms a step for 160 episodes, an eighth of a population's whole run). gymnasium
-ships CartPole vectorized (``CartPoleVectorEnv``: one numpy computation for every sub-env, ~45
-us a step for 160), but seeds all its sub-envs from one generator. :class:`SeededCartPoleVectorEnv`
+own seed. Stepped one gymnasium env at a time, that is one Python call per episode and step, a
+large share of a population's whole run (docs/benchmarks.md, "Measurements behind the code").
+gymnasium ships CartPole vectorized (``CartPoleVectorEnv``: one numpy computation for every
+sub-env), but seeds all its sub-envs from one generator. :class:`SeededCartPoleVectorEnv`
 is that env with each sub-env reset as gymnasium's ``CartPoleEnv.reset(seed=s)`` resets, so an
 evaluation's episodes, and their returns, are those of the per-env evaluation, bit for bit
 (tests/test_evaluate_and_presets.py checks it).

@@ -55,8 +55,7 @@ class PixelInput(nn.Module):
 
     For a convolutional network the result is laid out channels-last in memory
     (torch.channels_last), as its weights are: oneDNN's convolutions run faster so on the CPU,
-    with the same arithmetic (a Nature-network gradient step at batch 32 on one thread: 16%
-    faster on an AMD EPYC, about 1% on the Xeon measured before)."""
+    with the same arithmetic (docs/benchmarks.md, "Measurements behind the code")."""
 
     def __init__(self, channels_last: bool, convolutional: bool = True):
         super().__init__()
