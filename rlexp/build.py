@@ -26,7 +26,7 @@ from rlexp.config import (
     config_from_dict,
     optimizer_class,
 )
-from rlexp.envs import boundary
+from rlexp.envs import boundary, snapshot
 from rlexp.envs.cartpole import batched_eval_envs
 from rlexp.members import eager_optimizer_class
 
@@ -50,6 +50,8 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
         env = gym.make(cfg.make_id, **kwargs)
     except (gym.error.Error, ImportError, TypeError, ValueError) as e:
         raise ConfigError(f"env.id={cfg.id!r} could not be made: {e}") from e
+    if not evaluation:  # a resumed run continues its episodes (rlexp.envs.snapshot)
+        env = snapshot.replayable(env)
     try:
         env = boundary.adapt(boundary.apply_wrappers(env, cfg.wrappers), cfg.id, cfg.channels)
     except ValueError as e:  # a wrapper that fails, a space the agents cannot take

@@ -8,9 +8,11 @@ new env already has, so no class is ever constructed from a checkpoint). An emul
 save itself as bytes (ale-py's ``cloneState``/``restoreState``) is saved that way. An object
 reached twice (a generator shared by two layers) is restored as one. Static objects (spaces,
 specs, functions, and the attributes an env names in ``snapshot_static``) are skipped. When a
-layer holds anything else (a physics engine, a renderer), :func:`capture` returns None and the
-resumed run starts new episodes instead. This covers gymnasium's classic-control envs, rlexp's
-toy env, Atari games and MinAtar.
+layer holds anything else (a physics engine, a renderer), the env is made with
+:class:`EpisodeReplay` above it (:func:`replayable`): the layers above are saved as plain data,
+and the env below is rebuilt by resetting it as its episode began and replaying the episode's
+actions, which gives the same state for a deterministic env (Box2D's LunarLander, say). Where
+that fails too, :func:`capture` returns None and the resumed run starts new episodes instead.
 """
 
 from __future__ import annotations
@@ -135,9 +137,54 @@ class _Decoder:
             setattr(obj, key, self(item, getattr(obj, key, None)))
 
 
+class EpisodeReplay(gym.Wrapper):
+    """Records how the current episode of the env beneath it began (the seed of its reset, or
+    the env's random generator just before it) and the actions since, so that a fresh env can
+    be brought to the same state by :meth:`replay`. The snapshot saves the layers above this
+    one and its record, and rebuilds the env beneath by replaying (see the module docstring)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self.reset_seed: int | None = None
+        self.rng_state: dict | None = None
+        self.actions: list = []
+
+    def reset(self, *, seed=None, options=None):
+        self.reset_seed = seed
+        generator = self.env.unwrapped.np_random
+        self.rng_state = None if seed is not None else generator.bit_generator.state
+        self.actions = []
+        return self.env.reset(seed=seed, options=options)
+
+    def step(self, action):
+        self.actions.append(action)
+        return self.env.step(action)
+
+    def replay(self) -> None:
+        """Bring the env beneath, freshly made, to the state of the recorded episode."""
+        if self.rng_state is not None:
+            self.env.unwrapped.np_random.bit_generator.state = self.rng_state
+        self.env.reset(seed=self.reset_seed)
+        for action in self.actions:
+            self.env.step(action)
+
+
+def replayable(env: gym.Env) -> gym.Env:
+    """``env``, with :class:`EpisodeReplay` above it when its state cannot be saved as plain
+    data (then only the layers above and the episode's record are saved)."""
+    try:
+        for layer in _layers(env):
+            _Encoder().attributes(layer)
+    except _Uncapturable:
+        return EpisodeReplay(env)
+    return env
+
+
 def _layers(env: gym.Env) -> list[gym.Env]:
+    """The layers of ``env`` that a snapshot saves: its wrapper chain, down to an
+    :class:`EpisodeReplay` (the env beneath it is rebuilt by replaying)."""
     layers = [env]
-    while isinstance(layers[-1], gym.Wrapper):
+    while isinstance(layers[-1], gym.Wrapper) and not isinstance(layers[-1], EpisodeReplay):
         layers.append(layers[-1].env)
     return layers
 
@@ -156,7 +203,13 @@ def capture(envs: gym.vector.VectorEnv, part: slice = slice(None)) -> dict | Non
 
 def _structure(envs: gym.vector.VectorEnv, part: slice) -> list[list[str]]:
     """Each sub-env's wrapper chain, by class: a saved state only fits the same chain."""
-    return [[f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in _layers(env)]
+    def chain(env: gym.Env) -> list[gym.Env]:
+        layers = [env]
+        while isinstance(layers[-1], gym.Wrapper):
+            layers.append(layers[-1].env)
+        return layers
+
+    return [[f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in chain(env)]
             for env in envs.unwrapped.envs[part]]
 
 
@@ -169,8 +222,11 @@ def restore(envs: gym.vector.VectorEnv, state: dict, part: slice = slice(None)) 
     decode = _Decoder()
     try:
         for env, layer_states in zip(envs.unwrapped.envs[part], state["envs"], strict=True):
-            for layer, attrs in zip(_layers(env), layer_states, strict=True):
+            layers = _layers(env)
+            for layer, attrs in zip(layers, layer_states, strict=True):
                 decode.set_attributes(layer, attrs)
+            if isinstance(layers[-1], EpisodeReplay):
+                layers[-1].replay()
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
         return False
     return True
