@@ -309,24 +309,24 @@ def test_a_worker_process_that_dies_leaves_its_runs_failed_and_the_others_comple
 
 
 def test_a_stop_signal_reaches_every_worker_and_the_sweep_resumes(tmp_path):
-    # Seed 1's env sends SIGINT to the launcher's process after 2,000 steps: it hands the
+    # Seed 1's env sends SIGINT to the launcher's process after 1,000 steps: it hands the
     # signal on to both workers, which checkpoint their runs.
-    args = ["-m", *FAULTY, "+env.kwargs.how=interrupt_parent", "+env.kwargs.crash_after=2000",
-            "total_steps=8000", "eval.every_steps=2000", "hydra.sweep.dir=sweep"]
+    args = ["-m", *FAULTY, "+env.kwargs.how=interrupt_parent", "+env.kwargs.crash_after=1000",
+            "total_steps=4000", "eval.every_steps=1000", "hydra.sweep.dir=sweep"]
     out = run_cli(args, cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
     assert out.returncode == 130, out.stderr[-3000:]
     assert "resume=true" in out.stdout + out.stderr
     for name, run in job_dirs(tmp_path / "sweep").items():
         metrics = read_metrics(run)
         assert metrics["status"] == "interrupted", name
-        assert 0 < metrics["env_steps"] < 8000 and (run / "checkpoints/last.pt").is_file()
+        assert 0 < metrics["env_steps"] < 4000 and (run / "checkpoints/last.pt").is_file()
     again = run_cli([*args, "resume=true"], cwd=tmp_path, env={"PYTHONPATH": str(REPO)})
     assert again.returncode == 0, again.stderr[-3000:]
     for name, run in job_dirs(tmp_path / "sweep").items():
         metrics = read_metrics(run)
-        assert metrics["status"] == "completed" and metrics["env_steps"] == 8000, name
+        assert metrics["status"] == "completed" and metrics["env_steps"] == 4000, name
         steps = [step for step, _ in read_scalars(run)["eval/return_mean"]]
-        assert steps == list(range(0, 8001, 2000)), name  # one curve, from start to end
+        assert steps == list(range(0, 4001, 1000)), name  # one curve, from start to end
 
 
 def _on_a_terminal(args: list[str], cwd: Path, timeout: float = 60) -> str:

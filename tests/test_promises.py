@@ -109,20 +109,18 @@ def test_resume_without_the_replay_buffer_refills_it_before_training(tmp_path, m
     assert min(updates_at) >= 600 + 100
 
 
-class OpaqueStateEnv(gym.Wrapper):
-    """CartPole holding an object that is not plain data, as a physics engine would."""
+class OpaqueState(gym.Wrapper):
+    """A wrapper holding an object that is not plain data (a renderer's, say). Above the env it
+    cannot be rebuilt by replaying the env's episode (rlexp.envs.snapshot.EpisodeReplay)."""
 
-    def __init__(self):
-        super().__init__(gym.make("CartPole-v1"))
+    def __init__(self, env):
+        super().__init__(env)
         self.engine = threading.Lock()
 
 
-gym.register("OpaqueState-v0", entry_point=OpaqueStateEnv)
-
-
-def test_an_env_whose_state_cannot_be_saved_resumes_with_new_episodes(tmp_path, monkeypatch,
-                                                                      caplog):
-    overrides = [*DQN, "env=gym", "env.id=OpaqueState-v0"]
+def test_an_env_whose_state_can_be_neither_saved_nor_replayed_resumes_with_new_episodes(
+        tmp_path, monkeypatch, caplog):
+    overrides = [*DQN, "env=cartpole", "env.wrappers=[tests.test_promises.OpaqueState]"]
     interrupted_at(450, overrides, tmp_path / "run", monkeypatch)
     assert load_training_state(tmp_path / "run" / rundir.LAST)["loop"]["env_state"] is None
     caplog.set_level("INFO", logger="rlexp")

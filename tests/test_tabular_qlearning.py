@@ -39,6 +39,7 @@ def test_chain_learns_q_star_and_the_optimal_policy(run_dir, seed):
     assert read_metrics(run_dir)["eval_return_mean"] == 1.0
 
 
+@pytest.mark.slow  # a learning check: 4,800 updates
 def test_random_variant_learns_q_star_within_its_noise(run_dir):
     # Rewards are uniform integers in [-10, 10): each TD target has variance v ~= 35, so a
     # constant step size can only bring Q to within noise of Q*. With B envs stepped together and
