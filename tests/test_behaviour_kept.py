@@ -3,9 +3,9 @@ final weights and log the same curves (every scalar but the wall-clock ``time/``
 did before the reshaping. The fingerprints were recorded before it; a change that means to
 alter behaviour records them again with ``python -m tests.test_behaviour_kept``, and says why.
 
-Float results depend on the CPU's kernels (torch's AVX2 and AVX-512 paths round differently),
-so fingerprints are kept per kernel class; a class with none recorded skips with how to record
-them."""
+Float results depend on the CPU's kernels (torch's AVX2 and AVX-512 paths, and the math
+libraries' paths for each vendor, may round differently), so fingerprints are kept per kind of
+CPU (:func:`cpu_kind`); a kind with none recorded skips with how to record them."""
 
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ CASES = {
 }
 POPULATION = {"dqn population of 4": 4}
 
-#: {torch CPU capability: {case: [final weights' sha256, curves' sha256] (one pair a member)}}
+#: {kind of CPU: {case: [final weights' sha256, curves' sha256] (one pair a member)}}
 RECORDED: dict[str, dict[str, list[list[str]]]] = {
-    "AVX512": {  # recorded on an AMD EPYC before the reshaping (issue 28)
+    "AVX512 AuthenticAMD": {  # recorded on an AMD EPYC before the reshaping (issue 28)
         "c51 n-step prioritized": [
             ["d99cf545fef4725e3b89c0cdabfa368d16a49ebdd7b94e79b20367364d93b203",
              "d54c9352686003849357aaab03f56598cf0f75d04a8165b1f93bdc8b6e5c0db1"],
@@ -64,6 +64,15 @@ RECORDED: dict[str, dict[str, list[list[str]]]] = {
 }
 
 
+def cpu_kind() -> str:
+    """torch's CPU capability (AVX2, AVX512, ...) and the CPU's vendor."""
+    cpuinfo = Path("/proc/cpuinfo")
+    text = cpuinfo.read_text() if cpuinfo.is_file() else ""
+    vendor = next((line.split(":", 1)[1].strip() for line in text.splitlines()
+                   if line.startswith("vendor_id")), "unknown")
+    return f"{torch.backends.cpu.get_cpu_capability()} {vendor}"
+
+
 def fingerprints(case: str, tmp_path: Path) -> list[list[str]]:
     seeds = POPULATION.get(case, 1)
     cfgs = [compose_config([*CASES[case], f"seed={s}"]) for s in range(seeds)]
@@ -84,11 +93,11 @@ def fingerprints(case: str, tmp_path: Path) -> list[list[str]]:
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_tiny_runs_end_with_the_weights_and_curves_recorded_before(case, tmp_path):
-    capability = torch.backends.cpu.get_cpu_capability()
-    if case not in RECORDED.get(capability, {}):
-        pytest.skip(f"no fingerprints recorded for {capability} CPUs: "
+    kind = cpu_kind()
+    if case not in RECORDED.get(kind, {}):
+        pytest.skip(f"no fingerprints recorded for {kind} CPUs: "
                     "python -m tests.test_behaviour_kept")
-    assert fingerprints(case, tmp_path) == RECORDED[capability][case]
+    assert fingerprints(case, tmp_path) == RECORDED[kind][case]
 
 
 if __name__ == "__main__":  # prints the fingerprints of this machine, to paste into RECORDED
@@ -97,4 +106,4 @@ if __name__ == "__main__":  # prints the fingerprints of this machine, to paste 
     with tempfile.TemporaryDirectory() as tmp:
         found = {case: fingerprints(case, Path(tmp) / str(i)) for i, case in
                  enumerate(sorted(CASES))}
-    json.dump({torch.backends.cpu.get_cpu_capability(): found}, sys.stdout, indent=1)
+    json.dump({cpu_kind(): found}, sys.stdout, indent=1)
