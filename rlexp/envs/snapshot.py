@@ -138,19 +138,21 @@ class _Decoder:
 
 
 class EpisodeReplay(gym.Wrapper):
-    """Records how the current episode of the env beneath it began (the seed of its reset, or
-    the env's random generator just before it) and the actions since, so that a fresh env can
-    be brought to the same state by :meth:`replay`. The snapshot saves the layers above this
-    one and its record, and rebuilds the env beneath by replaying (see the module docstring)."""
+    """Records how the current episode of the env beneath it began (the seed and options of its
+    reset, or the env's random generator just before it) and the actions since, so that a
+    fresh env can be brought to the same state by :meth:`replay`. The snapshot saves the layers
+    above this one and its record, and rebuilds the env beneath by replaying (see the module
+    docstring)."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.reset_seed: int | None = None
+        self.reset_options: dict | None = None
         self.rng_state: dict | None = None
         self.actions: list = []
 
     def reset(self, *, seed=None, options=None):
-        self.reset_seed = seed
+        self.reset_seed, self.reset_options = seed, options
         generator = self.env.unwrapped.np_random
         self.rng_state = None if seed is not None else generator.bit_generator.state
         self.actions = []
@@ -164,7 +166,7 @@ class EpisodeReplay(gym.Wrapper):
         """Bring the env beneath, freshly made, to the state of the recorded episode."""
         if self.rng_state is not None:
             self.env.unwrapped.np_random.bit_generator.state = self.rng_state
-        self.env.reset(seed=self.reset_seed)
+        self.env.reset(seed=self.reset_seed, options=self.reset_options)
         for action in self.actions:
             self.env.step(action)
 
@@ -180,13 +182,21 @@ def replayable(env: gym.Env) -> gym.Env:
     return env
 
 
+def _chain(env: gym.Env) -> list[gym.Env]:
+    """``env``'s wrapper chain, outermost first, down to the env itself."""
+    layers = [env]
+    while isinstance(layers[-1], gym.Wrapper):
+        layers.append(layers[-1].env)
+    return layers
+
+
 def _layers(env: gym.Env) -> list[gym.Env]:
     """The layers of ``env`` that a snapshot saves: its wrapper chain, down to an
     :class:`EpisodeReplay` (the env beneath it is rebuilt by replaying)."""
-    layers = [env]
-    while isinstance(layers[-1], gym.Wrapper) and not isinstance(layers[-1], EpisodeReplay):
-        layers.append(layers[-1].env)
-    return layers
+    layers = _chain(env)
+    replay = next((i for i, layer in enumerate(layers) if isinstance(layer, EpisodeReplay)),
+                  len(layers) - 1)
+    return layers[:replay + 1]
 
 
 def capture(envs: gym.vector.VectorEnv, part: slice = slice(None)) -> dict | None:
@@ -203,13 +213,7 @@ def capture(envs: gym.vector.VectorEnv, part: slice = slice(None)) -> dict | Non
 
 def _structure(envs: gym.vector.VectorEnv, part: slice) -> list[list[str]]:
     """Each sub-env's wrapper chain, by class: a saved state only fits the same chain."""
-    def chain(env: gym.Env) -> list[gym.Env]:
-        layers = [env]
-        while isinstance(layers[-1], gym.Wrapper):
-            layers.append(layers[-1].env)
-        return layers
-
-    return [[f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in chain(env)]
+    return [[f"{type(layer).__module__}.{type(layer).__qualname__}" for layer in _chain(env)]
             for env in envs.unwrapped.envs[part]]
 
 
