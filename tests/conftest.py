@@ -18,6 +18,7 @@ from torch.utils.tensorboard import SummaryWriter
 from rlexp.config import CONFIG_DIR
 from rlexp.config import compose as compose_config
 from rlexp.runner import run
+from tests import zygote
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -125,12 +126,9 @@ def run_in_process(overrides: list[str], run_dir: Path, stop=None):
 
 def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
-    """`python -m rlexp.train ARGS` in a subprocess, as a user types it."""
-    return subprocess.run(
-        [sys.executable, "-m", "rlexp.train", *args],
-        cwd=cwd or REPO, capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL,
-    )
+    """`python -m rlexp.train ARGS` in a process of its own, as a user types it (forked from
+    a process that has imported what it needs: tests/zygote.py)."""
+    return zygote.run("rlexp.train", args, cwd or REPO, env, timeout)
 
 
 def read_scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:

@@ -21,6 +21,7 @@ from tests.conftest import (
     compose_config,
     crash_run_at,
     read_scalars,
+    run_cli,
     run_in_process,
 )
 
@@ -194,8 +195,7 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     (run_dir,) = tmp_path.glob("outputs/runs/*/*")
     assert not (run_dir / "metrics.json").exists()
 
-    result = subprocess.run([sys.executable, "-m", "rlexp.train", *args, "resume=true"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    result = run_cli([*args, "resume=true"], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.glob("outputs/runs/*/*")) == [run_dir]  # no new run dir
     metrics = read_metrics(run_dir)
@@ -204,8 +204,7 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     steps = [s for s, _ in read_scalars(run_dir)["train/epsilon"]]
     assert steps == list(range(250, 4250, 250))
     # Nothing left to resume now.
-    again = subprocess.run([sys.executable, "-m", "rlexp.train", *args, "resume=true"],
-                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    again = run_cli([*args, "resume=true"], cwd=tmp_path, timeout=120)
     assert again.returncode == 2 and "no unfinished run" in again.stderr
 
 
@@ -213,7 +212,6 @@ def test_resume_with_the_run_directory_alone_continues_with_the_runs_own_config(
     """A run of a preset, a wrapper and overrides, killed: ``resume=RUN_DIR`` alone finishes
     it with its own config; a larger total_steps extends it; another value is refused."""
     from rlexp.agents.dqn import DQNAgent
-    from tests.conftest import run_cli
 
     overrides = ["experiment=blog_dqn_cartpole", *TINY, *TINY_DQN, "total_steps=800",
                  "checkpoint.every_steps=400", "agent.gamma=0.95", "device=cpu",

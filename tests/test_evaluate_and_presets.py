@@ -1,8 +1,6 @@
 """`python -m rlexp.evaluate` on a finished run, and the experiment presets."""
 
 import json
-import subprocess
-import sys
 
 import gymnasium as gym
 import numpy as np
@@ -12,12 +10,12 @@ from PIL import Image
 from rlexp.agents.dqn import DQNConfig
 from rlexp.agents.qnet import QNetConfig
 from rlexp.envs.cartpole import batched_eval_envs
+from tests import zygote
 from tests.conftest import REPO, TINY, TINY_DQN, compose_config, run_in_process
 
 
 def evaluate_cli(*args):
-    return subprocess.run([sys.executable, "-m", "rlexp.evaluate", *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=120)
+    return zygote.run("rlexp.evaluate", list(args), REPO, timeout=120)
 
 
 def test_evaluate_prints_writes_eval_json_and_a_gif(run_dir):

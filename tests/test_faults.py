@@ -21,6 +21,7 @@ from rlexp import rundir, runner, train
 from rlexp.checkpoint import load_training_state
 from rlexp.metrics import read_metrics
 from rlexp.stop import StopSignals
+from tests import zygote
 from tests.conftest import (
     REPO,
     TINY,
@@ -293,8 +294,7 @@ def test_a_directory_that_is_not_a_run_is_refused(tmp_path):
     result = run_cli([*DQN_RUN, f"resume={tmp_path / 'notes'}"], cwd=tmp_path)
     assert_one_line_error(result, "is not an unfinished rlexp run")
     assert [p.name for p in (tmp_path / "notes").iterdir()] == ["todo.txt"]
-    evaluation = subprocess.run([sys.executable, "-m", "rlexp.evaluate",
-                                 f"run_dir={tmp_path / 'notes'}"], capture_output=True, text=True)
+    evaluation = zygote.run("rlexp.evaluate", [f"run_dir={tmp_path / 'notes'}"], REPO)
     assert evaluation.returncode == 2 and "is not an rlexp run directory" in evaluation.stderr
 
 

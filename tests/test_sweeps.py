@@ -11,6 +11,7 @@ import yaml
 
 from rlexp import report
 from rlexp.metrics import read_metrics
+from tests import zygote
 from tests.conftest import REPO, fake_run, read_scalars, run_cli
 
 SHORT = ["env=toy", "total_steps=300", "log.every_steps=100", "eval.every_steps=150",
@@ -217,20 +218,16 @@ def test_probability_of_improvement_counts_ties_as_half():
 
 
 def test_report_cli(tmp_path):
-    import subprocess
-    import sys
 
     sweep = tmp_path / "sweep"
     fake_run(sweep, "a", ["seed=0"], final=5.0, curve=[(100, 5.0)])
-    out = subprocess.run([sys.executable, "-m", "rlexp.report", str(sweep), "--target", "5",
-                          "--no-plots"], capture_output=True, text=True)
+    out = zygote.run("rlexp.report", [str(sweep), "--target", "5", "--no-plots"], REPO)
     assert out.returncode == 0, out.stderr
     assert "all runs" in out.stdout and "1/1" in out.stdout
     with open(sweep / "summary.csv") as f:
         (row,) = csv.DictReader(f)
     assert row["target"] == "5.0" and row["steps_mean"] == "100.0"
-    missing = subprocess.run([sys.executable, "-m", "rlexp.report", str(tmp_path / "nope")],
-                             capture_output=True, text=True)
+    missing = zygote.run("rlexp.report", [str(tmp_path / "nope")], REPO)
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
 
 
