@@ -48,6 +48,8 @@ CURVES_PNG, CURVES_DIR, AGGREGATE_PNG = "curves.png", "curves", "aggregate.png"
 LOCK = ".lock"
 #: In a sweep directory: the sweep was asked to stop (holds the signal's number).
 SWEEP_STOP = ".stop-requested"
+# In a sweep directory: the keys the sweep varies, one per line (write_swept_keys).
+SWEPT_KEYS = ".swept-keys"
 #: Where a run that is started again from scratch (a failed sweep run, ``retry_failed=true``)
 #: keeps its earlier attempts: ``.attempts/<n>/``.
 ATTEMPTS = ".attempts"
@@ -150,19 +152,29 @@ def launch_overrides(run_dir: Path) -> list[str]:
 LAUNCH_KEYS = ("resume", "retry_failed")
 
 
-#: Set by a multirun for its jobs (rlexp.report.SweepReport, before it launches them): the keys
-#: the sweep varies, which lead its job directories' names.
-SWEPT_KEYS_ENV = "RLEXP_SWEPT_KEYS"
+def write_swept_keys(sweep_dir: Path, keys: list[str]) -> None:
+    """Record the keys a sweep varies (rlexp.report.SweepReport does, before it launches the
+    jobs), for :func:`job_dirname` in every job's process, wherever it runs."""
+    Path(sweep_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write(Path(sweep_dir) / SWEPT_KEYS, lambda tmp: tmp.write_text("\n".join(keys)))
 
 
-def job_dirname(task_overrides) -> str:
-    """A sweep job's directory name: its overrides, those of the swept keys first, then the
-    others, each part by name (``optimizer=adam,seed=1,device=cpu,env=toy``), so that the part
-    that tells runs apart survives wherever a long name is cut (TensorBoard's run list). By name,
-    not as typed, so that the same sweep typed in another order (resuming it) finds the same
-    directories; launch options (``resume``, ``retry_failed``) are left out for the same
+def swept_keys(sweep_dir: Path) -> set[str]:
+    """The keys :func:`write_swept_keys` recorded for a sweep (none when it did not)."""
+    try:
+        return set((Path(sweep_dir) / SWEPT_KEYS).read_text().split())
+    except FileNotFoundError:
+        return set()
+
+
+def job_dirname(task_overrides, sweep_dir: str) -> str:
+    """A sweep job's directory name: its overrides, those of the sweep's swept keys first, then
+    the others, each part by name (``optimizer=adam,seed=1,device=cpu,env=toy``), so that the
+    part that tells runs apart survives wherever a long name is cut (TensorBoard's run list). By
+    name, not as typed, so that the same sweep typed in another order (resuming it) finds the
+    same directories; launch options (``resume``, ``retry_failed``) are left out for the same
     reason."""
-    swept = {k for k in os.environ.get(SWEPT_KEYS_ENV, "").split(",") if k}
+    swept = swept_keys(Path(sweep_dir))
     kept = [str(o) for o in task_overrides if override_key(str(o)) not in LAUNCH_KEYS]
     return ",".join(sorted(kept, key=lambda o: (override_key(o) not in swept, o)))
 

@@ -120,11 +120,9 @@ class SweepSignals(StopSignals):
     stop themselves (a Ctrl-C reaches every process of the terminal's group) and save their
     checkpoints, the others do not start, and the sweep ends with its report."""
 
-    #: Set by the report callback when the multirun starts.
-    sweep_dir: Path | None = None
-
-    def __init__(self, jobs_are_grandchildren: bool = False) -> None:
+    def __init__(self, sweep_dir: Path, jobs_are_grandchildren: bool = False) -> None:
         super().__init__()
+        self.sweep_dir = sweep_dir
         # submitit's local executor runs each job under a controller process of its own that
         # has no SIGINT handler: started with SIGINT ignored (children inherit that), the
         # controllers wait quietly while their jobs, which install their own handler, stop.
@@ -138,8 +136,7 @@ class SweepSignals(StopSignals):
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         super()._handle(signum, frame)
-        if SweepSignals.sweep_dir is not None:
-            request_sweep_stop(SweepSignals.sweep_dir, signum)
+        request_sweep_stop(self.sweep_dir, signum)
 
 
 @contextlib.contextmanager

@@ -16,8 +16,8 @@ any training starts; set ``HYDRA_FULL_ERROR=1`` for a traceback.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,7 +32,7 @@ from rlexp.errors import INPUT_ERRORS, SHOW_TRACEBACK, exit_with_one_line
 from rlexp.jobs import end_job, open_job, train_job
 from rlexp.rundir import WriteError
 from rlexp.runtime import skip_exit_collection
-from rlexp.stop import StopNow, StopSignals, SweepSignals, exit_status
+from rlexp.stop import StopNow, StopSignals, exit_status
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
@@ -85,10 +85,10 @@ def main() -> None:
               "directory with hydra.sweep.dir=outputs/multirun/DATE/TIME", file=sys.stderr)
         sys.exit(2)
     try:
-        local_submitit = any(a in ("hydra/launcher=local_cluster",
-                                   "hydra/launcher=submitit_local") for a in args)
-        with SweepSignals(local_submitit) if sweeping else contextlib.nullcontext():
-            _hydra_main()
+        _hydra_main()  # a multirun's stop signals: rlexp.report.SweepReport
+    except KeyboardInterrupt:  # before the run or sweep could handle it (while Hydra composes)
+        print("rlexp: interrupted before training started", file=sys.stderr)
+        sys.exit(exit_status(signal.SIGINT))
     except StopNow as e:
         print(f"rlexp: {e}", file=sys.stderr)
         sys.exit(exit_status(e.signum))

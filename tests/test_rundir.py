@@ -31,15 +31,15 @@ def test_default_run_names_name_the_env_id_for_any_gymnasium_env():
     assert "${run_label:" in (Path(CONFIG_DIR) / "config.yaml").read_text()
 
 
-def test_a_job_directory_leads_with_the_swept_keys(monkeypatch):
+def test_a_job_directory_leads_with_the_swept_keys(tmp_path):
     from rlexp import rundir
 
     overrides = ["env=toy", "seed=3", "device=cpu", "optimizer.lr=0.1", "resume=true"]
-    monkeypatch.setenv(rundir.SWEPT_KEYS_ENV, "seed,optimizer.lr")
-    assert rundir.job_dirname(overrides) == "optimizer.lr=0.1,seed=3,device=cpu,env=toy"
-    assert rundir.job_dirname(overrides[::-1]) == rundir.job_dirname(overrides)
-    monkeypatch.delenv(rundir.SWEPT_KEYS_ENV)
-    assert rundir.job_dirname(overrides) == "device=cpu,env=toy,optimizer.lr=0.1,seed=3"
+    sweep = tmp_path / "sweep"
+    assert rundir.job_dirname(overrides, sweep) == "device=cpu,env=toy,optimizer.lr=0.1,seed=3"
+    rundir.write_swept_keys(sweep, ["seed", "optimizer.lr"])
+    assert rundir.job_dirname(overrides, sweep) == "optimizer.lr=0.1,seed=3,device=cpu,env=toy"
+    assert rundir.job_dirname(overrides[::-1], sweep) == rundir.job_dirname(overrides, sweep)
 
 
 def _claim(base: str) -> str:

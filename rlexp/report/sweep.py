@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import csv
 import io
-import os
 import shlex
 import signal
 import sys
@@ -111,19 +110,33 @@ def build_report(sweep_dir: Path, target: float | None = None) -> Report:
 
 
 class SweepReport(Callback):
-    """Hydra callback (``hydra.callbacks`` in conf/hydra/rlexp.yaml): at the end of a multirun,
-    write and print the report, and exit non-zero when some run did not complete, the report
-    itself failed, or the sweep was stopped by a signal (then saying how to resume it)."""
+    """Hydra callback (``hydra.callbacks`` in conf/hydra/rlexp.yaml) around every multirun.
+    From its start, a stop signal stops the sweep (:class:`SweepSignals`). At its end: write
+    and print the report, and exit non-zero when some run did not complete, the report itself
+    failed, or the sweep was stopped by a signal (then saying how to resume it)."""
+
+    def __init__(self) -> None:
+        self.signals: SweepSignals | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Read by each job's directory name (rundir.job_dirname), in this process or a worker.
-        os.environ[rundir.SWEPT_KEYS_ENV] = ",".join(swept_keys(config))
         sweep_dir = Path(str(config.hydra.sweep.dir))
+        # Read by each job's directory name (rundir.job_dirname), in this process or a worker.
+        rundir.write_swept_keys(sweep_dir, swept_keys(config))
         clear_sweep_stop(sweep_dir)  # left by an earlier, interrupted launch of this sweep
-        SweepSignals.sweep_dir = sweep_dir
+        # submitit's local executor runs each job under a controller process of its own.
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_"))
+        local_submitit = "submitit" in launcher and launcher.endswith("LocalLauncher")
+        self.signals = SweepSignals(sweep_dir, jobs_are_grandchildren=local_submitit)
+        self.signals.__enter__()
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        sweep_dir = Path(str(config.hydra.sweep.dir))
+        try:
+            self._end(Path(str(config.hydra.sweep.dir)))
+        finally:
+            if self.signals is not None:
+                self.signals.__exit__(None, None, None)
+
+    def _end(self, sweep_dir: Path) -> None:
         signum = sweep_stop_requested(sweep_dir)
         clear_sweep_stop(sweep_dir)
         try:
