@@ -10,6 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from rlexp.agents import AGENTS
 from rlexp.agents.c51 import C51Agent, C51Config, project
@@ -21,6 +22,7 @@ from tests.conftest import (
     TINY,
     TINY_DQN,
     read_scalars,
+    run_cli,
     run_in_process,
     solo_agent,
     solo_state,
@@ -241,21 +243,55 @@ def switches(agent: str) -> list[str]:
     return flips
 
 
-def option_cases() -> dict[str, list[str]]:
+def refusal(agent: str, overrides: list[str]) -> str | None:
+    """Why the agent's config refuses these ``agent.*`` overrides (None: it takes them)."""
+    schema = OmegaConf.structured(AGENTS[agent].Config)
+    dotlist = [o.removeprefix("agent.") for o in overrides if o.startswith("agent.")]
+    try:
+        OmegaConf.to_object(OmegaConf.merge(schema, OmegaConf.from_dotlist(dotlist)))
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def option_cases() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
     """For every registered agent: each switch alone, then all of them together with 3-step
-    returns and 3 envs where the agent has them."""
-    cases = {}
+    returns and 3 envs where the agent has them; and apart, the switches (and 3-step returns)
+    the agent refuses, where the mathematics does not allow them."""
+    cases, refused, reasons = {}, {}, set()
     for agent in sorted(AGENTS):
-        flips = switches(agent)
-        for flip in flips:
+        flips = []  # those it takes together
+        for flip in switches(agent):
+            if refusal(agent, [flip]):
+                refused[f"{agent} {flip}"] = [f"agent={agent}", flip]
+                continue
             cases[f"{agent} {flip}"] = [f"agent={agent}", flip]
+            why = refusal(agent, [*flips, flip])  # e.g. noisy layers need a bias
+            if why and why not in reasons:  # each reason once
+                reasons.add(why)
+                refused[f"{agent} {flip} with {' '.join(flips)}"] = [f"agent={agent}", *flips,
+                                                                     flip]
+            if not why:
+                flips.append(flip)
         fields = {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
         extra = ["agent.n_step=3", "env.num_envs=3"] if "n_step" in fields else []
+        if refusal(agent, extra):
+            refused[f"{agent} agent.n_step=3"] = [f"agent={agent}", "agent.n_step=3"]
+            extra = ["env.num_envs=3"]
         cases[f"{agent} all"] = [f"agent={agent}", *flips, *extra]
-    return cases
+    return cases, refused
 
 
-OPTIONS = option_cases()
+OPTIONS, REFUSED = option_cases()
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_an_option_an_agent_cannot_combine_with_is_refused_in_one_line(tmp_path, name):
+    result = run_cli([*REFUSED[name], *TINY], cwd=tmp_path)
+    key = REFUSED[name][-1].split("=")[0]
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.count("\n") == 1 and key in result.stderr, result.stderr
+    assert not list(tmp_path.glob("outputs/runs/*/*/checkpoints"))
 
 
 @pytest.mark.parametrize("name", OPTIONS)

@@ -71,6 +71,10 @@ def test_perturbing_one_member_leaves_the_others_bit_identical(agent):
                                gradient_steps=2, buffer_size=200) \
         if agent != "qnet" else AGENTS[agent].Config()
     alone = [Member(cfg, seed=s, lr=lr) for s, lr in ((0, 1e-3), (1, 2e-3), (2, 5e-4))]
+    if not AGENTS[agent].joins_populations(cfg, SPACE, None):  # e.g. noisy networks
+        with pytest.raises(ValueError, match="train them one run per process"):
+            population(agent, alone)
+        return
     # Member 1 differs in everything a member may: seed, learning rate, gamma, epsilon.
     other = dataclasses.replace(cfg, gamma=0.5, epsilon=dataclasses.replace(cfg.epsilon,
                                                                             end=0.9))

@@ -161,7 +161,9 @@ def test_help_lists_the_users_options_and_fields(package, tmp_path):
     result = cli(package, ["--help", SEARCH], tmp_path)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert "agent: c51, dqn, qnet, scaled_dqn" in lines
+    from rlexp.agents import AGENTS
+
+    assert f"agent: {', '.join(sorted([*AGENTS, 'scaled_dqn']))}" in lines
     assert any(ln.startswith("env: ") and "corridor" in ln for ln in lines)
     assert "== agent=scaled_dqn (ScaledDQNConfig) ==" in lines
     assert any("agent.reward_scale = 1.0: Rewards are multiplied by this" in ln for ln in lines)

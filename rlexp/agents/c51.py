@@ -87,17 +87,17 @@ class C51Agent(DQNAgent):
             picking = self._logits(self.q_net(b.next_obs)).softmax(dim=3) \
                 if self.cfg.double_q else next_probs
             next_q = (picking * self.support).sum(dim=3)
-            greedy = _of_action(next_probs, next_q.argmax(dim=2))
+            greedy = of_action(next_probs, next_q.argmax(dim=2))
             target = project(greedy.flatten(0, 1), b.reward.flatten(), b.discount.flatten(),
                              self.support).view_as(greedy)
-        log_probs = nn.functional.log_softmax(_of_action(logits, b.action), dim=2)
+        log_probs = nn.functional.log_softmax(of_action(logits, b.action), dim=2)
         cross_entropy = -(target * log_probs).sum(dim=2)
         weighted = cross_entropy if b.weight is None else b.weight * cross_entropy
         q = (log_probs.detach().exp() * self.support).sum(dim=2)
         return weighted.mean(dim=1), q, cross_entropy.detach()
 
 
-def _of_action(per_action: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+def of_action(per_action: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
     """``[members, batch, n_actions, atoms]`` -> the atoms of each sample's ``action``."""
     index = action[:, :, None, None].expand(*action.shape, 1, per_action.shape[3])
     return per_action.gather(2, index).squeeze(2)

@@ -19,7 +19,15 @@ from torch import nn
 
 from rlexp.agents.base import Agent, AgentConfig, AgentSpec
 from rlexp.members import MemberOptimizer
-from rlexp.nets import ACTIVATIONS, KINDS, member_networks, network_kind, q_network
+from rlexp.nets import (
+    ACTIVATIONS,
+    KINDS,
+    member_networks,
+    network_kind,
+    q_network,
+    resample_noise,
+    set_noise,
+)
 
 
 @dataclass
@@ -40,6 +48,14 @@ class NetworkConfig:
     #: Dueling head (Wang et al. 2016): Q(s, a) = V(s) + A(s, a) - mean_a A(s, a), the value
     #: and the advantages each a linear map of the last hidden layer (the torso is shared).
     dueling: bool = False
+    #: Noisy networks (Fortunato et al. 2018): every fully connected layer is a linear layer
+    #: with learned factorised Gaussian noise on its weights, drawn anew for each action
+    #: choice and each gradient step (the online and target networks independently), and off
+    #: in greedy evaluation. The noise explores, so epsilon may be 0. A noisy network trains
+    #: alone, not in a population.
+    noisy: bool = False
+    #: The noise's initial scale: each sigma starts at sigma0 / sqrt(inputs) (the paper's 0.5).
+    sigma0: float = 0.5
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -51,6 +67,11 @@ class NetworkConfig:
                 f"agent.network.activation={self.activation!r} is not one of "
                 f"{', '.join(ACTIVATIONS)}"
             )
+        if self.noisy and not self.bias:
+            raise ValueError("agent.network.noisy=true needs agent.network.bias=true (a noisy "
+                             "layer's bias carries noise too)")
+        if not self.sigma0 > 0:
+            raise ValueError(f"agent.network.sigma0={self.sigma0} must be positive")
 
 
 @dataclass
@@ -146,6 +167,9 @@ class QLearningAgent(Agent):
         self.optimizer = MemberOptimizer(self.q_net, spec.make_optimizer,
                                          [m.lr for m in self.members],
                                          [m.cfg.max_grad_norm for m in self.members])
+        #: Draws the noise of noisy networks (which train alone: one member).
+        self.noise_rng = torch.Generator(device=device).manual_seed(self.members[0].seed) \
+            if cfg.network.noisy else None
 
     def _network(self, seed: int) -> nn.Sequential:
         """A member's network, initialised from torch's generator seeded with its seed."""
@@ -155,7 +179,7 @@ class QLearningAgent(Agent):
             return q_network(self.observation_space, self.n_actions, net.hidden,
                              net.activation, net.bias, net.kind, dueling=net.dueling,
                              outputs_per_action=self.outputs_per_action(),
-                             channels=self.spec.channels)
+                             channels=self.spec.channels, noisy=net.noisy, sigma0=net.sigma0)
 
     def outputs_per_action(self) -> int:
         """The network's outputs per action: 1 (a Q-value), or e.g. C51's atoms."""
@@ -163,8 +187,9 @@ class QLearningAgent(Agent):
 
     @classmethod
     def joins_populations(cls, cfg, observation_space, channels) -> bool:
-        # A convolutional network only ever trains alone (rlexp.nets.member_networks).
-        return network_kind(cfg.network.kind, observation_space, channels) == "mlp"
+        # A convolutional or noisy network only ever trains alone (rlexp.nets.member_networks).
+        return network_kind(cfg.network.kind, observation_space, channels) == "mlp" and \
+            not cfg.network.noisy
 
     @classmethod
     def divergence_hints(cls, cfg) -> list[str]:
@@ -194,12 +219,23 @@ class QLearningAgent(Agent):
                 ) -> torch.Tensor:
         return torch.as_tensor(x, dtype=dtype, device=self.device)
 
+    def _noise(self, *nets: nn.Module, on: bool) -> None:
+        """Noisy networks: new noise for ``nets`` (``on``), or their weights' means alone."""
+        if self.noise_rng is None:
+            return
+        for net in nets:
+            set_noise(net, on)
+            if on:
+                resample_noise(net, self.noise_rng)
+
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
+        self._noise(self.q_net, on=False)
         with torch.inference_mode():
             return self._q_from_outputs(self.q_net(self._tensor(obs)))
 
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         n = obs.shape[1]
+        self._noise(self.q_net, on=explore)
         # Each member's draws are its own: the uniform draws, then random actions if any env
         # explores (as a population of one draws them).
         randoms = []
@@ -238,6 +274,7 @@ class QLearningAgent(Agent):
             "optimizer": self.optimizer.member_state_dict(i, self.lr_scales),
             "env_steps": self.env_steps,
             "rng": self.rngs[i].bit_generator.state,  # a dict of ints and strings
+            **({} if self.noise_rng is None else {"noise_rng": self.noise_rng.get_state()}),
         }
 
     def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
@@ -245,6 +282,8 @@ class QLearningAgent(Agent):
             self.q_net.load_member_state_dict(i, state["q_net"])
             self.rngs[i].bit_generator.state = state["rng"]
         self.optimizer.load_member_state_dicts([s["optimizer"] for s in states])
+        if self.noise_rng is not None:
+            self.noise_rng.set_state(states[0]["noise_rng"])
         self.env_steps = shared_counter(states, "env_steps")
 
 

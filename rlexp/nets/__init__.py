@@ -10,12 +10,14 @@ from rlexp.nets.architectures import (
     DuelingHead,
     OneHot,
     PixelInput,
+    linear_layer,
     minatar_cnn,
     nature_cnn,
     network_kind,
     obs_size,
     q_network,
 )
+from rlexp.nets.noisy import NoisyLinear, resample_noise, set_noise
 from rlexp.nets.population import (
     MEMBER_ALIGNMENT,
     MemberNetworks,
@@ -27,7 +29,7 @@ from rlexp.nets.population import (
 
 __all__ = [
     "ACTIVATIONS", "DuelingHead", "KINDS", "MEMBER_ALIGNMENT", "MINATAR_MIN_SIZE",
-    "MemberNetworks", "NATURE_MIN_SIZE", "OneHot", "OneMember", "PixelInput", "StackedMLP",
-    "functional_forward", "member_networks", "minatar_cnn", "nature_cnn", "network_kind",
-    "obs_size", "q_network",
+    "MemberNetworks", "NATURE_MIN_SIZE", "NoisyLinear", "OneHot", "OneMember", "PixelInput",
+    "StackedMLP", "functional_forward", "linear_layer", "member_networks", "minatar_cnn",
+    "nature_cnn", "network_kind", "obs_size", "q_network", "resample_noise", "set_noise",
 ]

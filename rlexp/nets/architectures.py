@@ -9,11 +9,14 @@ converted to floats inside it, on its device: they travel and are stored at 1 by
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
 from gymnasium import spaces
 from torch import nn
+
+from rlexp.nets.noisy import NoisyLinear
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
@@ -97,11 +100,11 @@ class DuelingHead(nn.Module):
     the rows of one linear layer: one matrix product for both."""
 
     def __init__(self, width: int, n_actions: int, outputs_per_action: int = 1,
-                 bias: bool = True):
+                 linear: Callable[[int, int], nn.Module] = nn.Linear):
         super().__init__()
         self.shape = (n_actions, outputs_per_action)
         #: Rows [0, outputs_per_action): V; the rest: A, action-major.
-        self.linear = nn.Linear(width, (n_actions + 1) * outputs_per_action, bias=bias)
+        self.linear = linear(width, (n_actions + 1) * outputs_per_action)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = nn.functional.linear(x, self.linear.weight, self.linear.bias)
@@ -110,40 +113,48 @@ class DuelingHead(nn.Module):
         return (value + advantage - advantage.mean(dim=1, keepdim=True)).flatten(1)
 
 
-def _head(width: int, n_actions: int, outputs_per_action: int, dueling: bool, bias: bool = True
-          ) -> nn.Module:
+def _head(width: int, n_actions: int, outputs_per_action: int, dueling: bool,
+          linear: Callable[[int, int], nn.Module]) -> nn.Module:
     """The output layer: ``n_actions * outputs_per_action`` values, action-major."""
     if dueling:
-        return DuelingHead(width, n_actions, outputs_per_action, bias)
-    return nn.Linear(width, n_actions * outputs_per_action, bias=bias)
+        return DuelingHead(width, n_actions, outputs_per_action, linear)
+    return linear(width, n_actions * outputs_per_action)
+
+
+def linear_layer(bias: bool = True, noisy: bool = False, sigma0: float = 0.5
+                 ) -> Callable[[int, int], nn.Module]:
+    """How a network makes its fully connected layers: ``nn.Linear``, or a noisy layer
+    (:class:`~rlexp.nets.noisy.NoisyLinear`, always with a bias) with noise scale ``sigma0``."""
+    return partial(NoisyLinear, sigma0=sigma0) if noisy else partial(nn.Linear, bias=bias)
 
 
 def _conv_q_network(space: spaces.Box, convs: list[nn.Module], dense: int, head: Callable,
-                    channels_last: bool) -> nn.Sequential:
+                    channels_last: bool, linear: Callable[[int, int], nn.Module]
+                    ) -> nn.Sequential:
     torso = nn.Sequential(PixelInput(channels_last), *convs, nn.Flatten())
     with torch.no_grad():
         width = torso(torch.zeros((1, *space.shape), dtype=torch.float32)).shape[1]
-    net = nn.Sequential(*torso, nn.Linear(width, dense), nn.ReLU(), head(dense))
+    net = nn.Sequential(*torso, linear(width, dense), nn.ReLU(), head(dense))
     return net.to(memory_format=torch.channels_last)  # the conv weights, as PixelInput's output
 
 
-def nature_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = False
-               ) -> nn.Sequential:
+def nature_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = False,
+               linear: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Sequential:
     """Mnih et al. (2015): conv 32 8x8/4, conv 64 4x4/2, conv 64 3x3/1, dense 512, on images
     (Atari's channels-first frame stacks ``[stack, H, W]``); ``head(512)`` makes the output
     layer."""
     channels = space.shape[-1 if channels_last else 0]
     convs = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
              nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()]
-    return _conv_q_network(space, convs, 512, head, channels_last)
+    return _conv_q_network(space, convs, 512, head, channels_last, linear)
 
 
-def minatar_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = True
-                ) -> nn.Sequential:
+def minatar_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = True,
+                linear: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Sequential:
     """Young & Tian (2019): conv 16 3x3/1, dense 128, on images (MinAtar's channels-last planes
     ``[H, W, C]``)."""
     convs = [nn.Conv2d(space.shape[-1 if channels_last else 0], 16, 3, stride=1), nn.ReLU()]
-    return _conv_q_network(space, convs, 128, head, channels_last)
+    return _conv_q_network(space, convs, 128, head, channels_last, linear)
 
 
 def q_network(
@@ -156,6 +167,8 @@ def q_network(
     dueling: bool = False,
     outputs_per_action: int = 1,
     channels: str | None = None,
+    noisy: bool = False,
+    sigma0: float = 0.5,
 ) -> nn.Sequential:
     """The Q-network ``kind`` names (see :func:`network_kind`): ``outputs_per_action`` values
     per action (1: its Q-value; C51: its return distribution's logits), action-major, from a
@@ -163,7 +176,8 @@ def q_network(
 
     The convolutional kinds are their papers' networks, for images whose channels are where
     ``channels`` says (``first``, ``last``; None: not an image); ``hidden``, ``activation`` and
-    ``bias`` shape the MLP.
+    ``bias`` shape the MLP. With ``noisy``, every fully connected layer (the convolutional
+    networks' dense layers and head) is a noisy layer of noise scale ``sigma0``.
 
     With no hidden layers the network is a single linear map, initialised to zero: on one-hot
     inputs and without bias it *is* a Q-table (``weight[a, s] = Q(s, a)``), and SGD with learning
@@ -171,6 +185,7 @@ def q_network(
     """
     kind = network_kind(kind, observation_space, channels)
     if kind != "mlp":
+        linear = linear_layer(True, noisy, sigma0)  # the papers' layers have biases
         if channels is None:
             raise ValueError(f"agent.network.kind={kind} needs image observations (2-D or 3-D, "
                              f"uint8 or bool; see env.channels), not {observation_space}")
@@ -180,8 +195,10 @@ def q_network(
                              f"{NATURE_MIN_SIZE}x{NATURE_MIN_SIZE}, not "
                              f"{observation_space.shape} (channels {channels})")
         return {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[kind](
-            observation_space, lambda width: _head(width, n_actions, outputs_per_action, dueling),
-            channels_last=channels == "last")
+            observation_space,
+            lambda width: _head(width, n_actions, outputs_per_action, dueling, linear),
+            channels_last=channels == "last", linear=linear)
+    linear = linear_layer(bias, noisy, sigma0)
     pixels = isinstance(observation_space, spaces.Box) and observation_space.dtype in (np.uint8,
                                                                                        np.bool_)
     layers: list[nn.Module] = []
@@ -193,10 +210,10 @@ def q_network(
         layers.append(nn.Flatten())
     width = obs_size(observation_space)
     for h in hidden:
-        layers += [nn.Linear(width, h, bias=bias), ACTIVATIONS[activation]()]
+        layers += [linear(width, h), ACTIVATIONS[activation]()]
         width = h
-    head = _head(width, n_actions, outputs_per_action, dueling, bias)
-    if not hidden:
+    head = _head(width, n_actions, outputs_per_action, dueling, linear)
+    if not hidden and not noisy:
         for p in head.parameters():
             nn.init.zeros_(p)
     layers.append(head)

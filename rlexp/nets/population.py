@@ -254,10 +254,10 @@ def _plan(net: nn.Sequential) -> _Plan:
     head = _no_combination
     while modules:
         module = modules.pop(0)
-        if isinstance(module, DuelingHead) and not modules:
+        if isinstance(module, DuelingHead) and type(module.linear) is nn.Linear and not modules:
             layers.append(_Layer(module.linear.bias is not None))
             head = partial(_dueling, shape=module.shape)
-        elif isinstance(module, nn.Linear):
+        elif type(module) is nn.Linear:
             activated = bool(modules) and isinstance(modules[0], tuple(ACTIVATIONS.values()))
             layers.append(_Layer(module.bias is not None,
                                  _activation(modules.pop(0)) if activated else None))
