@@ -111,3 +111,25 @@ def test_sixteen_population_members_end_as_sixteen_separate_runs(tmp_path):
     finals = [m["eval_return_mean"] for m in together]
     assert finals == [m.eval_return_mean for m in alone]
     assert mannwhitneyu(finals, [m.eval_return_mean for m in alone]).pvalue > 0.05
+
+
+def deep_agents() -> list[str]:
+    """Every registered agent but qnet (online Q-learning with no replay: the toy chain's and
+    the linear baselines' agent, not CartPole's)."""
+    from rlexp.agents import AGENTS
+
+    return [name for name in sorted(AGENTS) if name != "qnet"]
+
+
+@pytest.mark.parametrize("agent", deep_agents())
+def test_every_deep_agent_solves_cartpole_with_its_defaults_in_four_of_five_seeds(tmp_path,
+                                                                                   agent):
+    # `agent=NAME seeds=5` as typed (CartPole-v1, the agent's defaults and tuned settings): one
+    # population of five, or five runs alone for an agent whose networks train alone (noisy).
+    from rlexp.metrics import read_metrics
+
+    result = run_cli([f"agent={agent}", "seeds=5", "device=cpu",
+                      f"hydra.run.dir={tmp_path}/run"], timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    finals = [read_metrics(tmp_path / "run" / f"seed{s}")["eval_return_mean"] for s in range(5)]
+    assert sum(f >= 475 for f in finals) >= 4, finals

@@ -167,9 +167,10 @@ class QLearningAgent(Agent):
         self.optimizer = MemberOptimizer(self.q_net, spec.make_optimizer,
                                          [m.lr for m in self.members],
                                          [m.cfg.max_grad_norm for m in self.members])
-        #: Draws the noise of noisy networks (which train alone: one member).
-        self.noise_rng = torch.Generator(device=device).manual_seed(self.members[0].seed) \
-            if cfg.network.noisy else None
+        #: torch's random draws of an agent that makes them (noisy networks' noise, IQN's
+        #: quantile fractions); such agents train alone, so it is the one member's.
+        self.torch_rng = torch.Generator(device=device).manual_seed(self.members[0].seed) \
+            if self.draws_with_torch() else None
 
     def _network(self, seed: int) -> nn.Sequential:
         """A member's network, initialised from torch's generator seeded with its seed."""
@@ -180,6 +181,10 @@ class QLearningAgent(Agent):
                              net.activation, net.bias, net.kind, dueling=net.dueling,
                              outputs_per_action=self.outputs_per_action(),
                              channels=self.spec.channels, noisy=net.noisy, sigma0=net.sigma0)
+
+    def draws_with_torch(self) -> bool:
+        """Whether the agent makes random draws with torch (then it trains alone)."""
+        return self.cfg.network.noisy
 
     def outputs_per_action(self) -> int:
         """The network's outputs per action: 1 (a Q-value), or e.g. C51's atoms."""
@@ -221,12 +226,12 @@ class QLearningAgent(Agent):
 
     def _noise(self, *nets: nn.Module, on: bool) -> None:
         """Noisy networks: new noise for ``nets`` (``on``), or their weights' means alone."""
-        if self.noise_rng is None:
+        if not self.cfg.network.noisy:
             return
         for net in nets:
             set_noise(net, on)
             if on:
-                resample_noise(net, self.noise_rng)
+                resample_noise(net, self.torch_rng)
 
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         self._noise(self.q_net, on=False)
@@ -254,12 +259,16 @@ class QLearningAgent(Agent):
             if everywhere:
                 return np.stack([r[1] for r in randoms])
         with torch.inference_mode():
-            q = self._q_from_outputs(self.q_net.act_forward(self._tensor(obs)))
+            q = self._acting_q(self._tensor(obs), explore)
         greedy = q.argmax(dim=2).cpu().numpy()
         for i, drawn in enumerate(randoms):
             if drawn is not None:
                 greedy[i] = np.where(drawn[0], drawn[1], greedy[i])
         return greedy
+
+    def _acting_q(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
+        """The Q-values ``[members, envs, n_actions]`` whose argmax is the greedy action."""
+        return self._q_from_outputs(self.q_net.act_forward(obs))
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
         """One step on ``loss``, the members' losses ``[members]`` (summed: each member's
@@ -274,7 +283,7 @@ class QLearningAgent(Agent):
             "optimizer": self.optimizer.member_state_dict(i, self.lr_scales),
             "env_steps": self.env_steps,
             "rng": self.rngs[i].bit_generator.state,  # a dict of ints and strings
-            **({} if self.noise_rng is None else {"noise_rng": self.noise_rng.get_state()}),
+            **({} if self.torch_rng is None else {"torch_rng": self.torch_rng.get_state()}),
         }
 
     def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
@@ -282,8 +291,8 @@ class QLearningAgent(Agent):
             self.q_net.load_member_state_dict(i, state["q_net"])
             self.rngs[i].bit_generator.state = state["rng"]
         self.optimizer.load_member_state_dicts([s["optimizer"] for s in states])
-        if self.noise_rng is not None:
-            self.noise_rng.set_state(states[0]["noise_rng"])
+        if self.torch_rng is not None:
+            self.torch_rng.set_state(states[0]["torch_rng"])
         self.env_steps = shared_counter(states, "env_steps")
 
 

@@ -245,6 +245,8 @@ class _Plan:
 
 def _plan(net: nn.Sequential) -> _Plan:
     """The plan of an MLP as :func:`q_network` builds it; ValueError for any other network."""
+    if not isinstance(net, nn.Sequential):
+        raise ValueError(f"a {type(net).__name__} has no stacked form")
     modules = list(net)
     inputs = []
     while modules and (step := _input_step(modules[0])) is not None:
@@ -385,14 +387,16 @@ class OneMember(MemberNetworks):
         return part
 
     def _compile(self) -> None:
-        act = functional_forward(self.net)
-        self._act = lambda x: act(x[0]).unsqueeze(0)
+        act = functional_forward(self.net) if isinstance(self.net, nn.Sequential) else self.net
+        self._act = lambda x, *extra: act(x[0], *(e[0] for e in extra)).unsqueeze(0)
 
-    def act_forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._act(x)
+    def act_forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        """``extra``: further inputs ``[1, ...]`` of a network that takes them (IQN's
+        quantile fractions)."""
+        return self._act(x, *extra)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x[0]).unsqueeze(0)
+    def forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        return self.net(x[0], *(e[0] for e in extra)).unsqueeze(0)
 
 
 def member_networks(nets: Sequence[nn.Sequential]) -> MemberNetworks:
@@ -402,7 +406,8 @@ def member_networks(nets: Sequence[nn.Sequential]) -> MemberNetworks:
         return StackedMLP(nets)
     except ValueError:
         if len(nets) > 1:
+            modules = nets[0] if isinstance(nets[0], nn.Sequential) else [nets[0]]
             raise ValueError(f"population training batches MLP Q-networks; these are "
-                             f"{', '.join(type(m).__name__ for m in nets[0])}: train them one "
+                             f"{', '.join(type(m).__name__ for m in modules)}: train them one "
                              "run per process (hydra/launcher=parallel)") from None
         return OneMember(nets[0])
