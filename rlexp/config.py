@@ -93,18 +93,14 @@ class SGDConfig(OptimizerConfig):
 
 
 @dataclass
-class AdamConfig(OptimizerConfig):
-    name: str = "adam"
-    _target_: str = "torch.optim.Adam"
-    #: Tuned with the DQN defaults on CartPole-v1 (docs/tuning.md).
-    lr: float = 0.0035
+class MomentsConfig(OptimizerConfig):
+    """The fields of Adam and its kin: running estimates of the gradient's first and second
+    moments."""
+
     #: Decay rates of the first and second moment estimates.
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     #: Added to the denominator for numerical stability.
     eps: float = 1e-8
-    #: torch's fused implementation: the whole update in one kernel per device (the same
-    #: arithmetic, rounded differently). 17% off a Nature-DQN gradient step on one CPU thread.
-    fused: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,6 +108,26 @@ class AdamConfig(OptimizerConfig):
             raise ConfigError(f"optimizer.betas={list(self.betas)} must be two values in [0, 1)")
         if not self.eps > 0:
             raise ConfigError(f"optimizer.eps={self.eps} must be > 0")
+
+
+@dataclass
+class AdamConfig(MomentsConfig):
+    name: str = "adam"
+    _target_: str = "torch.optim.Adam"
+    #: Tuned with the DQN defaults on CartPole-v1 (docs/tuning.md).
+    lr: float = 0.0035
+    #: torch's fused implementation: the whole update in one kernel per device (the same
+    #: arithmetic, rounded differently). 17% off a Nature-DQN gradient step on one CPU thread.
+    fused: bool = True
+
+
+@dataclass
+class RAdamConfig(MomentsConfig):
+    """torch.optim.RAdam (Liu et al. 2020: Adam with its early steps' variance rectified), as
+    PQN trains (Gallici et al. 2024; purejaxql's optax.radam)."""
+
+    name: str = "radam"
+    _target_: str = "torch.optim.RAdam"
 
 
 @dataclass
@@ -144,7 +160,7 @@ class RMSpropConfig(OptimizerConfig):
 
 
 OPTIMIZERS: dict[str, type[OptimizerConfig]] = {"sgd": SGDConfig, "adam": AdamConfig,
-                                                 "rmsprop": RMSpropConfig}
+                                                 "rmsprop": RMSpropConfig, "radam": RAdamConfig}
 
 # ------------------------------------------------------------------------------------- device
 

@@ -40,6 +40,22 @@ TINY_DQN = [
 ]
 
 
+#: TINY_DQN's settings and PQN's rollouts, shrunk, by field: :func:`shrunk` adds those that an
+#: agent's config has.
+TINY_AGENT = {"learning_starts": 100, "train_freq": 4, "gradient_steps": 2, "batch_size": 32,
+              "buffer_size": 1000, "rollout_steps": 4, "minibatches": 2}
+
+
+def shrunk(overrides: list[str], settings: dict | None = None) -> list[str]:
+    """``overrides`` with ``settings`` (TINY_AGENT) for the fields the agent's config has, and
+    at most 4 envs (a tuned setting may step many: PQN's 32), so that any agent updates and
+    checkpoints early."""
+    cfg = compose_config(overrides)
+    extra = [f"agent.{k}={v}" for k, v in (settings or TINY_AGENT).items()
+             if hasattr(cfg.agent, k)]
+    return [*overrides, *extra, *(["env.num_envs=4"] if cfg.env.num_envs > 4 else [])]
+
+
 def solo_agent(agent_cls, cfg, observation_space, action_space, make_optimizer, total_steps,
                seed=0, **kw):
     """A population of one built from plain arguments, as a single run's agent."""

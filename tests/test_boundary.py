@@ -22,24 +22,31 @@ from rlexp.build import make_env
 from rlexp.config import ConfigError, compose
 from rlexp.envs import boundary
 from tests import generated_env  # noqa: F401  registers Generated-v0
-from tests.conftest import crash_run_at, final_weights, options, read_scalars, run_in_process
+from tests.conftest import (
+    crash_run_at,
+    final_weights,
+    options,
+    read_scalars,
+    run_in_process,
+    shrunk,
+)
 
 GENERATED = "tests.generated_env:Generated-v0"
 #: Any run, shrunk: checkpoints at 100 and 200, evaluations capped (Atari's run for minutes).
 SMALL = ["total_steps=300", "log.every_steps=100", "eval.every_steps=150", "eval.episodes=2",
          "eval.max_episode_steps=40", "checkpoint.every_steps=100", "device=cpu",
          "device.threads=1"]
-#: For agents with a replay memory.
-SMALL_REPLAY = {"learning_starts": 50, "train_freq": 4, "gradient_steps": 1, "batch_size": 8,
-                "buffer_size": 500}
+#: For agents with a replay memory, and PQN's rollouts.
+SMALL_AGENT = {"learning_starts": 50, "train_freq": 4, "gradient_steps": 1, "batch_size": 8,
+               "buffer_size": 500, "rollout_steps": 4, "minibatches": 2}
 CRASH_AT = 150  # env steps: after the checkpoint at 100
 def small(overrides: list[str]) -> list[str]:
-    """``overrides`` with SMALL, SMALL_REPLAY's fields that the agent has, and Atari frames
-    of 36 pixels (the Nature network's smallest input: a fifth of its work at 84)."""
+    """``overrides`` with SMALL, SMALL_AGENT's fields that the agent has (:func:`shrunk`), and
+    Atari frames of 36 pixels (the Nature network's smallest input: a fifth of its work at
+    84)."""
     cfg = compose([*overrides, *SMALL])
     frames = ["env.screen_size=36"] if cfg.env.name == "atari" else []
-    return [*overrides, *SMALL, *frames, *(f"agent.{k}={v}" for k, v in SMALL_REPLAY.items()
-                                           if hasattr(cfg.agent, k))]
+    return shrunk([*overrides, *SMALL, *frames], SMALL_AGENT)
 
 
 def crash_resume_and_compare(overrides: list[str], tmp_path: Path) -> tuple[Path, object]:

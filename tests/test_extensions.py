@@ -20,10 +20,10 @@ from rlexp.nets import DuelingHead, q_network
 from rlexp.replay import FrameReplayBuffer, PrioritizedSampler, ReplayBuffer, SumTree
 from tests.conftest import (
     TINY,
-    TINY_DQN,
     read_scalars,
     run_cli,
     run_in_process,
+    shrunk,
     solo_agent,
     solo_state,
 )
@@ -296,10 +296,7 @@ def test_an_option_an_agent_cannot_combine_with_is_refused_in_one_line(tmp_path,
 
 @pytest.mark.parametrize("name", OPTIONS)
 def test_every_extension_trains_a_tiny_budget_and_logs_its_curves(run_dir, name):
-    agent = OPTIONS[name][0].removeprefix("agent=")
-    replay = "buffer_size" in {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
-    metrics = run_in_process([*OPTIONS[name], "device=cpu", *TINY, *(TINY_DQN if replay else [])],
-                             run_dir)
+    metrics = run_in_process(shrunk([*OPTIONS[name], "device=cpu", *TINY]), run_dir)
     assert metrics.status == "completed" and metrics.env_steps == 600
     scalars = read_scalars(run_dir)
     for tag in ("train/loss", "train/q_mean", "eval/return_mean"):

@@ -67,9 +67,11 @@ def population(agent: str, members: list[Member]):
 
 @pytest.mark.parametrize("agent", [name for name in AGENTS if name != "qnet"] + ["qnet"])
 def test_perturbing_one_member_leaves_the_others_bit_identical(agent):
-    cfg = AGENTS[agent].Config(learning_starts=16, batch_size=8, train_freq=2,
-                               gradient_steps=2, buffer_size=200) \
-        if agent != "qnet" else AGENTS[agent].Config()
+    # Updates early and often, where the agent has these settings.
+    small = {"learning_starts": 16, "batch_size": 8, "train_freq": 2, "gradient_steps": 2,
+             "buffer_size": 200, "rollout_steps": 4, "minibatches": 2}
+    fields = {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
+    cfg = AGENTS[agent].Config(**{k: v for k, v in small.items() if k in fields})
     alone = [Member(cfg, seed=s, lr=lr) for s, lr in ((0, 1e-3), (1, 2e-3), (2, 5e-4))]
     if not AGENTS[agent].joins_populations(cfg, SPACE, None):  # e.g. noisy networks
         with pytest.raises(ValueError, match="train them one run per process"):

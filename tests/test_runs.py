@@ -13,8 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import plugin_data_pb2
 
 import rlexp
-from rlexp.config import SCHEMAS
-from tests.conftest import TINY, TINY_DQN, compose_config, options, read_scalars, run_in_process
+from tests.conftest import TINY, compose_config, options, read_scalars, run_in_process, shrunk
 
 TAGS = {"train/loss", "train/episode_return", "train/episode_length", "train/epsilon",
         "train/q_mean", "eval/return_mean", "eval/return_std", "time/sps"}
@@ -32,9 +31,8 @@ VECTOR_ENVS = [env for env in options("env")
 
 
 def tiny(agent: str, env: str, optimizer: str = "adam", device: str = "cpu") -> list[str]:
-    replay = hasattr(SCHEMAS["agent"][agent], "buffer_size")  # DQN's settings, shrunk
-    return [f"agent={agent}", *env_overrides(env), f"optimizer={optimizer}", f"device={device}",
-            *TINY, *(TINY_DQN if replay else [])]
+    return shrunk([f"agent={agent}", *env_overrides(env), f"optimizer={optimizer}",
+                   f"device={device}", *TINY])
 
 
 # Every registered agent x every vector env; the optimizers (sgd, adam) and devices (cpu,

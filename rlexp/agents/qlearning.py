@@ -22,6 +22,7 @@ from rlexp.members import MemberOptimizer
 from rlexp.nets import (
     ACTIVATIONS,
     KINDS,
+    NORMS,
     member_networks,
     network_kind,
     q_network,
@@ -56,6 +57,9 @@ class NetworkConfig:
     noisy: bool = False
     #: The noise's initial scale: each sigma starts at sigma0 / sqrt(inputs) (the paper's 0.5).
     sigma0: float = 0.5
+    #: Normalise every hidden layer before its nonlinearity: layer (LayerNorm, as PQN does) or
+    #: null. A normalised network trains alone, not in a population.
+    norm: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -70,6 +74,9 @@ class NetworkConfig:
         if self.noisy and not self.bias:
             raise ValueError("agent.network.noisy=true needs agent.network.bias=true (a noisy "
                              "layer's bias carries noise too)")
+        if self.norm is not None and self.norm not in NORMS:
+            raise ValueError(f"agent.network.norm={self.norm!r} is not one of "
+                             f"{', '.join(NORMS)} or null")
         if not self.sigma0 > 0:
             raise ValueError(f"agent.network.sigma0={self.sigma0} must be positive")
 
@@ -180,7 +187,8 @@ class QLearningAgent(Agent):
             return q_network(self.observation_space, self.n_actions, net.hidden,
                              net.activation, net.bias, net.kind, dueling=net.dueling,
                              outputs_per_action=self.outputs_per_action(),
-                             channels=self.spec.channels, noisy=net.noisy, sigma0=net.sigma0)
+                             channels=self.spec.channels, noisy=net.noisy, sigma0=net.sigma0,
+                             norm=net.norm)
 
     def draws_with_torch(self) -> bool:
         """Whether the agent makes random draws with torch (then it trains alone)."""
@@ -192,9 +200,10 @@ class QLearningAgent(Agent):
 
     @classmethod
     def joins_populations(cls, cfg, observation_space, channels) -> bool:
-        # A convolutional or noisy network only ever trains alone (rlexp.nets.member_networks).
+        # A convolutional, noisy or normalised network only ever trains alone
+        # (rlexp.nets.member_networks).
         return network_kind(cfg.network.kind, observation_space, channels) == "mlp" and \
-            not cfg.network.noisy
+            not cfg.network.noisy and cfg.network.norm is None
 
     @classmethod
     def divergence_hints(cls, cfg) -> list[str]:

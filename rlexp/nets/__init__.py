@@ -7,6 +7,7 @@ from rlexp.nets.architectures import (
     KINDS,
     MINATAR_MIN_SIZE,
     NATURE_MIN_SIZE,
+    NORMS,
     DuelingHead,
     OneHot,
     PixelInput,
@@ -28,7 +29,7 @@ from rlexp.nets.population import (
 )
 
 __all__ = [
-    "ACTIVATIONS", "DuelingHead", "KINDS", "MEMBER_ALIGNMENT", "MINATAR_MIN_SIZE",
+    "ACTIVATIONS", "DuelingHead", "KINDS", "MEMBER_ALIGNMENT", "MINATAR_MIN_SIZE", "NORMS",
     "MemberNetworks", "NATURE_MIN_SIZE", "NoisyLinear", "OneHot", "OneMember", "PixelInput",
     "StackedMLP", "functional_forward", "linear_layer", "member_networks", "minatar_cnn",
     "nature_cnn", "network_kind", "obs_size", "q_network", "resample_noise", "set_noise",

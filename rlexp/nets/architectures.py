@@ -21,6 +21,16 @@ from rlexp.nets.noisy import NoisyLinear
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU}
 
 
+#: Normalisations after a hidden layer's linear map (``agent.network.norm``; null: none).
+NORMS = ("layer",)
+
+
+def _normalised(width: int, norm: str | None) -> list[nn.Module]:
+    """The normalisation of a hidden layer of ``width`` units (LayerNorm, Ba et al. 2016), before
+    its nonlinearity, as PQN's networks place it."""
+    return [nn.LayerNorm(width)] if norm == "layer" else []
+
+
 #: Network kinds (``agent.network.kind``); ``auto`` picks one from the observation space.
 KINDS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 
@@ -129,32 +139,35 @@ def linear_layer(bias: bool = True, noisy: bool = False, sigma0: float = 0.5
 
 
 def _conv_q_network(space: spaces.Box, convs: list[nn.Module], dense: int, head: Callable,
-                    channels_last: bool, linear: Callable[[int, int], nn.Module]
-                    ) -> nn.Sequential:
+                    channels_last: bool, linear: Callable[[int, int], nn.Module],
+                    norm: str | None = None) -> nn.Sequential:
     torso = nn.Sequential(PixelInput(channels_last), *convs, nn.Flatten())
     with torch.no_grad():
         width = torso(torch.zeros((1, *space.shape), dtype=torch.float32)).shape[1]
-    net = nn.Sequential(*torso, linear(width, dense), nn.ReLU(), head(dense))
+    net = nn.Sequential(*torso, linear(width, dense), *_normalised(dense, norm), nn.ReLU(),
+                        head(dense))
     return net.to(memory_format=torch.channels_last)  # the conv weights, as PixelInput's output
 
 
 def nature_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = False,
-               linear: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Sequential:
+               linear: Callable[[int, int], nn.Module] = nn.Linear, norm: str | None = None
+               ) -> nn.Sequential:
     """Mnih et al. (2015): conv 32 8x8/4, conv 64 4x4/2, conv 64 3x3/1, dense 512, on images
     (Atari's channels-first frame stacks ``[stack, H, W]``); ``head(512)`` makes the output
     layer."""
     channels = space.shape[-1 if channels_last else 0]
     convs = [nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(), nn.Conv2d(32, 64, 4, stride=2),
              nn.ReLU(), nn.Conv2d(64, 64, 3, stride=1), nn.ReLU()]
-    return _conv_q_network(space, convs, 512, head, channels_last, linear)
+    return _conv_q_network(space, convs, 512, head, channels_last, linear, norm)
 
 
 def minatar_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_last: bool = True,
-                linear: Callable[[int, int], nn.Module] = nn.Linear) -> nn.Sequential:
+                linear: Callable[[int, int], nn.Module] = nn.Linear, norm: str | None = None
+                ) -> nn.Sequential:
     """Young & Tian (2019): conv 16 3x3/1, dense 128, on images (MinAtar's channels-last planes
     ``[H, W, C]``)."""
     convs = [nn.Conv2d(space.shape[-1 if channels_last else 0], 16, 3, stride=1), nn.ReLU()]
-    return _conv_q_network(space, convs, 128, head, channels_last, linear)
+    return _conv_q_network(space, convs, 128, head, channels_last, linear, norm)
 
 
 def q_network(
@@ -169,6 +182,7 @@ def q_network(
     channels: str | None = None,
     noisy: bool = False,
     sigma0: float = 0.5,
+    norm: str | None = None,
 ) -> nn.Sequential:
     """The Q-network ``kind`` names (see :func:`network_kind`): ``outputs_per_action`` values
     per action (1: its Q-value; C51: its return distribution's logits), action-major, from a
@@ -177,7 +191,9 @@ def q_network(
     The convolutional kinds are their papers' networks, for images whose channels are where
     ``channels`` says (``first``, ``last``; None: not an image); ``hidden``, ``activation`` and
     ``bias`` shape the MLP. With ``noisy``, every fully connected layer (the convolutional
-    networks' dense layers and head) is a noisy layer of noise scale ``sigma0``.
+    networks' dense layers and head) is a noisy layer of noise scale ``sigma0``. ``norm``
+    normalises every hidden layer (the convolutional networks' dense layer) before its
+    nonlinearity.
 
     With no hidden layers the network is a single linear map, initialised to zero: on one-hot
     inputs and without bias it *is* a Q-table (``weight[a, s] = Q(s, a)``), and SGD with learning
@@ -197,7 +213,7 @@ def q_network(
         return {"nature_cnn": nature_cnn, "minatar_cnn": minatar_cnn}[kind](
             observation_space,
             lambda width: _head(width, n_actions, outputs_per_action, dueling, linear),
-            channels_last=channels == "last", linear=linear)
+            channels_last=channels == "last", linear=linear, norm=norm)
     linear = linear_layer(bias, noisy, sigma0)
     pixels = isinstance(observation_space, spaces.Box) and observation_space.dtype in (np.uint8,
                                                                                        np.bool_)
@@ -210,7 +226,7 @@ def q_network(
         layers.append(nn.Flatten())
     width = obs_size(observation_space)
     for h in hidden:
-        layers += [linear(width, h), ACTIVATIONS[activation]()]
+        layers += [linear(width, h), *_normalised(h, norm), ACTIVATIONS[activation]()]
         width = h
     head = _head(width, n_actions, outputs_per_action, dueling, linear)
     if not hidden and not noisy:
