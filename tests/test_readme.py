@@ -11,7 +11,7 @@ import shlex
 
 import pytest
 
-from tests.conftest import REPO, run_cli, run_in_process
+from tests.conftest import REPO, run_cli, run_in_process, shrunk
 
 #: Appended to every training command: a few hundred steps, short evaluations.
 SHRINK = ["total_steps=600", "eval.episodes=2", "eval.max_episode_steps=200",
@@ -58,7 +58,7 @@ def test_every_quickstart_command_runs_as_written(tmp_path, args, target):
         assert result.returncode == 0, result.stderr[-2000:]
         assert "report: " in result.stdout
     else:
-        metrics = run_in_process([*args, *SHRINK], tmp_path / "run")
+        metrics = run_in_process(shrunk([*args, *SHRINK]), tmp_path / "run")
         assert metrics.status == "completed" and metrics.env_steps == 600
 
 
