@@ -23,6 +23,7 @@ from rlexp.config import ConfigError, compose
 from rlexp.envs import boundary
 from tests import generated_env  # noqa: F401  registers Generated-v0
 from tests.conftest import (
+    SHRUNK_OWN,
     crash_run_at,
     final_weights,
     options,
@@ -38,7 +39,7 @@ SMALL = ["total_steps=300", "log.every_steps=100", "eval.every_steps=150", "eval
          "device.threads=1"]
 #: For agents with a replay memory, and PQN's rollouts.
 SMALL_AGENT = {"learning_starts": 50, "train_freq": 4, "gradient_steps": 1, "batch_size": 8,
-               "buffer_size": 500, "rollout_steps": 4, "minibatches": 2}
+               "buffer_size": 500, **SHRUNK_OWN}
 CRASH_AT = 150  # env steps: after the checkpoint at 100
 def small(overrides: list[str]) -> list[str]:
     """``overrides`` with SMALL, SMALL_AGENT's fields that the agent has (:func:`shrunk`), and
@@ -135,7 +136,7 @@ def env_overrides(kwargs: dict) -> list[str]:
             *(f"+env.kwargs.{k}={json.dumps(v)}" for k, v in kwargs.items())]
 
 
-@settings(max_examples=8, deadline=None, derandomize=True, database=None,
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
           phases=[Phase.generate],  # no shrinking: a failure shows its example as generated
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kwargs=generated_envs(), agent=st.sampled_from(sorted(AGENTS)))

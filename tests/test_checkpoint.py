@@ -182,8 +182,8 @@ def test_a_finished_run_resumed_with_a_larger_budget_trains_on_as_one_long_run(t
 
 
 def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
-    args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=4000", "log.every_steps=250",
-            "checkpoint.every_steps=500", "eval.episodes=2"]
+    args = ["agent=qnet", "env=toy", "device=cpu", "total_steps=2000", "log.every_steps=125",
+            "checkpoint.every_steps=250", "eval.episodes=2"]
     proc = subprocess.Popen([sys.executable, "-m", "rlexp.train", *args], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 60
@@ -199,10 +199,10 @@ def test_resume_true_finds_the_killed_run_from_the_command_line(tmp_path):
     assert result.returncode == 0, result.stderr
     assert list(tmp_path.glob("outputs/runs/*/*")) == [run_dir]  # no new run dir
     metrics = read_metrics(run_dir)
-    assert metrics["status"] == "completed" and metrics["env_steps"] == 4000
-    assert metrics["resumed_from_step"] >= 500
+    assert metrics["status"] == "completed" and metrics["env_steps"] == 2000
+    assert metrics["resumed_from_step"] >= 250
     steps = [s for s, _ in read_scalars(run_dir)["train/epsilon"]]
-    assert steps == list(range(250, 4250, 250))
+    assert steps == list(range(125, 2125, 125))
     # Nothing left to resume now.
     again = run_cli([*args, "resume=true"], cwd=tmp_path, timeout=120)
     assert again.returncode == 2 and "no unfinished run" in again.stderr

@@ -34,10 +34,11 @@ def test_defaults_are_dqn_on_cartpole_with_adam():
                           ).train.stop_on_return == 475
 
 
-# Every agent x env x optimizer; the devices, which combine with anything, cycle through them.
+# Every agent x env; the optimizers and devices, which combine with anything, cycle through them.
 @pytest.mark.parametrize("agent,env,optimizer,device", [
-    (*combination, DEVICES[i % len(DEVICES)])
-    for i, combination in enumerate(itertools.product(AGENTS, ENVS, OPTIMIZERS))])
+    (*combination, OPTIMIZERS[i % len(OPTIMIZERS)],
+     DEVICES[i // len(OPTIMIZERS) % len(DEVICES)])
+    for i, combination in enumerate(itertools.product(AGENTS, ENVS))])
 def test_every_combination_composes_to_its_schema(agent, env, optimizer, device):
     extra = ["env.id=FrozenLake-v1"] if env == "gym" else []
     cfg = compose_config([f"agent={agent}", f"env={env}", f"optimizer={optimizer}",

@@ -471,8 +471,11 @@ def interrupt_group_at_20_percent(args: list[str], cwd: Path) -> tuple[int, str]
     return proc.returncode, out
 
 
+# The parallel launcher's Ctrl-C in the default suite: test_population (while its workers
+# start); here in the slow checks, with the local cluster's.
 @pytest.mark.parametrize("launcher", [
-    "basic", "parallel", pytest.param("local_cluster", marks=pytest.mark.slow)])
+    "basic", pytest.param("parallel", marks=pytest.mark.slow),
+    pytest.param("local_cluster", marks=pytest.mark.slow)])
 def test_ctrl_c_on_a_sweep_ends_with_how_to_resume_it_and_resuming_finishes_it(tmp_path,
                                                                              launcher):
     args = ["-m", "agent=qnet", "env=toy", "seed=0,1,2", "total_steps=1500",
