@@ -231,15 +231,22 @@ def test_c51_q_values_are_the_means_of_its_distributions():
 # ------------------------------------------------------------------ every option, end to end
 # (from the registry: every agent's switches; MinAtar and Atari for each agent: test_pixels)
 
-def switches(agent: str) -> list[str]:
+def switches(agent: str) -> list[tuple[str, bool]]:
     """Every on/off option of a registered agent (its config's and its network's bool fields),
-    as the override that turns it from its default to the other value."""
-    cfg = AGENTS[agent].Config()
+    as the override that turns it from its default to the other value, and whether the agent's
+    own config class sets that default (declares the field, or its network)."""
+    schema = AGENTS[agent].Config
+    own = set(vars(schema).get("__annotations__", {}))
+    cfg = schema()
     flips = []
-    for prefix, node in (("agent.", cfg), ("agent.network.", getattr(cfg, "network", None))):
+    for prefix, node, declared in (("agent.", cfg, own),
+                                   ("agent.network.", getattr(cfg, "network", None),
+                                    {f.name for f in dataclasses.fields(NetworkConfig)}
+                                    if "network" in own else set())):
         for f in dataclasses.fields(node) if node is not None else ():
             if isinstance(getattr(node, f.name), bool):
-                flips.append(f"{prefix}{f.name}={str(not getattr(node, f.name)).lower()}")
+                flips.append((f"{prefix}{f.name}={str(not getattr(node, f.name)).lower()}",
+                              f.name in declared))
     return flips
 
 
@@ -255,17 +262,19 @@ def refusal(agent: str, overrides: list[str]) -> str | None:
 
 
 def option_cases() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """For every registered agent: each switch alone, then all of them together with 3-step
-    returns and 3 envs where the agent has them; and apart, the switches (and 3-step returns)
-    the agent refuses, where the mathematics does not allow them."""
+    """For every registered agent: each switch alone where the agent's own config sets its
+    default (an inherited one is tested alone on the agent that sets it), then all of them
+    together with 3-step returns and 3 envs where the agent has them; and apart, the switches
+    (and 3-step returns) the agent refuses, where the mathematics does not allow them."""
     cases, refused, reasons = {}, {}, set()
     for agent in sorted(AGENTS):
         flips = []  # those it takes together
-        for flip in switches(agent):
+        for flip, own in switches(agent):
             if refusal(agent, [flip]):
                 refused[f"{agent} {flip}"] = [f"agent={agent}", flip]
                 continue
-            cases[f"{agent} {flip}"] = [f"agent={agent}", flip]
+            if own:
+                cases[f"{agent} {flip}"] = [f"agent={agent}", flip]
             why = refusal(agent, [*flips, flip])  # e.g. noisy layers need a bias
             if why and why not in reasons:  # each reason once
                 reasons.add(why)
