@@ -57,8 +57,9 @@ class NetworkConfig:
     noisy: bool = False
     #: The noise's initial scale: each sigma starts at sigma0 / sqrt(inputs) (the paper's 0.5).
     sigma0: float = 0.5
-    #: Normalise every hidden layer before its nonlinearity: layer (LayerNorm, as PQN does) or
-    #: null. A normalised network trains alone, not in a population.
+    #: Normalise every hidden layer before its nonlinearity: layer (LayerNorm, as PQN does; the
+    #: MinAtar network's convolution over its channels) or null. A normalised network trains
+    #: alone, not in a population.
     norm: str | None = None
 
     def __post_init__(self) -> None:

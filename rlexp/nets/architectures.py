@@ -31,6 +31,18 @@ def _normalised(width: int, norm: str | None) -> list[nn.Module]:
     return [nn.LayerNorm(width)] if norm == "layer" else []
 
 
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of each pixel of a convolution's output ``[batch, C, H, W]``
+    (as a LayerNorm on channels-last images normalises: purejaxql's MinAtar network)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def _normalised_conv(channels: int, norm: str | None) -> list[nn.Module]:
+    return [ChannelLayerNorm(channels)] if norm == "layer" else []
+
+
 #: Network kinds (``agent.network.kind``); ``auto`` picks one from the observation space.
 KINDS = ("auto", "mlp", "nature_cnn", "minatar_cnn")
 
@@ -165,8 +177,9 @@ def minatar_cnn(space: spaces.Box, head: Callable[[int], nn.Module], channels_la
                 linear: Callable[[int, int], nn.Module] = nn.Linear, norm: str | None = None
                 ) -> nn.Sequential:
     """Young & Tian (2019): conv 16 3x3/1, dense 128, on images (MinAtar's channels-last planes
-    ``[H, W, C]``)."""
-    convs = [nn.Conv2d(space.shape[-1 if channels_last else 0], 16, 3, stride=1), nn.ReLU()]
+    ``[H, W, C]``); with ``norm``, the convolution's output is normalised over its channels."""
+    convs = [nn.Conv2d(space.shape[-1 if channels_last else 0], 16, 3, stride=1),
+             *_normalised_conv(16, norm), nn.ReLU()]
     return _conv_q_network(space, convs, 128, head, channels_last, linear, norm)
 
 
@@ -192,8 +205,8 @@ def q_network(
     ``channels`` says (``first``, ``last``; None: not an image); ``hidden``, ``activation`` and
     ``bias`` shape the MLP. With ``noisy``, every fully connected layer (the convolutional
     networks' dense layers and head) is a noisy layer of noise scale ``sigma0``. ``norm``
-    normalises every hidden layer (the convolutional networks' dense layer) before its
-    nonlinearity.
+    normalises every hidden layer before its nonlinearity (the MLP's layers; the convolutional
+    networks' dense layer, and MinAtar's convolution over its channels).
 
     With no hidden layers the network is a single linear map, initialised to zero: on one-hot
     inputs and without bias it *is* a Q-table (``weight[a, s] = Q(s, a)``), and SGD with learning
