@@ -143,7 +143,7 @@ def env_overrides(kwargs: dict) -> list[str]:
             *(f"+env.kwargs.{k}={json.dumps(v)}" for k, v in kwargs.items())]
 
 
-@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+@settings(max_examples=4, deadline=None, derandomize=True, database=None,
           phases=[Phase.generate],  # no shrinking: a failure shows its example as generated
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(kwargs=generated_envs(), agent=st.sampled_from(sorted(AGENTS)))
