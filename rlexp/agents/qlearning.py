@@ -175,6 +175,8 @@ class QLearningAgent(Agent):
         self.optimizer = MemberOptimizer(self.q_net, spec.make_optimizer,
                                          [m.lr for m in self.members],
                                          [m.cfg.max_grad_norm for m in self.members])
+        #: Noisy networks (checked once per action: acting is the loop's hottest path).
+        self.noisy = cfg.network.noisy
         #: torch's random draws of an agent that makes them (noisy networks' noise, IQN's
         #: quantile fractions); such agents train alone, so it is the one member's.
         self.torch_rng = torch.Generator(device=device).manual_seed(self.members[0].seed) \
@@ -250,7 +252,8 @@ class QLearningAgent(Agent):
 
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         n = obs.shape[1]
-        self._noise(self.q_net, on=explore)
+        if self.noisy:
+            self._noise(self.q_net, on=explore)
         # Each member's draws are its own: the uniform draws, then random actions if any env
         # explores (as a population of one draws them).
         randoms = []
