@@ -86,8 +86,8 @@ def main() -> None:
         sys.exit(2)
     try:
         _hydra_main()  # a multirun's stop signals: rlexp.report.SweepReport
-    except KeyboardInterrupt:  # before the run or sweep could handle it (while Hydra composes)
-        print("rlexp: interrupted before training started", file=sys.stderr)
+    except KeyboardInterrupt:  # where no run or sweep handles it (e.g. while Hydra composes)
+        print("rlexp: interrupted by SIGINT", file=sys.stderr)
         sys.exit(exit_status(signal.SIGINT))
     except StopNow as e:
         print(f"rlexp: {e}", file=sys.stderr)

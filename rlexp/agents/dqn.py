@@ -213,8 +213,7 @@ class DQNAgent(QLearningAgent):
         ``[members]`` and their batches' Q(s, a) ``[members, batch]``."""
         b = self.replay.sample(self.cfg.batch_size,
                                self.priority_betas if self.replay.prioritized else None)
-        if self.noisy:
-            self._noise(self.q_net, self.target_net, on=True)
+        self._noise(self.q_net, self.target_net, on=True)
         loss, q, errors = self._loss(b)
         self._gradient_step(loss)
         if self.replay.prioritized:

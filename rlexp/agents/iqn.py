@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from rlexp.agents.c51 import of_action
 from rlexp.agents.dqn import DQNAgent, DQNConfig
 from rlexp.agents.qrdqn import quantile_huber_loss
 from rlexp.replay import ReplaySample
@@ -125,27 +126,18 @@ class IQNAgent(DQNAgent):
             else self._midpoints(batch)
         return self.q_net.act_forward(obs, taus).mean(dim=2)
 
-    def q_values(self, obs):
-        self._noise(self.q_net, on=False)
-        with torch.inference_mode():
-            obs = self._tensor(obs)
-            return self.q_net(obs, self._midpoints(obs.shape[1])).mean(dim=2)
-
     def _loss(self, b: ReplaySample) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cfg, batch = self.cfg, b.action.shape[1]
         taus = self._fractions(batch, cfg.tau_samples)
         quantiles = self.q_net(b.obs, taus)  # [1, batch, N, n_actions]
-        index = b.action[:, :, None, None].expand(*b.action.shape, cfg.tau_samples, 1)
-        predicted = quantiles.gather(3, index).squeeze(3)  # [1, batch, N]
+        predicted = of_action(quantiles.transpose(2, 3), b.action)  # [1, batch, N]
         with torch.no_grad():
             picking = self.q_net if cfg.double_q else self.target_net
             next_q = picking(b.next_obs, self._fractions(batch, cfg.quantile_samples)).mean(2)
             next_action = next_q.argmax(dim=2)
             target_quantiles = self.target_net(b.next_obs,
                                                self._fractions(batch, cfg.tau_prime_samples))
-            index = next_action[:, :, None, None].expand(*next_action.shape,
-                                                         cfg.tau_prime_samples, 1)
-            greedy = target_quantiles.gather(3, index).squeeze(3)  # [1, batch, N']
+            greedy = of_action(target_quantiles.transpose(2, 3), next_action)  # [1, batch, N']
             target = b.reward[..., None] + b.discount[..., None] * greedy
         per_sample = quantile_huber_loss(predicted, taus, target, cfg.kappa)
         weighted = per_sample if b.weight is None else b.weight * per_sample

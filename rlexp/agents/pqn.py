@@ -103,10 +103,6 @@ FIELDS = ("obs", "action", "reward", "next_obs", "terminated", "truncated")
 class PQNAgent(QLearningAgent):
     Config = PQNConfig
 
-    @classmethod
-    def memory_settings(cls, cfg) -> list[str]:
-        return [f"agent.rollout_steps={cfg.rollout_steps}", "env.num_envs"]
-
     def __init__(self, spec):
         super().__init__(spec)
         #: The vector steps of the rollout under way, as ``learn`` received them.

@@ -175,7 +175,7 @@ class QLearningAgent(Agent):
         self.optimizer = MemberOptimizer(self.q_net, spec.make_optimizer,
                                          [m.lr for m in self.members],
                                          [m.cfg.max_grad_norm for m in self.members])
-        #: Noisy networks (checked once per action: acting is the loop's hottest path).
+        #: Whether the networks are noisy (agent.network.noisy).
         self.noisy = cfg.network.noisy
         #: torch's random draws of an agent that makes them (noisy networks' noise, IQN's
         #: quantile fractions); such agents train alone, so it is the one member's.
@@ -195,7 +195,7 @@ class QLearningAgent(Agent):
 
     def draws_with_torch(self) -> bool:
         """Whether the agent makes random draws with torch (then it trains alone)."""
-        return self.cfg.network.noisy
+        return self.noisy
 
     def outputs_per_action(self) -> int:
         """The network's outputs per action: 1 (a Q-value), or e.g. C51's atoms."""
@@ -238,7 +238,7 @@ class QLearningAgent(Agent):
 
     def _noise(self, *nets: nn.Module, on: bool) -> None:
         """Noisy networks: new noise for ``nets`` (``on``), or their weights' means alone."""
-        if not self.cfg.network.noisy:
+        if not self.noisy:
             return
         for net in nets:
             set_noise(net, on)
@@ -248,12 +248,11 @@ class QLearningAgent(Agent):
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         self._noise(self.q_net, on=False)
         with torch.inference_mode():
-            return self._q_from_outputs(self.q_net(self._tensor(obs)))
+            return self._acting_q(self._tensor(obs), explore=False)
 
     def act(self, obs: np.ndarray, explore: bool = True) -> np.ndarray:
         n = obs.shape[1]
-        if self.noisy:
-            self._noise(self.q_net, on=explore)
+        self._noise(self.q_net, on=explore)
         # Each member's draws are its own: the uniform draws, then random actions if any env
         # explores (as a population of one draws them).
         randoms = []
