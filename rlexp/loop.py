@@ -80,7 +80,9 @@ class LoopState:
                    next_checkpoint=settings.checkpoint_every or never)
 
     def state_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The fields as they are, not copied (``dataclasses.asdict`` deep-copies the envs'
+        state: 40 ms of PQN's 32 envs' checkpoint): a checkpoint converts them as it saves."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     @classmethod
     def from_state_dict(cls, state: dict) -> LoopState:

@@ -6,6 +6,11 @@ loss is the sum of the members' losses (each the mean over its own batch), the g
 is clipped per member, and each member has its own learning rate and schedule. The optimizer's
 state is elementwise (Adam's moments, momentum buffers), so it is per member by construction;
 each member's part reads and writes as the state dict a single run's optimizer would have.
+
+An elementwise optimizer (:data:`ELEMENTWISE`) steps the parameters as one flat tensor
+(:class:`FlatParameters`): each of the step's ops is one kernel instead of one per parameter,
+with the same values bit for bit, and the state dict still reads and writes per parameter, as
+torch's optimizers save it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlexp.nets import MemberNetworks
+from rlexp.nets import MEMBER_ALIGNMENT, MemberNetworks
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -47,6 +52,97 @@ def eager_optimizer_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.
     methods["step"] = functools.wraps(step)(no_grad_step)
     return type(cls.__name__, (cls,), {**methods, "__module__": cls.__module__,
                                        "__qualname__": cls.__qualname__})
+
+
+#: torch.optim optimizers whose update of a value reads only that value, its gradient and its
+#: own state (and numbers shared by all values, such as the step count).
+#: A flat tensor's size is a multiple of this many values: torch splits an elementwise op of
+#: 32,768 values or more into one chunk per thread, which then starts at a multiple of 32 values
+#: (two AVX-512 vectors of floats), as a parameter's own tensor would, for up to 64 threads.
+FLAT_ALIGNMENT = 2048
+ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RAdam,
+               torch.optim.NAdam, torch.optim.Adamax, torch.optim.RMSprop, torch.optim.Adagrad)
+
+
+class FlatParameters:
+    """The parameters an elementwise optimizer steps as one: those whose size is a multiple of
+    ``MEMBER_ALIGNMENT`` values become views into one flat tensor, ``flat``, and their gradients
+    views into ``flat.grad``; the others (a 2-action head's bias) stay tensors of their own.
+
+    Bit for bit the step of the parameters one by one: each joined parameter starts at a
+    multiple of ``MEMBER_ALIGNMENT``, and the flat tensor's size is a multiple of
+    ``FLAT_ALIGNMENT``, so torch's kernels (and their split over threads) give every value the
+    same vector lane; a size that does not fill its last vector (which torch computes in
+    scalar code) stays alone. The gaps are zeros that stay zero (zero gradient, zero state).
+    """
+
+    def __init__(self, params: Sequence[nn.Parameter]):
+        self.params = list(params)
+        #: The parameters' indices: joined into ``flat``, and alone (stepped after it).
+        self.joined = [k for k, p in enumerate(self.params)
+                       if p.is_contiguous() and p.numel() % MEMBER_ALIGNMENT == 0]
+        self.alone = [k for k in range(len(self.params)) if k not in self.joined]
+        self.offsets, end = [], 0
+        for k in self.joined:
+            self.offsets.append(end)
+            end += self.params[k].numel()
+        self.flat = nn.Parameter(self.params[0].new_zeros(-(-end // FLAT_ALIGNMENT)
+                                                          * FLAT_ALIGNMENT))
+        self.flat.grad = torch.zeros_like(self.flat)
+        with torch.no_grad():
+            for k, view, grad in zip(self.joined, self._views(self.flat.detach()),
+                                     self._views(self.flat.grad), strict=True):
+                view.copy_(self.params[k])
+                self.params[k].data = view
+                self.params[k].grad = grad
+
+    def stepped(self) -> list[nn.Parameter]:
+        """What the optimizer steps: the flat tensor, then the parameters alone."""
+        return [self.flat, *(self.params[k] for k in self.alone)]
+
+    def zero_grad(self) -> None:
+        self.flat.grad.zero_()  # the joined parameters' gradients accumulate into their views
+        for k in self.alone:
+            self.params[k].grad = None
+
+    def _views(self, flat: torch.Tensor) -> list[torch.Tensor]:
+        return [flat[o:o + self.params[k].numel()].view_as(self.params[k])
+                for o, k in zip(self.offsets, self.joined, strict=True)]
+
+    def per_parameter(self, full: dict[str, Any]) -> dict[str, Any]:
+        """The optimizer's state dict as stepping the parameters one by one saves it."""
+        state = {}
+        for entry, entries in full["state"].items():
+            if entry != 0:
+                state[self.alone[entry - 1]] = entries
+                continue
+            for key, value in entries.items():
+                views = self._views(value) if isinstance(value, torch.Tensor) and \
+                    value.shape == self.flat.shape else None
+                for j, k in enumerate(self.joined):
+                    state.setdefault(k, {})[key] = value if views is None else views[j]
+        groups = [{**g, "params": list(range(len(self.params)))} for g in full["param_groups"]]
+        return {"state": dict(sorted(state.items())), "param_groups": groups}
+
+    def as_stepped(self, full: dict[str, Any]) -> dict[str, Any]:
+        """``per_parameter``'s inverse: the state dict of the optimizer as it steps."""
+        parts = {int(k): v for k, v in full["state"].items()}
+        state = {j + 1: parts[k] for j, k in enumerate(self.alone) if k in parts}
+        joined = [parts[k] for k in self.joined if k in parts]
+        if joined:
+            if len(joined) != len(self.joined):
+                raise ValueError("the optimizer's state covers only some of the parameters")
+            state[0] = {}
+            for key, value in joined[0].items():
+                if isinstance(value, torch.Tensor) and value.shape == self.params[
+                        self.joined[0]].shape:
+                    value = torch.zeros_like(self.flat.detach(), dtype=value.dtype)
+                    for view, part in zip(self._views(value), joined, strict=True):
+                        view.copy_(part[key])
+                state[0][key] = value
+        groups = [{**g, "params": list(range(1 + len(self.alone)))}
+                  for g in full["param_groups"]]
+        return {"state": state, "param_groups": groups}
 
 
 def member_weights(values: Sequence[float], params: Sequence[torch.Tensor]
@@ -77,6 +173,13 @@ class MemberOptimizer:
         self.net = net
         self.params = list(net.parameters())
         self.optimizer = make_optimizer(self.params)
+        #: The parameters as one flat tensor, which the optimizer steps (ELEMENTWISE); None:
+        #: the optimizer steps them one by one.
+        self.flat = None
+        if isinstance(self.optimizer, ELEMENTWISE):
+            self.flat = FlatParameters(self.params)
+            self.optimizer = make_optimizer(self.flat.stepped())
+            net._compile()  # its forward functions hold views of the parameters' old tensors
         self.base_lrs = [float(lr) for lr in lrs]
         limits = [float("inf") if m is None else m for m in max_grad_norms]
         self.max_grad_norms = None if all(m is None for m in max_grad_norms) else \
@@ -95,7 +198,10 @@ class MemberOptimizer:
 
     def step(self, loss: torch.Tensor, scale: Sequence[float]) -> None:
         """One gradient step on ``loss`` (the sum of the members' losses)."""
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.flat is None:
+            self.optimizer.zero_grad(set_to_none=True)
+        else:
+            self.flat.zero_grad()
         loss.backward()
         with torch.no_grad():
             if self.max_grad_norms is not None:
@@ -124,6 +230,8 @@ class MemberOptimizer:
     def member_state_dict(self, i: int, scale: Sequence[float]) -> dict[str, Any]:
         """Member ``i``'s part: the state dict of a single run's optimizer."""
         full = self.optimizer.state_dict()
+        if self.flat is not None:
+            full = self.flat.per_parameter(full)
         state = {index: {key: self._member_part(value, index, i) for key, value in s.items()}
                  for index, s in full["state"].items()}
         groups = copy.deepcopy(full["param_groups"])
@@ -147,6 +255,8 @@ class MemberOptimizer:
                 key: self.net.join([s["state"][index][key] for s in states], k)
                 if isinstance(value, torch.Tensor) and value.shape == solo_shape else value
                 for key, value in entries.items()}
-        self.optimizer.load_state_dict({"state": state, "param_groups": first["param_groups"]})
+        full = {"state": state, "param_groups": first["param_groups"]}
+        self.optimizer.load_state_dict(full if self.flat is None else self.flat.as_stepped(full))
         for group in self.optimizer.param_groups:  # saved at the member's rate; steps at 1
             group["lr"] = 1.0
+

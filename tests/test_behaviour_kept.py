@@ -29,8 +29,15 @@ CASES = {
                                "agent.prioritized=true", "agent.v_min=-10", "agent.v_max=10"],
     "dqn minatar": ["agent=dqn", "env=minatar", *TINY, *TINY_DQN, "agent.n_step=3"],
     "dqn population of 4": ["agent=dqn", "env=cartpole", *TINY, *TINY_DQN],
+    # Recorded before the optimizers stepped all parameters as one tensor: PQN (RAdam, clipped,
+    # LayerNorm, one network), Rainbow (noisy) and a QR-DQN population (SGD with momentum).
+    "pqn cartpole": ["experiment=pqn_cartpole", *TINY, "env.num_envs=4", "agent.rollout_steps=8",
+                     "agent.minibatches=4", "agent.network.hidden=[32]"],
+    "rainbow cartpole": ["agent=rainbow", "env=cartpole", *TINY, *TINY_DQN],
+    "qrdqn population of 3": ["agent=qrdqn", "env=cartpole", *TINY, *TINY_DQN,
+                              "optimizer=sgd", "optimizer.momentum=0.9", "agent.max_grad_norm=1"],
 }
-POPULATION = {"dqn population of 4": 4}
+POPULATION = {"dqn population of 4": 4, "qrdqn population of 3": 3}
 
 #: {kind of CPU: {case: [final weights' sha256, curves' sha256] (one pair a member)}}
 RECORDED: dict[str, dict[str, list[list[str]]]] = {
@@ -60,6 +67,22 @@ RECORDED: dict[str, dict[str, list[list[str]]]] = {
         "qnet toy": [
             ["7142a5803d2039b4055e6f37ea6ded153c477c3e24805d66f7be0550eb5e61f2",
              "bf9cd90f22fbb554b656a7181950089218342094aa8fb2516f2f9e3ed0709ec4"],
+        ],
+        "pqn cartpole": [
+            ["db0bc99d61e7ebeb66124903fc7df0e0d916e115e265cf46aa1b66bbc95fb52e",
+             "513fd112f2eacb4ff29333c5dac303fc42782d36275ffdcac11afaca37465465"],
+        ],
+        "qrdqn population of 3": [
+            ["bd9eee37306af2077e6e41822c3eaa4d492c1bf7f077234c0bd7a0aeb0298bf5",
+             "9f11960e2df9975c6d99f9962382b95d4ef8e41f4666529c5b1c66187b382020"],
+            ["6888bb3019e4bb9e8a4f7d363a5addaa9157929479c1ac5b2a49bb125fe2f3cc",
+             "7441bd7709ecd86fda553bc9856e7f66c04847f9123da51d867f09c0282c3b9a"],
+            ["9a2c9f872b6f66df9824ae730b785e1e300054239346f85eef9dece8c89eaa01",
+             "3593fd4bcfbd0a0a9bd15b87949526c0584c55bed0bd2142b81c487c78a84a82"],
+        ],
+        "rainbow cartpole": [
+            ["526e94708786ed3839d095ed0c070d422c9004f2886fc44a13b71d584b90a964",
+             "0f28de084a849001579183b23f64d712f3fbabd9c3498c5810870e55ec26488e"],
         ],
     },
 }

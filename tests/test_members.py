@@ -93,3 +93,39 @@ def test_rlexps_optimizers_step_and_save_as_torchs_do(optimizer):
     ours.load_state_dict(torchs.state_dict())
     torchs.load_state_dict(saved)
     assert str(ours.state_dict()) == str(saved)
+
+
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_an_elementwise_optimizer_steps_the_parameters_as_one_tensor_bit_for_bit(optimizer):
+    # The parameters become views of one flat tensor (a 2-value bias, not a whole vector,
+    # stays alone); the steps, the state dict saved per parameter and its reload are torch's.
+    cfg = compose_config([f"optimizer={optimizer}"]).optimizer
+    make = build_optimizer(dataclasses.replace(cfg, lr=1.0))
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 64, 3), nn.Flatten(), nn.Linear(256, 64), nn.LayerNorm(64),
+                        nn.ReLU(), nn.Linear(64, 2))
+    alone = copy.deepcopy(net)
+    member = member_networks([net])
+    ours = MemberOptimizer(member, make, [cfg.lr], [None])
+    assert ours.flat is not None and ours.flat.alone == [len(ours.params) - 1]
+    theirs = build_optimizer(cfg)(alone.parameters())
+    x = torch.randn(7, 1, 4, 4)
+
+    def step_both():
+        ours.step((member(x[None]) ** 2).mean(dim=(1, 2)).sum(), [1.0])
+        theirs.zero_grad()
+        (alone(x) ** 2).mean().backward()
+        theirs.step()
+
+    for _ in range(3):
+        step_both()
+    saved, expected = ours.member_state_dict(0, [1.0]), theirs.state_dict()
+    assert saved["param_groups"][0]["params"] == expected["param_groups"][0]["params"]
+    assert saved["state"].keys() == expected["state"].keys()
+    for k, entries in expected["state"].items():
+        for key, value in entries.items():
+            assert torch.equal(saved["state"][k][key], value), (k, key)
+    ours.load_member_state_dicts([saved])  # back into the flat state: the steps go on alike
+    step_both()
+    for key, value in alone.state_dict().items():
+        assert torch.equal(member.member_state_dict(0)[key], value), key
