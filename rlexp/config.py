@@ -305,6 +305,20 @@ OmegaConf.register_new_resolver("claim_new_dir", rundir.claim_new, replace=True,
 
 
 @dataclass
+class SuiteConfig:
+    """A benchmark suite (``suite=NAME``, conf/suite/): the tasks a sweep runs, as the values of
+    one override in ``hydra.sweeper.params``, and each task's budget, whatever the agent."""
+
+    #: The suite's name (its YAML's).
+    name: str = MISSING
+    #: The override whose sweep values are the suite's tasks: env (an env option), env.game or
+    #: env.id.
+    axis: str = MISSING
+    #: Env steps of each task's runs, by env.id; the suite sets ``total_steps`` from it.
+    budget: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
 class Config:
     """The root config (``conf/config.yaml``)."""
 
@@ -343,6 +357,8 @@ class Config:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    #: The benchmark suite this run is a task of (``suite=NAME``), or null.
+    suite: SuiteConfig | None = None
 
     def __post_init__(self) -> None:
         if self.seed < 0:

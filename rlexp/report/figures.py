@@ -189,10 +189,15 @@ def _legend_below(labels: list[str]) -> bool:
 
 
 def write_plots(groups: list[Group], sweep_dir: Path) -> list[Path]:
+    return save_figures(figures(groups, sweep_dir))
+
+
+def save_figures(figs: dict[Path, Any]) -> list[Path]:
+    """Each figure as a PNG at its path, written atomically, then closed."""
     import matplotlib.pyplot as plt
 
     written = []
-    for path, fig in figures(groups, sweep_dir).items():
+    for path, fig in figs.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=100)

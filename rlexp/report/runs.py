@@ -140,10 +140,12 @@ class Group:
         return next((r.target for r in self.runs if r.target is not None), None)
 
 
-def group_runs(runs: list[Run]) -> list[Group]:
-    """Runs grouped by their overrides minus ``seed=``; overrides shared by every run of the
-    sweep are left out of the labels."""
-    keys = {id(r): tuple(sorted(o for o in r.overrides if not _is_seed(o))) for r in runs}
+def group_runs(runs: list[Run], ignore: set[str] = frozenset()) -> list[Group]:
+    """Runs grouped by their overrides minus ``seed=`` (and those of the keys ``ignore``, e.g.
+    the task's, across tasks); overrides shared by every run of the sweep are left out of the
+    labels."""
+    keys = {id(r): tuple(sorted(o for o in r.overrides if not _is_seed(o)
+                                and rundir.override_key(o) not in ignore)) for r in runs}
     shared = set.intersection(*(set(k) for k in keys.values())) if runs else set()
     groups: dict[str, Group] = {}
     for run in runs:

@@ -22,6 +22,7 @@ from rlexp import rundir
 from rlexp.hparams import write_sweep_experiment
 from rlexp.report.figures import write_plots
 from rlexp.report.runs import EVAL_TAG, Group, Run, group_runs, load_runs
+from rlexp.report.study import Study
 from rlexp.report.tables import (
     COLUMNS,
     _markdown_table,
@@ -41,6 +42,8 @@ class Report:
     sweep_dir: Path
     runs: list[Run]
     groups: list[Group]
+    #: The runs across tasks, when they span several (None: one task).
+    study: Study | None = None
 
     @property
     def problems(self) -> list[Run]:
@@ -53,8 +56,12 @@ class Report:
 
     def text(self) -> str:
         lines = [f"rlexp sweep report: {self.sweep_dir} ({len(self.runs)} runs, "
-                 f"{len(self.groups)} groups)", _text_table(table(self.rows))]
-        if pairs := pairwise_table(self.groups):
+                 f"{len(self.groups)} groups)"]
+        if self.study is not None:
+            lines += [self.study.text(), "per task and configuration:"]
+        lines.append(_text_table(table(self.rows)))
+        # across tasks, the study's probabilities of improvement replace those across groups
+        if self.study is None and (pairs := pairwise_table(self.groups)):
             lines += ["probability of improvement, P(row > column):", _text_table(pairs)]
         if self.problems:
             lines.append(f"{len(self.problems)} runs did not complete:")
@@ -62,8 +69,10 @@ class Report:
         return "\n".join(lines)
 
     def markdown(self, plots: list[Path]) -> str:
-        lines = [f"# Sweep report: {self.sweep_dir.name}", "",
-                 f"{len(self.runs)} runs in {len(self.groups)} groups (seeds pooled). Final "
+        lines = [f"# Sweep report: {self.sweep_dir.name}", ""]
+        if self.study is not None:
+            lines += [*self.study.markdown(), "", "## Per task and configuration", ""]
+        lines += [f"{len(self.runs)} runs in {len(self.groups)} groups (seeds pooled). Final "
                  "return: the final greedy evaluation's mean return of each completed run. "
                  "Steps: env steps to the first evaluation >= target, over the runs that "
                  "reached it. Std is the sample std over seeds; IQM the interquartile mean "
@@ -72,7 +81,8 @@ class Report:
                  "of the group ends higher than a run of the group with the best IQM (ties "
                  "count half; Agarwal et al. 2021).", "",
                  _markdown_table(table(self.rows))]
-        if pairs := pairwise_table(self.groups):
+        # across tasks, the study's probabilities of improvement replace those across groups
+        if self.study is None and (pairs := pairwise_table(self.groups)):
             lines += ["", "## Probability of improvement", "",
                       "P(row > column): the probability that a run of the row's group ends "
                       "with a higher final return than a run of the column's.", "",
@@ -85,13 +95,17 @@ class Report:
             lines += [f"![{p.stem}]({p.relative_to(self.sweep_dir)})" for p in plots]
         return "\n".join(lines) + "\n"
 
-    def write(self, plots: bool = True) -> list[Path]:
-        """summary.csv, summary.md, the PNGs and the HParams experiment, into the sweep dir."""
+    def write(self, plots: bool = True, hparams: bool = True) -> list[Path]:
+        """summary.csv, summary.md, the PNGs and the HParams experiment, into the sweep dir (and
+        across tasks, the study's CSVs and figures)."""
         written_plots = write_plots(self.groups, self.sweep_dir) if plots else []
-        write_sweep_experiment(self.sweep_dir, [(r.overrides, r.config) for r in self.runs
-                                                if r.config],
-                               next((r.scalar_tags for r in self.runs
-                                     if EVAL_TAG in r.scalar_tags), []))
+        study_files = [] if self.study is None else self.study.write(self.sweep_dir, plots)
+        written_plots += [p for p in study_files if p.suffix == ".png"]
+        if hparams:  # TensorBoard's HParams view of the runs under the sweep dir
+            write_sweep_experiment(self.sweep_dir, [(r.overrides, r.config) for r in self.runs
+                                                    if r.config],
+                                   next((r.scalar_tags for r in self.runs
+                                         if EVAL_TAG in r.scalar_tags), []))
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n",
                                 extrasaction="ignore")
@@ -101,12 +115,13 @@ class Report:
         atomic_write(csv_path, lambda tmp: tmp.write_text(out.getvalue()))
         markdown = self.markdown(written_plots)
         atomic_write(md_path, lambda tmp: tmp.write_text(markdown))
-        return [csv_path, md_path, *written_plots]
+        return [csv_path, md_path, *(p for p in study_files if p.suffix == ".csv"),
+                *written_plots]
 
 
 def build_report(sweep_dir: Path, target: float | None = None) -> Report:
     runs = load_runs(sweep_dir, target)
-    return Report(Path(sweep_dir), runs, group_runs(runs))
+    return Report(Path(sweep_dir), runs, group_runs(runs), Study.of(runs))
 
 
 class SweepReport(Callback):

@@ -116,5 +116,7 @@ def not_completed(runs: list[Run]) -> list[Run]:
 
 
 def _problems_text(runs: list[Run], sweep_dir: Path) -> list[str]:
-    return [f"{r.dir.relative_to(sweep_dir)}: {r.status}" + (f": {r.error}" if r.error else "")
-            for r in not_completed(runs)]
+    """Each run that did not complete, with its path under ``sweep_dir`` (or its whole path:
+    a comparison's runs live in other sweeps)."""
+    return [f"{r.dir.relative_to(sweep_dir) if r.dir.is_relative_to(sweep_dir) else r.dir}: "
+            f"{r.status}" + (f": {r.error}" if r.error else "") for r in not_completed(runs)]
