@@ -10,19 +10,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from rlexp import build, suites
 from rlexp.compare import main as compare
 from rlexp.metrics import read_metrics
+from rlexp.report import build_report
 from rlexp.report.aggregate import (
     METRICS,
     aggregate,
     performance_profile,
     probability_of_improvement,
 )
+from rlexp.report.figures import figures
 from rlexp.report.study import published_scores
 from rlexp.report.study_figures import AGGREGATE_PNG, CURVES_PNG, PROFILE_PNG, SAMPLE_EFFICIENCY_PNG
-from tests.conftest import run_cli
+from tests.conftest import fake_run, run_cli
 
 DATA = Path(__file__).parent / "data"
 
@@ -197,3 +200,40 @@ def test_compare_reports_over_several_sweeps_and_refuses_other_budgets(suite_swe
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "different budgets" in err and "800" in err, err
+
+
+# ----------------------------------------------------------------------- published results
+
+def _breakout_runs(sweep: Path, sticky: float) -> None:
+    protocol = {"env": {"id": "ALE/Breakout-v5", "sticky_actions": sticky, "episodic_life": True,
+                        "clip_rewards": True, "noop_max": 30, "frame_skip": 4,
+                        "solved_return": None},
+                "total_steps": 10_000_000, "eval": {"epsilon": 0.05}}
+    for seed in range(2):
+        run = fake_run(sweep, f"seed={seed}", [f"seed={seed}"], final=300.0 + seed,
+                       curve=[(0, 1.0), (10_000_000, 300.0 + seed)])
+        (run / "config.yaml").write_text(yaml.safe_dump({**protocol, "seed": seed}))
+
+
+@pytest.mark.parametrize("sticky", [0.0, 0.25])
+def test_a_published_result_is_drawn_only_beside_runs_of_its_protocol(tmp_path, sticky):
+    # CleanRL's DQN on Breakout (no sticky actions, 10M steps, evaluated at epsilon 0.05).
+    import matplotlib.pyplot as plt
+
+    _breakout_runs(tmp_path, sticky)
+    report = build_report(tmp_path)
+    report.write()
+    summary = (tmp_path / "summary.md").read_text()
+    line = next(x for x in summary.splitlines() if "CleanRL DQN: 366.9 ± 39.9 (3 seeds)" in x)
+    figs = figures(report.groups, tmp_path, report.comparable_references)
+    levels = {y for ax in figs[tmp_path / "curves.png"].axes for ln in ax.get_lines()
+              for y in set(ln.get_ydata()) if len(set(ln.get_ydata())) == 1}
+    for fig in figs.values():
+        plt.close(fig)
+    if sticky == 0.0:
+        assert line.endswith("same protocol, drawn in the figures"), line
+        assert 366.9 in levels
+    else:
+        assert "not comparable" in line and "env.sticky_actions is 0.25 here, 0.0 in the " \
+            "reference" in line, line
+        assert 366.9 not in levels

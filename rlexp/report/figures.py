@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from rlexp import rundir
+from rlexp.report.published import PublishedResult
 from rlexp.report.runs import Group
 from rlexp.report.statistics import bootstrap_ci
 from rlexp.rundir import atomic_write
@@ -88,9 +89,19 @@ def _colors(n: int) -> list:
     return [cmap(i % cmap.N) for i in range(n)]
 
 
-def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
+def draw_references(ax, references: list[PublishedResult], task: str | None) -> None:
+    """The published results on ``task`` (of the same protocol) as dotted lines."""
+    for ref in references:
+        if ref.task == task:
+            ax.axhline(ref.mean, linestyle=":", linewidth=1.2, color="0.1",
+                       label=f"{ref.label}, published")
+
+
+def figures(groups: list[Group], sweep_dir: Path,
+            references: list[PublishedResult] = ()) -> dict[Path, Any]:
     """The report's matplotlib figures, by the path each is saved to: ``curves.png`` (every
-    configuration's learning curve), one ``curves/<group>.png`` per group, and
+    configuration's learning curve, with the published ``references`` of its task), one
+    ``curves/<group>.png`` per group, and
     ``aggregate.png`` (IQM of the final return with its 95% bootstrap CI, and a performance
     profile: the fraction of runs whose final return is above each value)."""
     import matplotlib
@@ -116,6 +127,8 @@ def figures(groups: list[Group], sweep_dir: Path) -> dict[Path, Any]:
         if target is not None:
             ax.axhline(target, linestyle="--", linewidth=1, color="0.35",
                        label=f"target {target:g}")
+        tasks = {r.env_id for g, _ in drawn for r in g.runs}
+        draw_references(ax, references, tasks.pop() if len(tasks) == 1 else None)
         seeds = _seeds_phrase([len(g.completed) for g, _ in drawn])
         ax.set_title(textwrap.fill(title, 90) + "\ngreedy evaluation return: mean and 95% "
                      f"bootstrap CI over {seeds}", fontsize=9)
@@ -188,8 +201,9 @@ def _legend_below(labels: list[str]) -> bool:
     return max(map(len, labels), default=0) > LEGEND_BESIDE_MAX_CHARS
 
 
-def write_plots(groups: list[Group], sweep_dir: Path) -> list[Path]:
-    return save_figures(figures(groups, sweep_dir))
+def write_plots(groups: list[Group], sweep_dir: Path,
+                references: list[PublishedResult] = ()) -> list[Path]:
+    return save_figures(figures(groups, sweep_dir, references))
 
 
 def save_figures(figs: dict[Path, Any]) -> list[Path]:

@@ -171,8 +171,9 @@ class Study:
                                  "ci_low": low, "ci_high": high})
         return rows
 
-    def write(self, out_dir: Path, plots: bool = True) -> list[Path]:
-        """The three CSVs and (``plots``) the figures, into ``out_dir``."""
+    def write(self, out_dir: Path, plots: bool = True, references=()) -> list[Path]:
+        """The three CSVs and (``plots``) the figures, into ``out_dir``; ``references``:
+        published results to draw on their tasks' curves."""
         from rlexp.report.study_figures import write_study_plots
 
         written = []
@@ -181,7 +182,7 @@ class Study:
                                     (IMPROVEMENT_CSV, IMPROVEMENT_COLUMNS,
                                      self.improvement_rows)):
             written.append(_write_csv(out_dir / name, columns, rows))
-        return written + (write_study_plots(self, out_dir) if plots else [])
+        return written + (write_study_plots(self, out_dir, references) if plots else [])
 
     def markdown(self) -> list[str]:
         """summary.md's first section: the aggregate table, the probabilities of improvement

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rlexp.report.aggregate import METRICS, aggregate, performance_profile
-from rlexp.report.figures import _colors, _curve_band, save_figures, short_labels
+from rlexp.report.figures import _colors, _curve_band, draw_references, save_figures, short_labels
 from rlexp.report.runs import Group
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ METRIC_TITLES = {"iqm": "IQM", "median": "median", "mean": "mean",
                  "optimality_gap": "optimality gap"}
 
 
-def write_study_plots(study: Study, out_dir: Path) -> list[Path]:
+def write_study_plots(study: Study, out_dir: Path, references=()) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -38,7 +38,8 @@ def write_study_plots(study: Study, out_dir: Path) -> list[Path]:
     scored = [g for g in study.groups if study.scores(g) is not None]
     labels = dict(zip((id(g) for g in study.groups), short_labels(study.groups), strict=True))
     colors = dict(zip((id(g) for g in study.groups), _colors(len(study.groups)), strict=True))
-    figs: dict[Path, Any] = {out_dir / CURVES_PNG: _task_curves(plt, study, labels, colors)}
+    figs: dict[Path, Any] = {out_dir / CURVES_PNG: _task_curves(plt, study, labels, colors,
+                                                                references)}
     if scored:
         figs[out_dir / AGGREGATE_PNG] = _aggregates(plt, study, scored, labels, colors)
         figs[out_dir / PROFILE_PNG] = _profiles(plt, study, scored, labels, colors)
@@ -133,7 +134,7 @@ def _sample_efficiency(plt, study: Study, groups: list[Group], labels: dict, col
     return fig
 
 
-def _task_curves(plt, study: Study, labels: dict, colors: dict):
+def _task_curves(plt, study: Study, labels: dict, colors: dict, references):
     cols = min(3, len(study.tasks))
     rows = -(-len(study.tasks) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows + 0.6),
@@ -147,6 +148,7 @@ def _task_curves(plt, study: Study, labels: dict, colors: dict):
             grid, mean, low, high = band
             ax.plot(grid, mean, color=colors[id(g)], label=labels[id(g)])
             ax.fill_between(grid, low, high, color=colors[id(g)], alpha=0.2, linewidth=0)
+        draw_references(ax, references, task)
         ax.set_title(task, fontsize=9)
         ax.set_xlabel("env steps", fontsize=8)
         ax.set_ylabel("greedy evaluation return", fontsize=8)
@@ -154,7 +156,11 @@ def _task_curves(plt, study: Study, labels: dict, colors: dict):
         ax.grid(alpha=0.3)
     for ax in list(axes.flat)[len(study.tasks):]:
         ax.set_visible(False)
-    handles, names = axes.flat[0].get_legend_handles_labels()
+    legend = {}  # every panel's lines, each name once (a reference is on its task's alone)
+    for ax in axes.flat:
+        for handle, name in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(name, handle)
+    handles, names = list(legend.values()), list(legend)
     fig.legend(handles, names, loc="outside lower center", fontsize=7,
                ncols=min(4, max(1, len(names))))
     fig.suptitle("Greedy evaluation return of each task: mean over seeds and 95% bootstrap CI",

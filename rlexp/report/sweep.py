@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rlexp import rundir
 from rlexp.hparams import write_sweep_experiment
+from rlexp.report import published
 from rlexp.report.figures import write_plots
 from rlexp.report.runs import EVAL_TAG, Group, Run, group_runs, load_runs
 from rlexp.report.study import Study
@@ -44,6 +45,15 @@ class Report:
     groups: list[Group]
     #: The runs across tasks, when they span several (None: one task).
     study: Study | None = None
+
+    @cached_property
+    def references(self) -> list[tuple[published.PublishedResult, list[str]]]:
+        """The published results on the runs' tasks, with what the runs do differently."""
+        return published.references(self.runs)
+
+    @property
+    def comparable_references(self) -> list[published.PublishedResult]:
+        return [ref for ref, differences in self.references if not differences]
 
     @property
     def problems(self) -> list[Run]:
@@ -87,6 +97,8 @@ class Report:
                       "P(row > column): the probability that a run of the row's group ends "
                       "with a higher final return than a run of the column's.", "",
                       _markdown_table(pairs)]
+        if self.references:
+            lines += ["", *published.markdown(self.references)]
         if self.problems:
             lines += ["", "## Runs that did not complete", ""]
             lines += [f"- {p}" for p in _problems_text(self.runs, self.sweep_dir)]
@@ -98,8 +110,10 @@ class Report:
     def write(self, plots: bool = True, hparams: bool = True) -> list[Path]:
         """summary.csv, summary.md, the PNGs and the HParams experiment, into the sweep dir (and
         across tasks, the study's CSVs and figures)."""
-        written_plots = write_plots(self.groups, self.sweep_dir) if plots else []
-        study_files = [] if self.study is None else self.study.write(self.sweep_dir, plots)
+        written_plots = write_plots(self.groups, self.sweep_dir, self.comparable_references) \
+            if plots else []
+        study_files = [] if self.study is None else self.study.write(
+            self.sweep_dir, plots, self.comparable_references)
         written_plots += [p for p in study_files if p.suffix == ".png"]
         if hparams:  # TensorBoard's HParams view of the runs under the sweep dir
             write_sweep_experiment(self.sweep_dir, [(r.overrides, r.config) for r in self.runs
