@@ -17,8 +17,8 @@ from tests.conftest import REPO, run_cli, run_in_process, shrunk
 SHRINK = ["total_steps=600", "eval.episodes=2", "eval.max_episode_steps=200",
           "checkpoint.every_steps=0", "device=cpu"]
 PROMISE = re.compile(r"eval return >= (-?[\d.]+)")
-#: A sweep's seeds as a range: more seeds multiply its runs, not what they test.
-SEED_RANGE = re.compile(r"^seed=range\(\d+\)$")
+#: A sweep's seeds (a list or a range): more than two multiply its runs, not what they test.
+SEED_SWEEP = re.compile(r"^seed=(range\(\d+\)|\d+(,\d+)+)$")
 
 
 def quickstart() -> list[tuple[list[str], float | None]]:
@@ -55,8 +55,8 @@ def test_every_quickstart_command_runs_as_written(tmp_path, args, target):
     if "--help" in args or "--cfg" in args:
         result = run_cli(args, cwd=tmp_path)
         assert result.returncode == 0 and result.stdout.strip(), result.stderr
-    elif "-m" in args:  # a sweep, each run shrunk and two seeds of a range; it ends with its report
-        args = [SEED_RANGE.sub("seed=range(2)", a) for a in args]
+    elif "-m" in args:  # a sweep, each run shrunk, two seeds; it ends with its report
+        args = [SEED_SWEEP.sub("seed=0,1", a) for a in args]
         result = run_cli([*args, *SHRINK], cwd=tmp_path)
         assert result.returncode == 0, result.stderr[-2000:]
         assert "report: " in result.stdout
