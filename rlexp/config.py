@@ -254,6 +254,62 @@ class LogConfig:
 
 
 @dataclass
+class TensorBoardConfig:
+    """TensorBoard: always written (the report and HParams read it); its option selects it
+    alone."""
+
+
+@dataclass
+class WandbConfig:
+    """Weights & Biases (``logger=wandb``; the ``wandb`` extra). The API key is read by wandb
+    itself (``WANDB_API_KEY`` or ``wandb login``), never from or into rlexp's files."""
+
+    #: The W&B project.
+    project: str = "rlexp"
+    #: The W&B entity (team or user); null: the key's default.
+    entity: str | None = None
+    #: online, offline or disabled; null: online when wandb has an API key, else offline
+    #: (``wandb sync`` uploads the run's ``wandb/`` folder later).
+    mode: str | None = None
+    #: Tags of every run.
+    tags: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.mode not in (None, "online", "offline", "disabled"):
+            raise ConfigError(f"logger.wandb.mode={self.mode!r} is not one of online, offline, "
+                              "disabled or null")
+
+
+@dataclass
+class MlflowConfig:
+    """MLflow (``logger=mlflow``; the ``mlflow`` extra)."""
+
+    #: Where runs go: an ``http(s)://`` tracking server, or a database URI; null: the SQLite
+    #: store outputs/mlflow.db (its artifacts in outputs/mlartifacts).
+    tracking_uri: str | None = None
+    #: The MLflow experiment; null: the sweep's directory name, or the run's name.
+    experiment: str | None = None
+    #: Also send the final checkpoint as an artifact.
+    log_checkpoints: bool = False
+    #: Seconds a request may take before MLflow is counted as unreachable.
+    timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not self.timeout_s > 0:
+            raise ConfigError(f"logger.mlflow.timeout_s={self.timeout_s} must be positive")
+
+
+@dataclass
+class LoggerConfig:
+    """Where a run's scalars go (``logger=...``, conf/logger/): TensorBoard always, and the
+    trackers chosen, each null unless selected (``logger=[wandb,mlflow]``)."""
+
+    tensorboard: TensorBoardConfig | None = None
+    wandb: WandbConfig | None = None
+    mlflow: MlflowConfig | None = None
+
+
+@dataclass
 class CheckpointConfig:
     """``checkpoints/last.pt``: written atomically every ``every_steps`` and at the end."""
 
@@ -359,6 +415,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     #: The benchmark suite this run is a task of (``suite=NAME``), or null.
     suite: SuiteConfig | None = None
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def __post_init__(self) -> None:
         if self.seed < 0:

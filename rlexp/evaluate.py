@@ -29,6 +29,7 @@ from rlexp.checkpoint import CheckpointError
 from rlexp.config import ConfigError
 from rlexp.evaluator import EVAL_SEED_OFFSET, evaluate, record_episode
 from rlexp.runtime import skip_exit_collection
+from rlexp.trackers import send_to_finished_run
 
 
 @dataclass
@@ -108,6 +109,11 @@ def main(argv: list[str] | None = None) -> None:
     rundir.atomic_write(run_dir / rundir.EVAL_JSON, lambda tmp: tmp.write_text(text))
     print(f"{run_dir}: eval return {returns.mean():.2f} +- {returns.std():.2f} over "
           f"{len(returns)} greedy episodes (seed {seed})" + (f"; video: {gif}" if gif else ""))
+    if gif is not None:  # the video goes to the run's trackers too (logger=wandb, mlflow)
+        resolved = OmegaConf.structured(cfg)
+        send_to_finished_run(cfg.logger, run_dir, rundir.flatten(OmegaConf.to_container(
+            resolved)), OmegaConf.to_yaml(resolved), cfg.run_name, rundir.status(run_dir),
+            [gif])
 
 
 if __name__ == "__main__":

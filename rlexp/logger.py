@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summaries
@@ -27,6 +27,9 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from rlexp.rundir import write_error
+
+if TYPE_CHECKING:
+    from rlexp.trackers import TrackedRun
 
 log = logging.getLogger("rlexp")
 # A log file on a full disk must not print a traceback per line on the console: logging's
@@ -47,9 +50,11 @@ def traceback_to_log_files(e: BaseException) -> None:
 
 
 class TensorBoardLogger:
-    """Scalars, text and hparams written to the event file in the run directory itself."""
+    """Scalars, text and hparams written to the event file in the run directory itself, and
+    the scalars mirrored to the run's experiment trackers (rlexp.trackers), if any."""
 
-    def __init__(self, run_dir: Path, purge_step: int | None = None):
+    def __init__(self, run_dir: Path, purge_step: int | None = None,
+                 trackers: list[TrackedRun] = ()):
         # purge_step: points at or after it, logged by an earlier process in this run dir
         # (one that was resumed from a checkpoint), are hidden from TensorBoard.
         if purge_step is not None:
@@ -58,9 +63,13 @@ class TensorBoardLogger:
         #: The step of the latest point written, and every scalar written at that step.
         self.latest_step: int | None = None
         self.latest_points: dict[str, float] = {}
+        #: The trackers that get the same scalars; emptied once they are ended.
+        self.trackers = list(trackers)
 
     def scalar(self, tag: str, value: float, step: int) -> None:
         self.writer.add_scalar(tag, value, step)
+        for tracker in self.trackers:
+            tracker.scalar(tag, value, step)
         if step != self.latest_step:
             self.latest_step, self.latest_points = step, {}
         self.latest_points[tag] = value
@@ -86,6 +95,20 @@ class TensorBoardLogger:
         _experiment, session_start, session_end = hparams_summaries(flat_config, {})
         for summary in (session_start, session_end):
             self.writer.file_writer.add_summary(summary)
+
+    def commit(self, before_step: int) -> None:
+        """A checkpoint covers the points before ``before_step``: the trackers may have them."""
+        for tracker in self.trackers:
+            tracker.commit(before_step)
+
+    def end_trackers(self, status: str, summary: dict[str, float] | None = None,
+                     resumable: bool = False) -> None:
+        """End the trackers' runs (once): a ``resumable`` run's points after its checkpoint
+        are left to the run that resumes it."""
+        trackers, self.trackers = self.trackers, []
+        for tracker in trackers:
+            tracker.finish(status, summary or {}, tracker.tracker.files_at_end(status),
+                           resumable)
 
     def close(self) -> None:
         self.writer.close()

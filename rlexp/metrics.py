@@ -68,6 +68,13 @@ class RunMetrics:
     population: int = 1
     schema_version: int = SCHEMA_VERSION
 
+    #: The numbers an experiment tracker records as the run's final results.
+    SUMMARY = ("eval_return_mean", "eval_return_std", "eval_episodes", "env_steps", "episodes",
+               "wall_seconds", "sps")
+
+    def summary(self) -> dict[str, float]:
+        return {k: float(v) for k in self.SUMMARY if (v := getattr(self, k)) is not None}
+
 
 def write_metrics(run_dir: Path, metrics: RunMetrics) -> Path:
     path = Path(run_dir) / FILENAME

@@ -321,8 +321,9 @@ def checkpoint_to_resume(run_dir: Path, resume: str | None,
     check_resumable(run_dir, resume)
     allowed = (*LAUNCH_KEYS, "run_name", *(("total_steps",) if extending else ()))
     # A key the saved config lacks was added to rlexp's schema since: it holds its default.
-    differ = sorted(k for k in saved
-                    if k not in allowed and saved.get(k) != config_now.get(k))
+    # Where the scalars are also sent (logger.*) changes nothing the run computes.
+    differ = sorted(k for k in saved if k not in allowed and not k.startswith("logger.")
+                    and saved.get(k) != config_now.get(k))
     if differ:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {config_now.get(k)!r})"
                           for k in differ[:4])

@@ -25,6 +25,7 @@ from rlexp.metrics import RunMetrics, write_metrics
 from rlexp.populations import check_population
 from rlexp.rundir import WriteError
 from rlexp.stop import StopNow, StopSignals
+from rlexp.trackers import open_trackers
 
 log = logging.getLogger("rlexp")
 
@@ -122,11 +123,14 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
             tb.flush()
             checkpoint.save_checkpoint(s.run_dir / rundir.LAST, checkpoint.training_state(
                 agent.state_dict(i), state.state_dict(), include_replay=s.cfg.checkpoint.replay))
+            tb.commit(state.purge_step)
 
         def finish(result: LoopResult) -> None:
-            tb.close()
             results[i] = finished[s.run_dir] = _finish(s, agent.state_dict(i), result, device,
                                                        size)
+            tb.end_trackers(result.outcome, results[i].summary(),
+                            resumable=result.outcome == "interrupted")
+            tb.close()
 
         settings = LoopSettings(
             total_steps=s.cfg.total_steps, seed=s.cfg.seed, log_every=s.cfg.log.every_steps,
@@ -138,6 +142,11 @@ def _train_together(starts: list[_Start], stop: StopSignals | None,
 
     try:
         train(agent, envs, eval_envs, [member_run(i) for i in range(size)], stop)
+    except BaseException as e:  # the trackers of the runs it cut short end too
+        for tb in loggers:
+            tb.end_trackers("interrupted" if isinstance(e, StopNow) else "failed",
+                            resumable=isinstance(e, StopNow | KeyboardInterrupt))
+        raise
     finally:
         for tb in loggers:
             tb.close()
@@ -185,7 +194,9 @@ def _open_log(s: _Start, state: LoopState | None, device: torch.device) -> Tenso
     # Written before training: an unwritable or full output dir fails here, not at the end.
     rundir.atomic_write(s.run_dir / rundir.CONFIG, lambda tmp: tmp.write_text(s.yaml_text))
     # A resumed run hides the points its previous process logged after the checkpoint.
-    tb = TensorBoardLogger(s.run_dir, purge_step=state.purge_step if state else None)
+    tb = TensorBoardLogger(s.run_dir, purge_step=state.purge_step if state else None,
+                           trackers=open_trackers(s.cfg.logger, s.run_dir, s.flat_config,
+                                                  s.yaml_text, s.cfg.run_name))
     if state is None:  # a resumed run has its config and hparams logged already
         tb.config(s.yaml_text, s.flat_config)
     begin = f"resuming at step {state.step}" if state else "starting"

@@ -157,21 +157,29 @@ class SweepReport(Callback):
         local_submitit = "submitit" in launcher and launcher.endswith("LocalLauncher")
         self.signals = SweepSignals(sweep_dir, jobs_are_grandchildren=local_submitit)
         self.signals.__enter__()
+        if (mlflow := OmegaConf.select(config, "logger.mlflow")) is not None:
+            from rlexp.trackers import bounded
+            from rlexp.trackers.mlflow import start_sweep
+
+            bounded("mlflow: the sweep's parent run", lambda: start_sweep(mlflow, sweep_dir),
+                    3 * mlflow.timeout_s)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(str(config.hydra.sweep.dir))
         try:
-            self._end(Path(str(config.hydra.sweep.dir)))
+            self._end(sweep_dir, OmegaConf.select(config, "logger.mlflow"))
         finally:
             if self.signals is not None:
                 self.signals.__exit__(None, None, None)
 
-    def _end(self, sweep_dir: Path) -> None:
+    def _end(self, sweep_dir: Path, mlflow: Any = None) -> None:
         signum = sweep_stop_requested(sweep_dir)
         clear_sweep_stop(sweep_dir)
+        written: list[Path] = []
         try:
             report = build_report(sweep_dir)
             if report.runs:
-                report.write()
+                written = report.write()
                 print(report.text(), flush=True)
                 print(f"report: {sweep_dir / rundir.SUMMARY_MD}\n"
                       f"curves and hparams: tensorboard --logdir {shlex.quote(str(sweep_dir))}",
@@ -180,6 +188,15 @@ class SweepReport(Callback):
             print(f"rlexp: error: the sweep report failed: {type(e).__name__}: {e}",
                   file=sys.stderr, flush=True)
             sys.exit(1)
+        finally:
+            if mlflow is not None:  # the report's files on the sweep's parent run
+                from rlexp.trackers import bounded
+                from rlexp.trackers.mlflow import end_sweep
+
+                status = "interrupted" if signum is not None else "completed"
+                bounded("mlflow: the sweep's report", lambda: end_sweep(
+                    mlflow, sweep_dir, [p for p in written if p.suffix in (".png", ".md")],
+                    status), 3 * mlflow.timeout_s)
         if signum is not None:
             print(f"the sweep was stopped by {signal.Signals(signum).name}; continue it with:\n"
                   f"  {resume_command(sweep_dir)}", flush=True)
