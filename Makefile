@@ -63,9 +63,10 @@ clean:  ## Remove .venv, caches and all run outputs (keeps outputs/.gitkeep)
 	find outputs -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-bench: $(STAMP)  ## CartPole, population, Atari and report benchmarks: rlexp vs Stable-Baselines3 and joblib (installs the bench extra)
+bench: $(STAMP)  ## CartPole, population, Atari, report and tracker benchmarks: rlexp vs Stable-Baselines3 and joblib (installs the bench extra)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python scripts/bench_cartpole.py $(ARGS)
 	$(BIN)/python scripts/bench_population.py $(POPULATION_ARGS)
 	$(BIN)/python scripts/bench_atari.py $(ATARI_ARGS)
 	$(BIN)/python scripts/bench_report.py
+	$(BIN)/python scripts/bench_trackers.py

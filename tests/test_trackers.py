@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlexp import evaluate, rundir, runner
+from rlexp import evaluate, export, rundir, runner
 from rlexp.agents.dqn import DQNAgent
 from rlexp.metrics import read_metrics
 from rlexp.stop import StopSignals
@@ -295,3 +295,60 @@ def test_wandb_disabled_writes_nothing_and_no_credential_is_ever_written(tmp_pat
     for path in offline.rglob("*"):
         if path.is_file():
             assert key.encode() not in path.read_bytes(), path
+
+
+# ------------------------------------------------------------------------------------ export
+
+
+def test_export_sends_finished_runs_as_they_would_have_been_sent_live(mlflow_server, tmp_path,
+                                                                      no_wandb_key, capsys):
+    # A sweep trained with TensorBoard alone, then exported to MLflow and to W&B (offline).
+    sweep = tmp_path / "sweep"
+    for seed in (0, 1):
+        run_in_process([*RUN, f"seed={seed}"], sweep / f"seed={seed}")
+    (sweep / "summary.md").write_text("# the sweep's report\n")
+    assert export.main([str(sweep), "--to", "mlflow", "--tracking-uri", mlflow_server.uri,
+                        "--experiment", "exported"]) == 0
+    client = mlflow_server.client()
+    parent_id = json.loads((sweep / ".trackers.json").read_text())["mlflow"]["run_id"]
+    assert [a.path for a in client.list_artifacts(parent_id)] == ["summary.md"]
+    for seed in (0, 1):
+        run_dir = sweep / f"seed={seed}"
+        run = client.get_run(_mlflow_run_id(run_dir))
+        assert run.info.status == "FINISHED"
+        assert run.data.tags["mlflow.parentRunId"] == parent_id
+        flat = rundir.flatten(yaml.safe_load((run_dir / rundir.CONFIG).read_text()))
+        assert run.data.params == {k: str(v) for k, v in flat.items()}
+        tensorboard = _tb_series(run_dir)
+        _assert_same_series(_mlflow_series(client, run.info.run_id, tensorboard), tensorboard)
+    capsys.readouterr()
+    assert export.main([str(sweep), "--to", "mlflow", "--tracking-uri", mlflow_server.uri]) == 0
+    assert capsys.readouterr().out.count("already sent to mlflow, left as it is") == 2
+    assert export.main([str(sweep / "seed=0"), "--to", "wandb"]) == 0
+    ((run_id, history, config),) = _wandb_records(sweep / "seed=0")
+    assert config["seed"] == 0
+    _assert_same_series(_as_series(history), _tb_series(sweep / "seed=0"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["parallel", "population", "local_cluster"])
+def test_every_launcher_finishes_every_tracker_run(tmp_path, launcher):
+    # Two configurations x two seeds: a population launcher trains each pair as one population,
+    # whose members are each their own W&B and MLflow run.
+    sweep, store = tmp_path / "sweep", tmp_path / "mlflow.db"
+    result = run_cli(["-m", f"hydra/launcher={launcher}", *RUN, "seed=0,1",
+                      "optimizer.lr=0.001,0.002", "logger=[mlflow,wandb]",
+                      f"logger.mlflow.tracking_uri=sqlite:///{store}",
+                      f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
+                     env={"HOME": str(tmp_path), "WANDB_API_KEY": ""}, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{store}")
+    jobs = sorted(p.parent for p in sweep.rglob("metrics.json"))
+    assert len(jobs) == 4
+    for job in jobs:
+        assert client.get_run(_mlflow_run_id(job)).info.status == "FINISHED", job
+        ((run_id, history, _),) = _wandb_records(job)
+        assert run_id == json.loads((job / "trackers.json").read_text())["wandb"]["id"]
+        assert max(history) == 800  # every point sent, to the last
