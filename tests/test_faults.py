@@ -5,6 +5,7 @@ is lost, that the error says what happened, and that the run can be picked up ag
 import contextlib
 import errno
 import io
+import logging
 import os
 import random
 import re
@@ -512,8 +513,16 @@ def run_main_in_process(args: list[str], monkeypatch) -> tuple[int, str]:
     # inherit it and print tracebacks.
     monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
     err = io.StringIO()
-    with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
-        train.main()
+    loggers = [logging.getLogger(), logging.getLogger("rlexp")]
+    before = [list(logger.handlers) for logger in loggers]
+    try:
+        with contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exit_info:
+            train.main()
+    finally:  # Hydra's handlers of this job (its train.log) must not outlive the test
+        for logger, handlers in zip(loggers, before, strict=True):
+            for handler in set(logger.handlers) - set(handlers):
+                logger.removeHandler(handler)
+                handler.close()
     return exit_info.value.code, err.getvalue()
 
 
