@@ -97,6 +97,39 @@ def _mlflow_run_id(run_dir: Path) -> str:
     return json.loads((run_dir / "trackers.json").read_text())["mlflow"]["run_id"]
 
 
+def _check_mlflow_run(client, run_dir: Path, parent_id: str):
+    """The run's MLflow run: finished, nested under the sweep's, its params the flattened
+    config and its metric histories TensorBoard's."""
+    run = client.get_run(_mlflow_run_id(run_dir))
+    assert run.info.status == "FINISHED"
+    assert run.data.tags["mlflow.parentRunId"] == parent_id
+    flat = rundir.flatten(yaml.safe_load((run_dir / rundir.CONFIG).read_text()))
+    assert run.data.params == {k: str(v) for k, v in flat.items()}
+    tensorboard = _tb_series(run_dir)
+    _assert_same_series(_mlflow_series(client, run.info.run_id, tensorboard), tensorboard)
+    return run
+
+
+def _stop_and_resume(args: list[str], run_dir: Path, monkeypatch, read=lambda run_dir: None):
+    """Train ``args`` until a SIGTERM at step 530 (between two log points) stops it, then
+    resume it to the end; returns ``read(run_dir)`` from before the resume."""
+    learn = DQNAgent.learn
+
+    def sigterm_at_530(self, batch, should_stop=None):
+        if self.env_steps == 530:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return learn(self, batch, should_stop)
+
+    monkeypatch.setattr(DQNAgent, "learn", sigterm_at_530)
+    with StopSignals() as stop:
+        assert run_in_process(args, run_dir, stop).status == "interrupted"
+    monkeypatch.undo()
+    before = read(run_dir)
+    resumed = runner.run(compose_config([*args, f"resume={run_dir}"]), run_dir)
+    assert resumed.status == "completed" and resumed.resumed_from_step == 531  # its step done
+    return before
+
+
 # ------------------------------------------------------------------------------------ MLflow
 
 
@@ -116,13 +149,7 @@ def test_a_sweep_sends_params_metrics_nested_runs_and_its_report_to_mlflow(mlflo
     jobs = sorted(p.parent for p in sweep.glob("*/metrics.json"))
     assert len(jobs) == 2
     for job in jobs:
-        run = client.get_run(_mlflow_run_id(job))
-        assert run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.parentRunId"] == parent_id
-        flat = rundir.flatten(yaml.safe_load((job / rundir.CONFIG).read_text()))
-        assert run.data.params == {k: str(v) for k, v in flat.items()}
-        tensorboard = _tb_series(job)
-        _assert_same_series(_mlflow_series(client, run.info.run_id, tensorboard), tensorboard)
+        run = _check_mlflow_run(client, job, parent_id)
         final = read_metrics(job)["eval_return_mean"]
         assert run.data.metrics["final/eval_return_mean"] == pytest.approx(final)
 
@@ -132,20 +159,7 @@ def test_a_stopped_and_resumed_run_is_one_mlflow_run_without_gap_or_duplicate(
     args = [*RUN, "logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server.uri}",
             "logger.mlflow.experiment=resume"]
     run_dir = tmp_path / "run"
-    learn = DQNAgent.learn
-
-    def sigterm_at_530(self, batch, should_stop=None):  # between two log points
-        if self.env_steps == 530:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return learn(self, batch, should_stop)
-
-    monkeypatch.setattr(DQNAgent, "learn", sigterm_at_530)
-    with StopSignals() as stop:
-        assert run_in_process(args, run_dir, stop).status == "interrupted"
-    monkeypatch.undo()
-    first_id = _mlflow_run_id(run_dir)
-    resumed = runner.run(compose_config([*args, f"resume={run_dir}"]), run_dir)
-    assert resumed.status == "completed" and resumed.resumed_from_step is not None
+    first_id = _stop_and_resume(args, run_dir, monkeypatch, _mlflow_run_id)
     assert _mlflow_run_id(run_dir) == first_id
     client = mlflow_server.client()
     experiment = client.get_experiment_by_name("resume").experiment_id
@@ -253,19 +267,7 @@ def test_wandb_without_a_key_runs_offline_and_a_resumed_run_appends_to_it(
         tmp_path, monkeypatch, no_wandb_key):
     args = [*RUN, "logger=wandb", "logger.wandb.project=rlexp-test"]
     run_dir = tmp_path / "run"
-    learn = DQNAgent.learn
-
-    def sigterm_at_530(self, batch, should_stop=None):
-        if self.env_steps == 530:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return learn(self, batch, should_stop)
-
-    monkeypatch.setattr(DQNAgent, "learn", sigterm_at_530)
-    with StopSignals() as stop:
-        assert run_in_process(args, run_dir, stop).status == "interrupted"
-    monkeypatch.undo()
-    assert runner.run(compose_config([*args, f"resume={run_dir}"]), run_dir).status == \
-        "completed"
+    _stop_and_resume(args, run_dir, monkeypatch)
     runs = _wandb_records(run_dir)
     assert len(runs) == 2 and runs[0][0] == runs[1][0]  # the same run id, appended
     first, second = runs[0][1], runs[1][1]
@@ -313,14 +315,7 @@ def test_export_sends_finished_runs_as_they_would_have_been_sent_live(mlflow_ser
     parent_id = json.loads((sweep / ".trackers.json").read_text())["mlflow"]["run_id"]
     assert [a.path for a in client.list_artifacts(parent_id)] == ["summary.md"]
     for seed in (0, 1):
-        run_dir = sweep / f"seed={seed}"
-        run = client.get_run(_mlflow_run_id(run_dir))
-        assert run.info.status == "FINISHED"
-        assert run.data.tags["mlflow.parentRunId"] == parent_id
-        flat = rundir.flatten(yaml.safe_load((run_dir / rundir.CONFIG).read_text()))
-        assert run.data.params == {k: str(v) for k, v in flat.items()}
-        tensorboard = _tb_series(run_dir)
-        _assert_same_series(_mlflow_series(client, run.info.run_id, tensorboard), tensorboard)
+        _check_mlflow_run(client, sweep / f"seed={seed}", parent_id)
     capsys.readouterr()
     assert export.main([str(sweep), "--to", "mlflow", "--tracking-uri", mlflow_server.uri]) == 0
     assert capsys.readouterr().out.count("already sent to mlflow, left as it is") == 2
