@@ -8,9 +8,8 @@ improvement of each group over each other), and the figures ``tasks_aggregate.pn
 ``tasks_profile.png``, ``tasks_sample_efficiency.png`` and ``tasks_curves.png``.
 
 A task's normalized score is ``(score - random) / (reference - random)``, with the random and
-reference scores of ``reference_scores.csv`` (each with its source). A task with no published
-reference (MinAtar) is normalized by the best final return any run of the study reached on it,
-and the report says so.
+reference scores of ``reference_scores.csv`` (each with its source); a task without them is
+left out of the aggregates, and the report says so.
 """
 
 from __future__ import annotations
@@ -42,8 +41,7 @@ class Normalizer:
 
     random: float
     reference: float
-    #: What the reference is (human, reward_threshold, "best run of this study") and the
-    #: source of both numbers.
+    #: What the reference is (human, reward_threshold, ...) and the source of both numbers.
     kind: str
     source: str
 
@@ -58,19 +56,13 @@ def published_scores() -> dict[str, dict[str, str]]:
     return {row["task"]: row for row in csv.DictReader(io.StringIO(text))}
 
 
-def normalizer(task: str, finals: list[float]) -> Normalizer | None:
-    """The task's normalizer: its published scores, else (no reference) the study's best final
-    return ``finals`` as the reference; None for a task with no random score either."""
+def normalizer(task: str) -> Normalizer | None:
+    """The task's normalizer, from its published scores; None for a task that has none."""
     row = published_scores().get(task)
-    if row is None:
+    if row is None or not row["reference"]:
         return None
-    random = float(row["random"])
-    if row["reference"]:
-        return Normalizer(random, float(row["reference"]), row["reference_kind"], row["source"])
-    best = max(finals, default=random)
-    if best <= random:
-        return None
-    return Normalizer(random, best, "best run of this study", row["source"])
+    return Normalizer(float(row["random"]), float(row["reference"]), row["reference_kind"],
+                      row["source"])
 
 
 def task_keys(runs: list[Run]) -> set[str]:
@@ -111,11 +103,11 @@ class Study:
         groups = group_runs(runs, ignore=keys)
         normalizers, left_out = {}, {}
         for task in tasks:
-            finals = [r.final_return for r in runs if r.env_id == task and r.status == "completed"]
-            norm = normalizer(task, finals)
+            norm = normalizer(task)
             if norm is None:
-                left_out[task] = "no random score for it in rlexp/report/reference_scores.csv"
-            elif not finals:
+                left_out[task] = ("no random and reference scores for it in "
+                                  "rlexp/report/reference_scores.csv")
+            elif not any(r.env_id == task and r.status == "completed" for r in runs):
                 left_out[task] = "no completed run"
             else:
                 normalizers[task] = norm
