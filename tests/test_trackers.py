@@ -347,3 +347,17 @@ def test_every_launcher_finishes_every_tracker_run(tmp_path, launcher):
         ((run_id, history, _),) = _wandb_records(job)
         assert run_id == json.loads((job / "trackers.json").read_text())["wandb"]["id"]
         assert max(history) == 800  # every point sent, to the last
+
+
+def test_a_tracker_whose_package_is_missing_is_refused_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    from rlexp.config import ConfigError
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *args: None if name == "wandb" else find_spec(name, *args))
+    with pytest.raises(ConfigError, match=r"^logger=wandb needs the wandb package: "
+                                          r"pip install -e '\.\[wandb\]'$"):
+        run_in_process([*RUN, "logger=wandb"], tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -14,6 +14,7 @@ duplicate.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import queue
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rlexp import rundir
+from rlexp.config import ConfigError
 from rlexp.errors import first_line
 
 log = logging.getLogger("rlexp")
@@ -195,10 +197,14 @@ def send_to_finished_run(logger_cfg: Any, run_dir: Path, flat_config: dict[str, 
 
 def open_trackers(logger_cfg: Any, run_dir: Path, flat_config: dict[str, Any], yaml_text: str,
                   run_name: str) -> list[TrackedRun]:
-    """The trackers a run's ``logger`` config selects, started (each in its thread)."""
+    """The trackers a run's ``logger`` config selects, started (each in its thread); a tracker
+    whose package is not installed is a config error, said before training starts."""
     runs = []
     for name, cls in tracker_classes().items():
         settings = getattr(logger_cfg, name, None)
+        if settings is not None and importlib.util.find_spec(name) is None:
+            raise ConfigError(f"logger={name} needs the {name} package: "
+                              f"pip install -e '.[{name}]'")
         if settings is not None:
             tracker = cls(settings, run_dir, flat_config, yaml_text, run_name)
             runs.append(TrackedRun(tracker, getattr(settings, "timeout_s", FINISH_TIMEOUT_S)
