@@ -47,20 +47,23 @@ def outcome(start: float, evaluations: list[tuple[int, float, float]]) -> dict:
             "last_holds": sum(last) / len(last) >= TARGET}
 
 
-def rlexp_run(seed: int, eval_every: int, budget: int = BUDGET) -> dict:
+def rlexp_run(seed: int, eval_every: int, budget: int = BUDGET,
+              overrides: tuple[str, ...] = ("agent=dqn", "env=cartpole")) -> dict:
+    """One run as a user launches it; its outcome and its env steps per second (the whole
+    run's, evaluations included, from metrics.json)."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     with tempfile.TemporaryDirectory() as tmp:
         start = time.time()
-        subprocess.run([sys.executable, "-m", "rlexp.train", "agent=dqn", "env=cartpole",
-                        "device=cpu", f"seed={seed}", f"total_steps={budget}",
-                        "train.stop_on_return=null", f"eval.every_steps={eval_every}",
-                        "eval.episodes=20", f"hydra.run.dir={tmp}/run"],
-                       cwd=REPO, check=True, capture_output=True)
+        subprocess.run([sys.executable, "-m", "rlexp.train", *overrides, "device=cpu",
+                        f"seed={seed}", f"total_steps={budget}", "train.stop_on_return=null",
+                        f"eval.every_steps={eval_every}", "eval.episodes=20",
+                        f"hydra.run.dir={tmp}/run"], cwd=REPO, check=True, capture_output=True)
         acc = EventAccumulator(f"{tmp}/run")
         acc.Reload()
-        return outcome(start, [(e.step, e.value, e.wall_time)
-                               for e in acc.Scalars("eval/return_mean")])
+        sps = json.loads(Path(f"{tmp}/run/metrics.json").read_text())["sps"]
+        return {**outcome(start, [(e.step, e.value, e.wall_time)
+                                  for e in acc.Scalars("eval/return_mean")]), "sps": sps}
 
 
 def sb3_worker(seed: int, eval_every: int, budget: int) -> None:
@@ -270,6 +273,8 @@ def main() -> None:
                         help="env steps each run takes (a small one only checks that the "
                              "benchmark runs)")
     parser.add_argument("--skip-sb3", action="store_true")
+    parser.add_argument("--pqn-seeds", type=int, default=1,
+                        help="runs of experiment=pqn_cartpole (500k steps each, ~40 s)")
     parser.add_argument("--sb3-worker", nargs=3, type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sb3_worker:
@@ -286,6 +291,14 @@ def main() -> None:
         if rlexp_median and sb3_median:
             print(f"ratio rlexp / SB3 median time to first solve: "
                   f"{rlexp_median / sb3_median:.2f} (target <= 0.3)")
+
+    if args.pqn_seeds:  # purejaxql's configuration: 32 envs, 500k steps, eval every 25k
+        pqn = [rlexp_run(s, 25_000, 500_000, ("experiment=pqn_cartpole",))
+               for s in range(args.pqn_seeds)]
+        summarize("PQN", pqn)
+        print(f"PQN (experiment=pqn_cartpole): {statistics.median(r['sps'] for r in pqn):,.0f} "
+              "env steps/s over the whole run, evaluations included, median over seeds "
+              "(target >= 26,000)", flush=True)
 
     run, bare, dynamo = startup_seconds(args.startup_rounds)
     print(f"start-up, median of {args.startup_rounds}: a 1-step run (total_steps=1 "
