@@ -266,3 +266,18 @@ def test_a_minatar_suite_sweep_on_the_population_launcher_reports_end_to_end(tmp
     for png in (AGGREGATE_PNG, PROFILE_PNG, SAMPLE_EFFICIENCY_PNG, CURVES_PNG):
         assert (sweep / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
     assert "rlexp PQN 1M steps" in (sweep / "summary.md").read_text()  # MinAtar's reference
+
+
+def test_a_task_without_reference_scores_is_left_out_and_said(tmp_path):
+    for task in ("CartPole-v1", "MyEnv-v0"):
+        for seed in range(2):
+            run = fake_run(tmp_path, f"task={task},seed={seed}", [f"task={task}", f"seed={seed}"],
+                           final=100.0 + seed, curve=[(0, 10.0), (1000, 100.0 + seed)])
+            (run / "config.yaml").write_text(yaml.safe_dump(
+                {"env": {"id": task, "solved_return": None}, "seed": seed, "total_steps": 1000}))
+    report = build_report(tmp_path)
+    assert report.study is not None and report.study.scored_tasks == ["CartPole-v1"]
+    assert {r["group"] for r in report.study.aggregate_rows} == {"all runs"}
+    report.write(plots=False)
+    assert "- MyEnv-v0: left out of the aggregates: no random and reference scores" in (
+        tmp_path / "summary.md").read_text()
