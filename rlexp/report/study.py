@@ -131,7 +131,7 @@ class Study:
     def score_rows(self) -> list[dict[str, Any]]:
         rows = []
         for g in self.groups:
-            for r in sorted(g.completed, key=lambda r: (r.env_id or "", _seed(r))):
+            for r in sorted(g.completed, key=lambda r: (r.env_id or "", _seed(r) or 0)):
                 norm = self.normalizers.get(r.env_id)
                 rows.append({"group": g.label, "task": r.env_id, "seed": _seed(r),
                              "final_return": r.final_return,
