@@ -34,6 +34,8 @@ IDS_FILE = "trackers.json"
 #: A sweep's own tracker ids (an MLflow parent run), in its directory.
 SWEEP_IDS_FILE = ".trackers.json"
 Point = tuple[str, float, int]
+#: Seconds a run's end waits for a tracker to send what is left (its own, where it has one).
+FINISH_TIMEOUT_S = 30.0
 
 
 def saved_ids(directory: Path, name: str = IDS_FILE) -> dict[str, Any]:
@@ -89,17 +91,20 @@ class Tracker:
         """Files of the run to send when it ends."""
         return []
 
+    @property
+    def finish_timeout_s(self) -> float:
+        """How long the run's end waits for what is left to be sent."""
+        return FINISH_TIMEOUT_S
 
-#: Seconds a run's end waits for its trackers to send what is left.
-FINISH_TIMEOUT_S = 30.0
+
 
 
 class TrackedRun:
     """One tracker of one run: the points logged since the last checkpoint, and the thread
     that sends what is committed."""
 
-    def __init__(self, tracker: Tracker, timeout_s: float = FINISH_TIMEOUT_S):
-        self.tracker, self.timeout_s = tracker, timeout_s
+    def __init__(self, tracker: Tracker):
+        self.tracker, self.timeout_s = tracker, tracker.finish_timeout_s
         self.pending: list[Point] = []
         self.failure: str | None = None
         self.unsent = {"scalar points": 0, "files": 0, "final metrics": 0}
@@ -206,7 +211,5 @@ def open_trackers(logger_cfg: Any, run_dir: Path, flat_config: dict[str, Any], y
             raise ConfigError(f"logger={name} needs the {name} package: "
                               f"pip install -e '.[{name}]'")
         if settings is not None:
-            tracker = cls(settings, run_dir, flat_config, yaml_text, run_name)
-            runs.append(TrackedRun(tracker, getattr(settings, "timeout_s", FINISH_TIMEOUT_S)
-                                   * 3))
+            runs.append(TrackedRun(cls(settings, run_dir, flat_config, yaml_text, run_name)))
     return runs

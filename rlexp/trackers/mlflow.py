@@ -132,6 +132,10 @@ class MlflowTracker(Tracker):
         for path in files:
             self.client.log_artifact(self.run_id, str(path))
 
+    @property
+    def finish_timeout_s(self) -> float:
+        return 3 * self.settings.timeout_s  # a request, its retry and the end's own
+
     def files_at_end(self, status: str) -> list[Path]:
         final = self.run_dir / rundir.FINAL
         return [final] if self.settings.log_checkpoints and final.is_file() else []
