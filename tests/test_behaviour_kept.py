@@ -33,9 +33,12 @@ CASES = {
     # LayerNorm, one network), Rainbow (noisy) and a QR-DQN population (SGD with momentum).
     "pqn cartpole": ["experiment=pqn_cartpole", *TINY, "env.num_envs=4", "agent.rollout_steps=8",
                      "agent.minibatches=4", "agent.network.hidden=[32]"],
-    "rainbow cartpole": ["agent=rainbow", "env=cartpole", *TINY, *TINY_DQN],
+    # Their tuned settings as recorded (conf/tuned/ has changed them since).
+    "rainbow cartpole": ["agent=rainbow", "env=cartpole", *TINY, *TINY_DQN,
+                         "agent.epsilon.end=0.0", "agent.epsilon.fraction=0.0"],
     "qrdqn population of 3": ["agent=qrdqn", "env=cartpole", *TINY, *TINY_DQN,
-                              "optimizer=sgd", "optimizer.momentum=0.9", "agent.max_grad_norm=1"],
+                              "optimizer=sgd", "optimizer.momentum=0.9", "agent.max_grad_norm=1",
+                              "agent.quantiles=50"],
 }
 POPULATION = {"dqn population of 4": 4, "qrdqn population of 3": 3}
 
