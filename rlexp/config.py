@@ -297,6 +297,12 @@ class MlflowConfig:
     def __post_init__(self) -> None:
         if not self.timeout_s > 0:
             raise ConfigError(f"logger.mlflow.timeout_s={self.timeout_s} must be positive")
+        # The URI is saved with the run's config: a password in it would be too.
+        if self.tracking_uri and "@" in self.tracking_uri.split("://", 1)[-1].split("/", 1)[0]:
+            raise ConfigError("logger.mlflow.tracking_uri holds credentials, which would be "
+                              "saved with the run's config: give them to MLflow in "
+                              "MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD (or "
+                              "MLFLOW_TRACKING_TOKEN) instead")
 
 
 @dataclass

@@ -361,3 +361,10 @@ def test_a_tracker_whose_package_is_missing_is_refused_before_training(tmp_path,
                                           r"pip install -e '\.\[wandb\]'$"):
         run_in_process([*RUN, "logger=wandb"], tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_tracking_uri_with_credentials_is_refused_before_they_are_saved():
+    from rlexp.config import ConfigError
+
+    with pytest.raises(ConfigError, match="holds credentials.*MLFLOW_TRACKING_PASSWORD"):
+        compose_config(["logger=mlflow", "logger.mlflow.tracking_uri=http://bob:pw@host:5000"])
