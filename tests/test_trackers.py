@@ -23,7 +23,15 @@ from rlexp import evaluate, export, rundir, runner
 from rlexp.agents.dqn import DQNAgent
 from rlexp.metrics import read_metrics
 from rlexp.stop import StopSignals
-from tests.conftest import TINY, TINY_DQN, compose_config, read_scalars, run_cli, run_in_process
+from tests.conftest import (
+    TINY,
+    TINY_DQN,
+    compose_config,
+    options,
+    read_scalars,
+    run_cli,
+    run_in_process,
+)
 
 RUN = ["agent=dqn", "env=cartpole", *TINY, *TINY_DQN, "total_steps=800", "log.every_steps=100",
        "eval.every_steps=400", "checkpoint.every_steps=200", "device=cpu"]
@@ -157,7 +165,7 @@ def test_a_sweep_sends_params_metrics_nested_runs_and_its_report_to_mlflow(mlflo
 def test_a_stopped_and_resumed_run_is_one_mlflow_run_without_gap_or_duplicate(
         mlflow_server, tmp_path, monkeypatch):
     args = [*RUN, "logger=mlflow", f"logger.mlflow.tracking_uri={mlflow_server.uri}",
-            "logger.mlflow.experiment=resume"]
+            "logger.mlflow.experiment=resume", "logger.mlflow.log_checkpoints=true"]
     run_dir = tmp_path / "run"
     first_id = _stop_and_resume(args, run_dir, monkeypatch, _mlflow_run_id)
     assert _mlflow_run_id(run_dir) == first_id
@@ -167,6 +175,9 @@ def test_a_stopped_and_resumed_run_is_one_mlflow_run_without_gap_or_duplicate(
     tensorboard = _tb_series(run_dir)
     assert [s for s, _ in tensorboard["train/loss"]] == list(range(100, 801, 100))
     _assert_same_series(_mlflow_series(client, first_id, tensorboard), tensorboard)
+    # log_checkpoints: the final checkpoint is an artifact, byte for byte.
+    copy = Path(client.download_artifacts(first_id, "final.pt", str(tmp_path)))
+    assert copy.read_bytes() == (run_dir / rundir.FINAL).read_bytes()
 
 
 def test_a_server_killed_mid_run_costs_one_warning_and_nothing_else(tmp_path, monkeypatch,
@@ -367,3 +378,15 @@ def test_a_tracking_uri_with_credentials_is_refused_before_they_are_saved():
 
     with pytest.raises(ConfigError, match="holds credentials.*MLFLOW_TRACKING_PASSWORD"):
         compose_config(["logger=mlflow", "logger.mlflow.tracking_uri=http://bob:pw@host:5000"])
+
+
+@pytest.mark.parametrize("option", options("logger"))
+def test_every_logger_option_composes_to_trackers_rlexp_has(option):
+    from rlexp.trackers import tracker_classes
+
+    logger = compose_config([f"logger={option}"]).logger
+    selected = {name for name in ("tensorboard", *tracker_classes())
+                if getattr(logger, name) is not None}
+    assert selected and selected <= {"tensorboard", *tracker_classes()}
+    assert (option in selected) or option == "many" and selected == {"tensorboard",
+                                                                      *tracker_classes()}
