@@ -227,9 +227,13 @@ def test_a_tracking_uri_nothing_listens_on_costs_one_warning(tmp_path, caplog):
 def _wandb_records(run_dir: Path) -> list[tuple[str, dict, dict]]:
     """Each offline W&B run under ``run_dir`` (in the order made): its id, its history by step
     and its config, read with wandb's own reader of its transaction log."""
+    import wandb
     from wandb.proto import wandb_internal_pb2 as pb
     from wandb.sdk.internal import datastore
 
+    # wandb's service writes an offline run's file after run.finish() returns; at a process's
+    # exit, as here, it shuts down once everything is written.
+    wandb.teardown()
     runs = []
     made = sorted(glob.glob(str(run_dir / "wandb" / "offline-run-*" / "run-*.wandb")),
                   key=lambda p: os.stat(Path(p).parent).st_ctime_ns)
