@@ -561,6 +561,13 @@ def compose(overrides: list[str] = ()) -> Config:
     return validate(cfg)
 
 
+def dumped(cfg: Config) -> tuple[str, dict[str, Any]]:
+    """A config as its run saves it (config.yaml's text) and flattened (``rundir.flatten``:
+    how run configs are compared, shown and sent to trackers)."""
+    resolved = OmegaConf.structured(cfg)
+    return OmegaConf.to_yaml(resolved), rundir.flatten(OmegaConf.to_container(resolved))
+
+
 def config_from_dict(data: dict[str, Any]) -> Config:
     """A resolved config saved by a run (``config.yaml`` in its run dir), typed and validated."""
     cfg = OmegaConf.structured(Config)

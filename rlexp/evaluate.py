@@ -110,10 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{run_dir}: eval return {returns.mean():.2f} +- {returns.std():.2f} over "
           f"{len(returns)} greedy episodes (seed {seed})" + (f"; video: {gif}" if gif else ""))
     if gif is not None:  # the video goes to the run's trackers too (logger=wandb, mlflow)
-        resolved = OmegaConf.structured(cfg)
-        send_to_finished_run(cfg.logger, run_dir, rundir.flatten(OmegaConf.to_container(
-            resolved)), OmegaConf.to_yaml(resolved), cfg.run_name, rundir.status(run_dir),
-            [gif])
+        send_to_finished_run(cfg, run_dir, rundir.status(run_dir), [gif])
 
 
 if __name__ == "__main__":

@@ -14,15 +14,19 @@ import argparse
 import sys
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
 from rlexp import rundir
-from rlexp.config import Config, ConfigError, MlflowConfig, WandbConfig, config_from_dict
-from rlexp.metrics import RunMetrics, read_metrics
+from rlexp.config import (
+    Config,
+    ConfigError,
+    MlflowConfig,
+    WandbConfig,
+    config_from_dict,
+    dumped,
+)
+from rlexp.metrics import read_metrics, summary_of
 from rlexp.trackers import (
     SWEEP_IDS_FILE,
     TrackedRun,
-    bounded,
     saved_ids,
     tracker_classes,
 )
@@ -46,30 +50,29 @@ def _run_dirs(path: Path) -> list[Path]:
                   if (p.parent / rundir.CONFIG).is_file() and rundir.ATTEMPTS not in p.parts)
 
 
-def export_run(run_dir: Path, tracker: str, settings) -> str:
-    """One run into the tracker; a line saying what was done."""
+def export_run(run_dir: Path, tracker: str, settings) -> tuple[bool, str]:
+    """One run into the tracker: whether nothing failed, and a line saying what was done."""
     import yaml
 
     data = yaml.safe_load((run_dir / rundir.CONFIG).read_text())
     cfg: Config = config_from_dict(data)
     if saved_ids(run_dir).get(tracker):
-        return f"{run_dir}: already sent to {tracker}, left as it is"
-    resolved = OmegaConf.structured(cfg)
+        return True, f"{run_dir}: already sent to {tracker}, left as it is"
+    yaml_text, flat_config = dumped(cfg)
     cls = tracker_classes()[tracker]
-    tracked = TrackedRun(cls(settings, run_dir, rundir.flatten(OmegaConf.to_container(resolved)),
-                             OmegaConf.to_yaml(resolved), cfg.run_name))
+    tracked = TrackedRun(cls(settings, run_dir, flat_config, yaml_text, cfg.run_name))
     points = _scalars(run_dir)
     for tag, value, step in points:
         tracked.scalar(tag, value, step)
     metrics = read_metrics(run_dir)
     status = metrics.get("status", "unfinished")
-    summary = {k: float(metrics[k]) for k in RunMetrics.SUMMARY if metrics.get(k) is not None}
+    summary = summary_of(metrics)
     video = run_dir / rundir.EVAL_GIF
     tracked.finish(status, summary, [*tracked.tracker.files_at_end(status),
                                      *([video] if video.is_file() else [])], resumable=False)
     if tracked.failure:
-        return f"{run_dir}: not sent: {tracked.failure}"
-    return f"{run_dir}: sent to {tracker} ({len(points)} scalar points, status {status})"
+        return False, f"{run_dir}: not sent: {tracked.failure}"
+    return True, f"{run_dir}: sent to {tracker} ({len(points)} scalar points, status {status})"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,19 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         from rlexp.trackers.mlflow import end_sweep, start_sweep
 
         rundir.write_swept_keys(sweep, sorted(rundir.swept_keys(sweep)))  # marks the sweep
-        bounded("mlflow: the sweep's parent run", lambda: start_sweep(settings, sweep),
-                3 * settings.timeout_s)
+        start_sweep(settings, sweep)
     failed = 0
     for run_dir in runs:
-        line = export_run(run_dir, args.to, settings)
-        failed += ": not sent: " in line
+        sent, line = export_run(run_dir, args.to, settings)
+        failed += not sent
         print(line, flush=True)
     if sweep is not None and args.to == "mlflow" and saved_ids(sweep, SWEEP_IDS_FILE):
         report = [p for p in (*sweep.glob("*.png"), *sweep.glob("curves/*.png"),
                               sweep / rundir.SUMMARY_MD) if p.is_file()]
-        bounded("mlflow: the sweep's report", lambda: end_sweep(settings, sweep, report,
-                                                                "completed"),
-                3 * settings.timeout_s)
+        end_sweep(settings, sweep, report, "completed")
     return 1 if failed else 0
 
 

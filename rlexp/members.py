@@ -54,12 +54,12 @@ def eager_optimizer_class(cls: type[torch.optim.Optimizer]) -> type[torch.optim.
                                        "__qualname__": cls.__qualname__})
 
 
-#: torch.optim optimizers whose update of a value reads only that value, its gradient and its
-#: own state (and numbers shared by all values, such as the step count).
 #: A flat tensor's size is a multiple of this many values: torch splits an elementwise op of
 #: 32,768 values or more into one chunk per thread, which then starts at a multiple of 32 values
 #: (two AVX-512 vectors of floats), as a parameter's own tensor would, for up to 64 threads.
 FLAT_ALIGNMENT = 2048
+#: torch.optim optimizers whose update of a value reads only that value, its gradient and its
+#: own state (and numbers shared by all values, such as the step count).
 ELEMENTWISE = (torch.optim.SGD, torch.optim.Adam, torch.optim.AdamW, torch.optim.RAdam,
                torch.optim.NAdam, torch.optim.Adamax, torch.optim.RMSprop, torch.optim.Adagrad)
 
@@ -259,4 +259,3 @@ class MemberOptimizer:
         self.optimizer.load_state_dict(full if self.flat is None else self.flat.as_stepped(full))
         for group in self.optimizer.param_groups:  # saved at the member's rate; steps at 1
             group["lr"] = 1.0
-

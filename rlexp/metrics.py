@@ -73,7 +73,13 @@ class RunMetrics:
                "wall_seconds", "sps")
 
     def summary(self) -> dict[str, float]:
-        return {k: float(v) for k in self.SUMMARY if (v := getattr(self, k)) is not None}
+        return summary_of(dataclasses.asdict(self))
+
+
+def summary_of(metrics: dict) -> dict[str, float]:
+    """The final results (``RunMetrics.SUMMARY``) of a run's metrics, as metrics.json holds
+    them, that it has."""
+    return {k: float(v) for k in RunMetrics.SUMMARY if (v := metrics.get(k)) is not None}
 
 
 def write_metrics(run_dir: Path, metrics: RunMetrics) -> Path:

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from omegaconf import OmegaConf
 
 from rlexp import build, checkpoint, rundir, runtime
 from rlexp.agents import agent_class
 from rlexp.checkpoint import CheckpointError
-from rlexp.config import Config
+from rlexp.config import Config, dumped
 from rlexp.errors import INPUT_ERRORS, describe_error, first_line
 from rlexp.logger import TensorBoardLogger, traceback_to_log_files
 from rlexp.loop import LoopResult, LoopSettings, LoopState, MemberRun, train
@@ -72,13 +71,11 @@ def run_population(cfgs: list[Config], run_dirs: list[Path], stop: StopSignals |
     check_population(cfgs)
     starts = []
     for cfg, run_dir in zip(cfgs, run_dirs, strict=True):
-        resolved = OmegaConf.structured(cfg)
-        flat_config = rundir.flatten(OmegaConf.to_container(resolved))
+        yaml_text, flat_config = dumped(cfg)
         point = rundir.checkpoint_to_resume(run_dir, cfg.resume, flat_config)
         last = None if point is None else point.checkpoint
         resumed = None if last is None else checkpoint.load_training_state(last)
-        starts.append(_Start(cfg, run_dir, OmegaConf.to_yaml(resolved), flat_config, resumed,
-                             point))
+        starts.append(_Start(cfg, run_dir, yaml_text, flat_config, resumed, point))
     results: dict[int, RunMetrics] = {}
     for step in sorted({s.step for s in starts}):
         if stop is not None and stop.received is not None:

@@ -27,7 +27,7 @@ import numpy as np
 from rlexp import rundir
 from rlexp.report.aggregate import METRICS, aggregate, probability_of_improvement
 from rlexp.report.runs import Group, Run, group_runs
-from rlexp.report.tables import _markdown_table, _text_table
+from rlexp.report.tables import _markdown_table, _text_table, write_csv
 
 SCORES_CSV, AGGREGATE_CSV, IMPROVEMENT_CSV = "scores.csv", "aggregate.csv", "improvement.csv"
 SCORE_COLUMNS = ("group", "task", "seed", "final_return", "normalized")
@@ -173,7 +173,7 @@ class Study:
                                     (AGGREGATE_CSV, AGGREGATE_COLUMNS, self.aggregate_rows),
                                     (IMPROVEMENT_CSV, IMPROVEMENT_COLUMNS,
                                      self.improvement_rows)):
-            written.append(_write_csv(out_dir / name, columns, rows))
+            written.append(write_csv(out_dir / name, columns, rows))
         return written + (write_study_plots(self, out_dir, references) if plots else [])
 
     def markdown(self) -> list[str]:
@@ -232,11 +232,3 @@ def _seed(run: Run) -> int | None:
     seed = run.config.get("seed")
     return None if seed is None else int(seed)
 
-
-def _write_csv(path: Path, columns: tuple[str, ...], rows: list[dict[str, Any]]) -> Path:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    rundir.atomic_write(path, lambda tmp: tmp.write_text(out.getvalue()))
-    return path

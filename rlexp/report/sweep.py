@@ -5,8 +5,6 @@ multirun by a Hydra callback (:class:`SweepReport`); ``python -m rlexp.report``.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import shlex
 import signal
 import sys
@@ -33,6 +31,7 @@ from rlexp.report.tables import (
     pairwise_table,
     summary_rows,
     table,
+    write_csv,
 )
 from rlexp.rundir import atomic_write
 from rlexp.stop import SweepSignals, clear_sweep_stop, exit_status, sweep_stop_requested
@@ -50,6 +49,12 @@ class Report:
     def references(self) -> list[tuple[published.PublishedResult, list[str]]]:
         """The published results on the runs' tasks, with what the runs do differently."""
         return published.references(self.runs)
+
+    @cached_property
+    def pairs(self) -> list[list[str]] | None:
+        """The probabilities of improvement between groups; none across tasks, where the
+        study's (over the tasks) replace them."""
+        return None if self.study is not None else pairwise_table(self.groups)
 
     @property
     def comparable_references(self) -> list[published.PublishedResult]:
@@ -70,8 +75,7 @@ class Report:
         if self.study is not None:
             lines += [self.study.text(), "per task and configuration:"]
         lines.append(_text_table(table(self.rows)))
-        # across tasks, the study's probabilities of improvement replace those across groups
-        if self.study is None and (pairs := pairwise_table(self.groups)):
+        if pairs := self.pairs:
             lines += ["probability of improvement, P(row > column):", _text_table(pairs)]
         if self.problems:
             lines.append(f"{len(self.problems)} runs did not complete:")
@@ -91,8 +95,7 @@ class Report:
                  "of the group ends higher than a run of the group with the best IQM (ties "
                  "count half; Agarwal et al. 2021).", "",
                  _markdown_table(table(self.rows))]
-        # across tasks, the study's probabilities of improvement replace those across groups
-        if self.study is None and (pairs := pairwise_table(self.groups)):
+        if pairs := self.pairs:
             lines += ["", "## Probability of improvement", "",
                       "P(row > column): the probability that a run of the row's group ends "
                       "with a higher final return than a run of the column's.", "",
@@ -120,13 +123,9 @@ class Report:
                                                     if r.config],
                                    next((r.scalar_tags for r in self.runs
                                          if EVAL_TAG in r.scalar_tags), []))
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n",
-                                extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        csv_path, md_path = self.sweep_dir / rundir.SUMMARY_CSV, self.sweep_dir / rundir.SUMMARY_MD
-        atomic_write(csv_path, lambda tmp: tmp.write_text(out.getvalue()))
+        csv_path = write_csv(self.sweep_dir / rundir.SUMMARY_CSV, COLUMNS, self.rows,
+                             extrasaction="ignore")
+        md_path = self.sweep_dir / rundir.SUMMARY_MD
         markdown = self.markdown(written_plots)
         atomic_write(md_path, lambda tmp: tmp.write_text(markdown))
         return [csv_path, md_path, *(p for p in study_files if p.suffix == ".csv"),
@@ -158,11 +157,9 @@ class SweepReport(Callback):
         self.signals = SweepSignals(sweep_dir, jobs_are_grandchildren=local_submitit)
         self.signals.__enter__()
         if (mlflow := OmegaConf.select(config, "logger.mlflow")) is not None:
-            from rlexp.trackers import bounded
             from rlexp.trackers.mlflow import start_sweep
 
-            bounded("mlflow: the sweep's parent run", lambda: start_sweep(mlflow, sweep_dir),
-                    3 * mlflow.timeout_s)
+            start_sweep(mlflow, sweep_dir)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(str(config.hydra.sweep.dir))
@@ -190,13 +187,10 @@ class SweepReport(Callback):
             sys.exit(1)
         finally:
             if mlflow is not None:  # the report's files on the sweep's parent run
-                from rlexp.trackers import bounded
                 from rlexp.trackers.mlflow import end_sweep
 
-                status = "interrupted" if signum is not None else "completed"
-                bounded("mlflow: the sweep's report", lambda: end_sweep(
-                    mlflow, sweep_dir, [p for p in written if p.suffix in (".png", ".md")],
-                    status), 3 * mlflow.timeout_s)
+                end_sweep(mlflow, sweep_dir, [p for p in written if p.suffix in (".png", ".md")],
+                          "interrupted" if signum is not None else "completed")
         if signum is not None:
             print(f"the sweep was stopped by {signal.Signals(signum).name}; continue it with:\n"
                   f"  {resume_command(sweep_dir)}", flush=True)

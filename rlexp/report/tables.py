@@ -4,13 +4,17 @@ pairwise probabilities of improvement.
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from rlexp.report.figures import short_labels
 from rlexp.report.runs import Group, Run
 from rlexp.report.statistics import probability_of_improvement
+from rlexp.rundir import atomic_write
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
@@ -103,6 +107,19 @@ def _text_table(cells: list[list[str]]) -> str:
              for row in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]],
+              extrasaction: str = "raise") -> Path:
+    """``rows`` as a CSV of ``columns``, written atomically (``extrasaction="ignore"``: keys
+    beyond the columns are left out)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n",
+                            extrasaction=extrasaction)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda tmp: tmp.write_text(out.getvalue()))
+    return path
 
 
 def _markdown_table(cells: list[list[str]]) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from rlexp import rundir
-from rlexp.config import ConfigError
+from rlexp.config import Config, ConfigError, dumped
 from rlexp.errors import first_line
 
 log = logging.getLogger("rlexp")
@@ -97,6 +97,9 @@ class Tracker:
         return FINISH_TIMEOUT_S
 
 
+def _failure(e: Exception) -> str:
+    """A tracker's failure, in the one line its warning gives it."""
+    return f"{type(e).__name__}: {first_line(str(e))}"
 
 
 class TrackedRun:
@@ -125,7 +128,7 @@ class TrackedRun:
                     call()
                     continue
                 except Exception as e:  # noqa: BLE001 - a tracker's failure is never the run's
-                    self.failure = f"{type(e).__name__}: {first_line(str(e))}"
+                    self.failure = _failure(e)
                     log.debug("%s failed", self.tracker.name, exc_info=True)
             if what in self.unsent:
                 self.unsent[what] += count
@@ -171,7 +174,7 @@ def bounded(what: str, call: Callable[[], None], timeout_s: float) -> None:
         try:
             call()
         except Exception as e:  # noqa: BLE001 - reported in one line below
-            failure.append(f"{type(e).__name__}: {first_line(str(e))}")
+            failure.append(_failure(e))
 
     thread = threading.Thread(target=target, name="rlexp-tracker", daemon=True)
     thread.start()
@@ -192,11 +195,11 @@ def tracker_classes() -> dict[str, type[Tracker]]:
     return {cls.name: cls for cls in (MlflowTracker, WandbTracker)}
 
 
-def send_to_finished_run(logger_cfg: Any, run_dir: Path, flat_config: dict[str, Any],
-                         yaml_text: str, run_name: str, status: str, files: list[Path]) -> None:
+def send_to_finished_run(cfg: Config, run_dir: Path, status: str, files: list[Path]) -> None:
     """Files made after a run ended (an evaluation's video) sent to its trackers' runs, each
     continued under its saved id, then ended again with the run's status."""
-    for tracked in open_trackers(logger_cfg, run_dir, flat_config, yaml_text, run_name):
+    yaml_text, flat_config = dumped(cfg)
+    for tracked in open_trackers(cfg.logger, run_dir, flat_config, yaml_text, cfg.run_name):
         tracked.finish(status, {}, files, resumable=False)
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from rlexp import rundir
-from rlexp.trackers import SWEEP_IDS_FILE, Point, Tracker, save_id, saved_ids
+from rlexp.trackers import SWEEP_IDS_FILE, Point, Tracker, bounded, save_id, saved_ids
 
 #: MLflow's limits per log_batch call.
 MAX_METRICS, MAX_PARAMS, MAX_PARAM_LENGTH = 1000, 100, 6000
@@ -134,7 +134,7 @@ class MlflowTracker(Tracker):
 
     @property
     def finish_timeout_s(self) -> float:
-        return 3 * self.settings.timeout_s  # a request, its retry and the end's own
+        return _wait_s(self.settings)
 
     def files_at_end(self, status: str) -> list[Path]:
         final = self.run_dir / rundir.FINAL
@@ -153,7 +153,26 @@ class MlflowTracker(Tracker):
 
 
 def start_sweep(settings: Any, sweep_dir: Path) -> None:
-    """The sweep's parent run, its id saved in the sweep dir for the jobs to nest under."""
+    """The sweep's parent run, its id saved in the sweep dir for the jobs to nest under; a
+    failure or a silence is one warning line, never the sweep's failure."""
+    bounded("mlflow: the sweep's parent run", lambda: _start_sweep(settings, sweep_dir),
+            _wait_s(settings))
+
+
+def end_sweep(settings: Any, sweep_dir: Path, files: list[Path], status: str) -> None:
+    """The report's files as the parent run's artifacts, and the parent run ended (bounded as
+    ``start_sweep``)."""
+    bounded("mlflow: the sweep's report",
+            lambda: _end_sweep(settings, sweep_dir, files, status), _wait_s(settings))
+
+
+def _wait_s(settings: Any) -> float:
+    """How long a run's or a sweep's end waits for MLflow: a request, its retry and the end's
+    own."""
+    return 3 * settings.timeout_s
+
+
+def _start_sweep(settings: Any, sweep_dir: Path) -> None:
     mlflow_client = client(settings)
     uri = tracking_uri(settings)
     ids = saved_ids(sweep_dir, SWEEP_IDS_FILE).get("mlflow")
@@ -167,8 +186,7 @@ def start_sweep(settings: Any, sweep_dir: Path) -> None:
                                   "experiment_id": experiment}, SWEEP_IDS_FILE)
 
 
-def end_sweep(settings: Any, sweep_dir: Path, files: list[Path], status: str) -> None:
-    """The report's files as the parent run's artifacts, and the parent run ended."""
+def _end_sweep(settings: Any, sweep_dir: Path, files: list[Path], status: str) -> None:
     ids = saved_ids(sweep_dir, SWEEP_IDS_FILE).get("mlflow")
     if not ids:
         return
