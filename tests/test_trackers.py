@@ -394,3 +394,16 @@ def test_every_logger_option_composes_to_trackers_rlexp_has(option):
     assert selected and selected <= {"tensorboard", *tracker_classes()}
     assert (option in selected) or option == "many" and selected == {"tensorboard",
                                                                       *tracker_classes()}
+
+
+def test_a_local_mlflow_store_leaves_the_runs_logging_as_it_was(tmp_path, caplog, monkeypatch):
+    # MLflow runs alembic on every local database it opens, whose logging config replaces the
+    # root logger's handlers and level: rlexp's console and train.log lines went silent.
+    monkeypatch.chdir(tmp_path)  # the default store, outputs/mlflow.db
+    caplog.set_level(logging.INFO)
+    root = logging.getLogger()
+    before = (root.level, list(root.handlers))
+    for run in ("new", "existing"):  # a new database, then one that exists
+        assert run_in_process([*RUN, "logger=mlflow"], tmp_path / run).status == "completed"
+    assert (root.level, list(root.handlers)) == before
+    assert sum(r.getMessage().startswith("done ") for r in caplog.records) == 2

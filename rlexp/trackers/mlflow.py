@@ -26,6 +26,7 @@ from typing import Any
 from rlexp import rundir
 from rlexp.trackers import SWEEP_IDS_FILE, Point, Tracker, bounded, save_id, saved_ids
 
+log = logging.getLogger("rlexp")
 #: MLflow's limits per log_batch call.
 MAX_METRICS, MAX_PARAMS, MAX_PARAM_LENGTH = 1000, 100, 6000
 STATUS = {"completed": "FINISHED", "interrupted": "KILLED"}  # else FAILED
@@ -51,20 +52,32 @@ def client(settings: Any):
     # says once what was not sent.
     logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     uri = tracking_uri(settings)
-    if uri.startswith(("http://", "https://")):
+    if is_server(uri):
         import mlflow
 
         # A server's proxied artifacts (mlflow-artifacts:/) are uploaded through the
         # process-wide tracking URI, whatever the client's.
         mlflow.set_tracking_uri(uri)
         return MlflowClient(tracking_uri=uri)
-    # A new local database is migrated by alembic, whose logging config prints every step to
-    # stderr: its handlers are made while stderr is this buffer.
-    with contextlib.redirect_stderr(io.StringIO()):
-        mlflow_client = MlflowClient(tracking_uri=uri)
-        mlflow_client.search_experiments(max_results=1)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    # MLflow brings a local database up to date with alembic each time it opens one, and
+    # alembic's logging config replaces the root logger's handlers and level (rlexp's console
+    # and train.log lines go through them) with its own, printing every step to stderr: its
+    # handlers are made while stderr is this buffer, and the root logger is put back after.
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            mlflow_client = MlflowClient(tracking_uri=uri)
+            mlflow_client.search_experiments(max_results=1)
+    finally:
+        root.setLevel(level)
+        root.handlers[:] = handlers
+        logging.getLogger("alembic").setLevel(logging.WARNING)
     return mlflow_client
+
+
+def is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
 
 
 def experiment_id(mlflow_client, name: str, uri: str) -> str:
@@ -72,7 +85,7 @@ def experiment_id(mlflow_client, name: str, uri: str) -> str:
     if found is not None:
         return found.experiment_id
     location = None
-    if not uri.startswith(("http://", "https://", "databricks")):  # a local database
+    if not is_server(uri) and not uri.startswith("databricks"):  # a local database
         location = (Path("outputs") / "mlartifacts").resolve().as_uri()
     return mlflow_client.create_experiment(name, artifact_location=location)
 
@@ -92,8 +105,20 @@ def run_label(run_dir: Path) -> str:
 class MlflowTracker(Tracker):
     name = "mlflow"
 
+    def __init__(self, *args):
+        super().__init__(*args)
+        #: A local database is opened here, before training logs anything: opening one puts
+        #: the root logger back after alembic's config (see client()), and a line another
+        #: thread logs meanwhile would be lost. A server is reached in the sender thread.
+        self.client = None
+        if not is_server(tracking_uri(self.settings)):
+            try:
+                self.client = client(self.settings)
+            except Exception:  # noqa: BLE001 - open() meets it again and reports it
+                log.debug("mlflow: the local store did not open", exc_info=True)
+
     def open(self) -> None:
-        self.client = client(self.settings)
+        self.client = self.client or client(self.settings)
         uri = tracking_uri(self.settings)
         ids = saved_ids(self.run_dir).get(self.name)
         if ids and ids.get("tracking_uri") == uri:  # a resumed run goes on in its MLflow run
