@@ -27,7 +27,7 @@ from rlexp.config import (
     optimizer_class,
 )
 from rlexp.envs import boundary, snapshot
-from rlexp.envs.cartpole import batched_eval_envs
+from rlexp.envs.cartpole import CartPoleTrainingEnvs, batched_eval_envs, batched_training_envs
 from rlexp.members import eager_optimizer_class
 
 
@@ -66,15 +66,21 @@ def make_env(cfg: EnvConfig, max_episode_steps: int | None = None, evaluation: b
 
 
 def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None = None,
-                    evaluation: bool = False) -> SyncVectorEnv:
+                    evaluation: bool = False) -> gym.vector.VectorEnv:
     """``num_envs`` copies stepped together. Sub-envs reset in the same step they end, and the
     observation they ended on is in ``info["final_obs"]``, so a reset observation is never
     mistaken for a next state. Finished episodes' return and length are in
     ``info["final_info"]["episode"]`` (see :func:`make_env`).
 
-    The observations returned are the vector env's own buffer (``copy=False`` saves a deepcopy
-    per step): the next ``step`` overwrites them, so copy what must outlive it.
+    A SyncVectorEnv of :func:`make_env`'s envs, or for training CartPoles their batched form
+    (:mod:`rlexp.envs.cartpole`: the same episodes, stepped as one). The observations returned
+    may be the vector env's own buffer (``copy=False`` saves a deepcopy per step): the next
+    ``step`` overwrites them, so copy what must outlive it.
     """
+    batched = None if evaluation or max_episode_steps is not None or cfg.wrappers else \
+        batched_training_envs(cfg.make_id, cfg.make_kwargs(), num_envs)
+    if batched is not None:
+        return batched
     make = partial(make_env, cfg, max_episode_steps, evaluation)
     first = make()  # fails early and clearly; reused as sub-env 0
     return SyncVectorEnv([lambda: first] + [make] * (num_envs - 1), copy=False,
@@ -83,6 +89,8 @@ def make_vector_env(cfg: EnvConfig, num_envs: int, max_episode_steps: int | None
 
 def time_limit(envs: gym.vector.VectorEnv) -> int | None:
     """The episode step limit of a vector env's sub-envs; None when episodes are unbounded."""
+    if isinstance(envs, CartPoleTrainingEnvs):
+        return envs.max_episode_steps
     return envs.unwrapped.envs[0].spec.max_episode_steps
 
 

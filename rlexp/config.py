@@ -411,9 +411,9 @@ class Config:
     #: reports) is their mean final eval return. 1: one run, in the job's directory itself.
     seeds: int = 1
     #: Worker processes a command's ``seeds`` > 1 population is split over (a member is the
-    #: same in a population of any size, so no curve changes): -1 one per core on a CPU, one on
-    #: a GPU; 1: in the command's own process. In a sweep the launcher decides instead
-    #: (``hydra/launcher=population``'s ``hydra.launcher.processes``).
+    #: same in a population of any size, so no curve changes): -1 one per ``device.threads``
+    #: cores on a CPU, one on a GPU; 1: in the command's own process. In a sweep the launcher
+    #: decides instead (``hydra/launcher=population``'s ``hydra.launcher.processes``).
     processes: int = -1
     train: TrainConfig = field(default_factory=TrainConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

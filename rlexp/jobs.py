@@ -182,11 +182,11 @@ def train_jobs(jobs: list[Job | None], processes: int = 1, log_file: Path | None
     that can train as one, :func:`rlexp.populations.population_key`), then end each job
     (:func:`end_job`); returns the jobs' results, in order.
 
-    ``processes``: each population is split into this many parts (-1: one per core on a CPU;
-    :func:`rlexp.workers.processes_for`; runs of convolutional networks, which cannot train
-    together, one part each), each trained in a worker process of its own, that many at once;
-    with 1, in this process, one after another. The log lines of each go to its
-    jobs' ``train.log`` too, and all of them to ``log_file``.
+    ``processes``: each population is split into this many parts (-1: one per
+    ``device.threads`` cores on a CPU, :func:`rlexp.workers.processes_for`; runs of
+    convolutional networks, which cannot train together, one part each), each trained in a
+    worker process of its own, that many at once; with 1, in this process, one after another.
+    The log lines of each go to its jobs' ``train.log`` too, and all of them to ``log_file``.
     """
     groups: dict[str, list[tuple[Config, Path]]] = {}
     job_logs: dict[Path, Path] = {}  # each run's job's train.log

@@ -71,13 +71,16 @@ def cores() -> int:
 
 def processes_for(cfg: Config, asked: int) -> int:
     """How many processes a population of runs like ``cfg`` trains in: ``asked``, or with -1 one
-    per core on a CPU; one on a GPU, which a single process keeps busy."""
+    per ``device.threads`` cores on a CPU (0 threads: all of them); one on a GPU, which a single
+    process keeps busy."""
     if uses_cuda(cfg.device):
         if asked > 1:
             log.warning("processes=%d: a population on %s trains in one process (one process "
                         "keeps a GPU busy)", asked, cfg.device.type)
         return 1
-    return cores() if asked == -1 else asked
+    if asked != -1:
+        return asked
+    return max(cores() // (cfg.device.threads or cores()), 1)
 
 
 def split(runs: Sequence, parts: int) -> list[list]:

@@ -15,6 +15,12 @@ separate runs, and how a population's wall time grows with its size.
    128-128 dueling MLP) for populations of 1, 4, 16 and 64, and the page faults per step (none
    once the memory freed by a step is kept for the next: ``rlexp.runtime.keep_freed_memory``).
 
+4. PQN (``experiment=pqn_cartpole``, ``--pqn-steps`` env steps per run): ``seeds=16`` as one
+   population split over one worker process per core, against sixteen times one run alone
+   (launch to exit), and its env steps per second in all. For reference, purejaxql's 16
+   vmapped seeds at 500k steps took ~206 s on this machine (issue 29). ``--pqn-steps 0``
+   skips it.
+
 With ``--device cuda`` the runs train on the GPU (the joblib comparison is skipped).
 """
 
@@ -97,6 +103,17 @@ def scaling(sizes: list[int], steps: int, device: str, out: Path
     return rows
 
 
+def pqn_population(steps: int, device: str, members: int = 16) -> tuple[float, float]:
+    """Launch-to-exit wall times of one PQN run alone and of ``seeds=members`` (split over
+    the default worker processes), ``steps`` env steps each."""
+    common = ["experiment=pqn_cartpole", f"device={device}", f"total_steps={steps}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        alone = timed([*common, f"hydra.run.dir={tmp}/alone"], Path(tmp))
+        together = timed([*common, f"seeds={members}", f"hydra.run.dir={tmp}/population"],
+                         Path(tmp))
+    return alone, together
+
+
 def gradient_step(device: str) -> list[tuple[int, float, float]]:
     import numpy as np
     import torch
@@ -142,6 +159,8 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,4,16,64")
     parser.add_argument("--rounds", type=int, default=2,
                         help="times each launcher trains the sweep (alternating)")
+    parser.add_argument("--pqn-steps", type=int, default=500_000,
+                        help="env steps of each PQN run (0: no PQN population)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench")
     args = parser.parse_args()
@@ -173,6 +192,14 @@ def main() -> None:
         pairs = "  ".join(f"{a / b:.2f}" for a, b in zip(ours, theirs, strict=True))
         print(f"  ratio population / parallel: {sum(ours) / sum(theirs):.2f} over the rounds "
               f"(each round: {pairs}; goal <= 0.5)")
+
+    if args.pqn_steps:
+        print(f"\n== PQN (experiment=pqn_cartpole), {args.pqn_steps} env steps a run ==")
+        alone, together = pqn_population(args.pqn_steps, args.device)
+        print(f"  one run alone: {alone:.1f} s; seeds=16 split over the cores: {together:.1f} s "
+              f"= {together / (16 * alone):.2f} x sixteen runs alone (goal <= 0.5), "
+              f"{16 * args.pqn_steps / together:,.0f} env steps/s in all (purejaxql's 16 "
+              "vmapped seeds at 500k steps: ~206 s, ~39,600 env steps/s)")
 
 
 if __name__ == "__main__":

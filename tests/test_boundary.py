@@ -21,6 +21,7 @@ from rlexp.agents import AGENTS
 from rlexp.build import make_env
 from rlexp.config import ConfigError, compose
 from rlexp.envs import boundary
+from rlexp.envs.cartpole import batched_training_envs
 from tests import generated_env  # noqa: F401  registers Generated-v0
 from tests.conftest import (
     SHRUNK_OWN,
@@ -309,3 +310,74 @@ def test_an_env_whose_state_is_not_plain_data_is_rebuilt_by_replaying_its_episod
         ours, theirs = original.step(actions), resumed.step(actions)
         for a, b in zip(ours[:4], theirs[:4], strict=True):
             assert np.array_equal(a, b)
+
+
+BATCHED_TRAINING_IDS = [env_id for env_id in sorted(gym.registry)
+                        if batched_training_envs(env_id, {}, 1) is not None]
+
+
+@pytest.mark.parametrize("env_id", BATCHED_TRAINING_IDS)
+def test_batched_training_cartpoles_step_the_per_env_episodes_bit_for_bit_and_resume(env_id):
+    """The batched training CartPoles (rlexp.envs.cartpole) are the per-env vector env's
+    sub-envs: the same observations, rewards, ends, final observations and episode statistics
+    under random actions, with episodes that fall and that reach the time limit; a member's
+    part of them saved through a weights-only checkpoint and restored into fresh envs steps on
+    as the original does."""
+    import io
+
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    from rlexp.build import make_vector_env
+    from rlexp.envs import EnvConfig, snapshot
+
+    cfg = EnvConfig(id=env_id, max_steps=30)  # some episodes reach the limit, most fall
+    seeds = [5, 6, 7, 8, 9, 10]
+    batched = make_vector_env(cfg, 6)
+    per_env = SyncVectorEnv([lambda: make_env(cfg)] * 6, copy=False,
+                            autoreset_mode=AutoresetMode.SAME_STEP)
+    assert not isinstance(batched, SyncVectorEnv)
+    assert batched.reset(seed=seeds)[0].tobytes() == per_env.reset(seed=seeds)[0].tobytes()
+    rng = np.random.default_rng(0)
+    ends = {"terminated": 0, "truncated": 0}
+
+    def same_step(actions):
+        ours, theirs = batched.step(actions), per_env.step(actions)
+        for a, b in zip(ours[:4], theirs[:4], strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes()
+        ends["terminated"] += ours[2].sum()
+        ends["truncated"] += ours[3].sum()
+        if "final_obs" in theirs[4]:
+            mine, real = ours[4], theirs[4]
+            assert mine["_final_obs"].tolist() == real["_final_obs"].tolist()
+            for k in np.flatnonzero(real["_final_obs"]):
+                assert mine["final_obs"][k].tobytes() == real["final_obs"][k].tobytes()
+            for key in ("r", "l"):
+                assert mine["final_info"]["episode"][key].tolist() == \
+                    real["final_info"]["episode"][key].tolist()
+            assert mine["final_info"]["_episode"].tolist() == \
+                real["final_info"]["_episode"].tolist()
+        else:
+            assert "final_obs" not in ours[4]
+        return ours
+
+    for _ in range(400):
+        same_step(rng.integers(0, 2, 6))
+    assert ends["terminated"] > 20 and ends["truncated"] > 0
+    buffer = io.BytesIO()
+    part = slice(2, 4)  # the second of three members' envs
+    torch.save(snapshot.capture(batched, part), buffer)
+    later = [batched.step(actions)[0][part].tobytes()
+             for actions in rng.integers(0, 2, (200, 6))]
+    fresh = make_vector_env(cfg, 6)
+    fresh.reset(seed=[0] * 6)
+    buffer.seek(0)
+    assert snapshot.restore(fresh, torch.load(buffer, weights_only=True), part)
+    rng = np.random.default_rng(0)  # the same actions again
+    for _ in range(400):
+        rng.integers(0, 2, 6)
+    assert [fresh.step(actions)[0][part].tobytes()
+            for actions in rng.integers(0, 2, (200, 6))] == later
+    # A state that does not fit (another time limit) is refused: the run starts new episodes.
+    other = make_vector_env(EnvConfig(id=env_id, max_steps=40), 6)
+    buffer.seek(0)
+    assert not snapshot.restore(other, torch.load(buffer, weights_only=True), part)

@@ -204,7 +204,7 @@ def test_an_evaluation_steps_each_episode_to_its_end_and_no_further():
     from rlexp.evaluator import evaluate
 
     cfg = EnvConfig(id="CartPole-v1")
-    envs = make_vector_env(cfg, 6)
+    envs = make_vector_env(cfg, 6, evaluation=True)  # the per-env form (not batched)
     envs.envs = [_CountSteps(env) for env in envs.envs]
     results = evaluate(_Lean(), envs, [10, 20])  # two members, three episodes each
     returns = np.concatenate([r.returns for r in results])

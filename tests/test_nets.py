@@ -9,14 +9,15 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlexp.nets import ACTIVATIONS, member_networks, q_network
+from rlexp.nets import ACTIVATIONS, NORMS, member_networks, q_network
 
 
 @pytest.mark.parametrize(("hidden", "dueling", "bias"), [([6, 5], True, True),
                                                       ([16, 12], False, False)],
                          ids=["narrow-dueling", "wide-nobias"])
+@pytest.mark.parametrize("norm", [None, *NORMS])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_stacked_networks_compute_each_members_network_and_gradients(activation, hidden,
+def test_stacked_networks_compute_each_members_network_and_gradients(activation, norm, hidden,
                                                                      dueling, bias):
     # The stacked layers have a backward of their own: products in either orientation (narrow
     # results are computed transposed: the 6- and 5-wide layers, the heads and a 3-wide
@@ -24,8 +25,13 @@ def test_stacked_networks_compute_each_members_network_and_gradients(activation,
     # working in place. Each member's outputs and gradients, its inputs' too, must still be
     # those of its network alone.
     torch.manual_seed(0)
-    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, hidden, activation, bias, dueling=dueling)
-            for _ in range(3)]
+    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, hidden, activation, bias, dueling=dueling,
+                      norm=norm) for _ in range(3)]
+    with torch.no_grad():  # biases and a norm's weights away from their initial zeros and ones
+        for net in nets:
+            for p in net.parameters():
+                if p.dim() == 1:
+                    p.add_(torch.randn_like(p) * 0.5)
     stacked = member_networks([copy.deepcopy(n) for n in nets])
     x = torch.randn(3, 8, 3, requires_grad=True)
     out = stacked(x)
@@ -36,9 +42,11 @@ def test_stacked_networks_compute_each_members_network_and_gradients(activation,
         torch.testing.assert_close(out[i], expected, rtol=1e-6, atol=1e-6)  # other kernels
         (expected ** 2).sum().backward()
         torch.testing.assert_close(x.grad[i], alone.grad, rtol=1e-6, atol=1e-6)
+        # A norm's backward cancels terms: its errors are relative to the largest gradient.
+        atol = 1e-5 if norm else 1e-7
         for k, (name, p) in enumerate(net.named_parameters()):
             torch.testing.assert_close(stacked.per_member(stacked.weights[k].grad, k)[i],
-                                       p.grad, rtol=1e-6, atol=1e-7, msg=name)
+                                       p.grad, rtol=1e-6, atol=atol, msg=name)
     with torch.inference_mode():  # acting computes what learning does, bit for bit
         assert torch.equal(stacked.act_forward(x), out.detach())
     with torch.no_grad():  # and so does a target's forward

@@ -14,7 +14,7 @@ from tests.conftest import (
 )
 
 
-def test_populations_split_into_parts_of_near_equal_size_one_per_process():
+def test_populations_split_into_parts_of_near_equal_size_one_per_process(monkeypatch):
     assert [len(p) for p in workers.split(list(range(7)), 3)] == [3, 2, 2]
     assert workers.split([1, 2, 3, 4], 2) == [[1, 2], [3, 4]]  # in order: jobs stay together
     assert workers.split([1, 2], 8) == [[1], [2]]
@@ -22,6 +22,10 @@ def test_populations_split_into_parts_of_near_equal_size_one_per_process():
         ["device=cpu"], ["device=cuda"], ["device=cuda", "device.type=cuda:1"]))
     assert workers.processes_for(cpu, -1) == workers.cores() and workers.processes_for(cpu, 3) == 3
     assert workers.processes_for(cuda, -1) == workers.processes_for(cuda1, -1) == 1  # a GPU: one
+    # Threads per process leave fewer processes: the cores are not oversubscribed.
+    monkeypatch.setattr(workers, "cores", lambda: 8)
+    assert [workers.processes_for(compose_config(["device=cpu", f"device.threads={t}"]), -1)
+            for t in (1, 2, 3, 0, 16)] == [8, 4, 2, 1, 1]
 
 
 def test_a_worker_holds_the_stop_signals_until_its_job_and_ignores_them_after():

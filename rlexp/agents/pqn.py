@@ -86,13 +86,15 @@ def lambda_returns(reward: torch.Tensor, terminated: torch.Tensor, truncated: to
     continues = 1.0 - terminated.to(reward.dtype)
     carries = (1.0 - (terminated | truncated).to(reward.dtype)) * lambda_
     out = torch.empty_like(reward)
-    g = reward[..., -1, :] + gamma * continues[..., -1, :] * next_value[..., -1, :]
-    out[..., -1, :] = g
+    # Each step's values as [..., 1, envs], so that per-member numbers broadcast alike.
+    g = reward[..., -1:, :] + gamma * continues[..., -1:, :] * next_value[..., -1:, :]
+    out[..., -1:, :] = g
     for t in range(steps - 2, -1, -1):
-        lam = carries[..., t, :]
-        mixed = (1.0 - lam) * next_value[..., t, :] + lam * g
-        g = reward[..., t, :] + gamma * continues[..., t, :] * mixed
-        out[..., t, :] = g
+        now = slice(t, t + 1)
+        lam = carries[..., now, :]
+        mixed = (1.0 - lam) * next_value[..., now, :] + lam * g
+        g = reward[..., now, :] + gamma * continues[..., now, :] * mixed
+        out[..., now, :] = g
     return out
 
 

@@ -203,10 +203,9 @@ class QLearningAgent(Agent):
 
     @classmethod
     def joins_populations(cls, cfg, observation_space, channels) -> bool:
-        # A convolutional, noisy or normalised network only ever trains alone
-        # (rlexp.nets.member_networks).
+        # A convolutional or noisy network only ever trains alone (rlexp.nets.member_networks).
         return network_kind(cfg.network.kind, observation_space, channels) == "mlp" and \
-            not cfg.network.noisy and cfg.network.norm is None
+            not cfg.network.noisy
 
     @classmethod
     def divergence_hints(cls, cfg) -> list[str]:

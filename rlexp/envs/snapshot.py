@@ -25,6 +25,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from rlexp.envs.cartpole import CartPoleTrainingEnvs
+
 # Unchanging objects every env carries, and wrappers' functions: restoring them is not needed.
 _STATIC = (gym.Space, gym.envs.registration.EnvSpec, types.FunctionType,
            types.BuiltinFunctionType, types.MethodType, type, np.dtype)
@@ -202,7 +204,9 @@ def _layers(env: gym.Env) -> list[gym.Env]:
 def capture(envs: gym.vector.VectorEnv, part: slice = slice(None)) -> dict | None:
     """The state of a vector env made by :func:`rlexp.build.make_vector_env` (of its sub-envs
     ``part``: one member's, in a population's), or None when some sub-env holds state that
-    cannot be saved as plain data."""
+    cannot be saved as plain data. A batched env saves its own (its ``state_dict``)."""
+    if isinstance(envs, CartPoleTrainingEnvs):
+        return envs.state_dict(part)
     encode = _Encoder()
     try:
         return {"envs": [[encode.attributes(layer) for layer in _layers(env)]
@@ -221,7 +225,10 @@ def restore(envs: gym.vector.VectorEnv, state: dict, part: slice = slice(None)) 
     """Put ``envs`` (built from the same config; its sub-envs ``part``) back into a state from
     :func:`capture`; False when the state does not fit them (saved by another version of the
     envs or of rlexp): the caller then resets them."""
-    if state.get("layers") != _structure(envs, part):
+    if isinstance(envs, CartPoleTrainingEnvs):
+        return envs.load_state_dict(state, part)
+    if not isinstance(envs, gym.vector.SyncVectorEnv) or state.get("layers") != _structure(
+            envs, part):
         return False
     decode = _Decoder()
     try:

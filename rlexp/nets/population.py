@@ -1,6 +1,7 @@
 """The Q-networks of a population's members as one module (:func:`member_networks`): an MLP's
-layers stacked over the members, with a forward and backward of their own (the population
-kernel), or one member's network as it is; and functional forwards for acting.
+layers (linear maps, LayerNorms, activations) stacked over the members, with a forward and
+backward of their own (the population kernel), or one member's network as it is; and functional
+forwards for acting.
 """
 
 from __future__ import annotations
@@ -201,10 +202,17 @@ class StackedMLP(MemberNetworks):
 
 @dataclass(frozen=True)
 class _Layer:
-    """A linear layer of a StackedMLP and the activation that follows it (None: none)."""
+    """A linear layer of a StackedMLP, the LayerNorm after it (its epsilon; None: none) and
+    the activation that follows them (None: none)."""
 
     bias: bool
     activation: _Activation | None = None
+    norm: float | None = None
+
+    @property
+    def params(self) -> int:
+        """How many parameters the layer has: its weight, bias, and the norm's two."""
+        return 1 + self.bias + 2 * (self.norm is not None)
 
 
 @dataclass(frozen=True)
@@ -260,9 +268,10 @@ def _plan(net: nn.Sequential) -> _Plan:
             layers.append(_Layer(module.linear.bias is not None))
             head = partial(_dueling, shape=module.shape)
         elif type(module) is nn.Linear:
+            norm = modules.pop(0).eps if modules and _stackable_norm(modules[0]) else None
             activated = bool(modules) and isinstance(modules[0], tuple(ACTIVATIONS.values()))
             layers.append(_Layer(module.bias is not None,
-                                 _activation(modules.pop(0)) if activated else None))
+                                 _activation(modules.pop(0)) if activated else None, norm))
         else:
             raise ValueError(f"{type(module).__name__} layers have no stacked form here")
     if not layers:
@@ -270,6 +279,13 @@ def _plan(net: nn.Sequential) -> _Plan:
     if layers[-1].activation is not None:  # the backward keeps hidden layers' outputs only
         raise ValueError("a network that ends in an activation has no stacked form")
     return _Plan(tuple(inputs), tuple(layers), head)
+
+
+def _stackable_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is a LayerNorm a StackedMLP computes: over a layer's outputs, with
+    its weight and bias (as :func:`q_network` makes them)."""
+    return type(module) is nn.LayerNorm and len(module.normalized_shape) == 1 and \
+        module.elementwise_affine and module.bias is not None
 
 
 def _input_step(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor] | None:
@@ -305,15 +321,19 @@ def _product(a: torch.Tensor, b: torch.Tensor, add: torch.Tensor | None = None
     return out.transpose(1, 2)
 
 
-def _run_layers(layers: Sequence[_Layer], x: torch.Tensor, params: Sequence[torch.Tensor]
-                ) -> list[torch.Tensor]:
+def _run_layers(layers: Sequence[_Layer], x: torch.Tensor, params: Sequence[torch.Tensor],
+                normed: list | None = None) -> list[torch.Tensor]:
     """The outputs of each of ``layers`` on ``x``; ``params``: their weights
-    ``[members, out, in]`` and biases ``[members, 1, out]``, in order."""
+    ``[members, out, in]`` and biases ``[members, 1, out]`` (a norm's too), in order.
+    ``normed``, when given, receives what a norm's backward needs: for each layer with a
+    norm, its input (the layer's product) and the rows' means and reciprocal deviations."""
     params = iter(params)
     outputs = []
     for layer in layers:
         weight, bias = next(params), next(params) if layer.bias else None
         x = _product(x, weight.transpose(1, 2), bias)
+        if layer.norm is not None:
+            x = _layer_norm(x, next(params), next(params), layer.norm, normed)
         if layer.activation is not None:
             # In place on the product, which nothing else holds: no new members x batch x
             # width tensor, whose allocation and memory traffic cost about 7% of a
@@ -321,6 +341,38 @@ def _run_layers(layers: Sequence[_Layer], x: torch.Tensor, params: Sequence[torc
             x = layer.activation.forward(x)
         outputs.append(x)
     return outputs
+
+
+def _layer_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float,
+                normed: list | None) -> torch.Tensor:
+    """A LayerNorm of each member's rows ``x[i]`` with its weight and bias ``[members, 1, n]``:
+    one fused kernel a member, as its network alone computes it (the kernel takes one weight)."""
+    if len(x) == 1:
+        out, mean, rstd = torch.native_layer_norm(x[0], x.shape[-1:], weight[0, 0], bias[0, 0],
+                                                  eps)
+        out, mean, rstd = out[None], mean[None], rstd[None]
+    else:
+        out, mean, rstd = (torch.stack(t) for t in zip(*(
+            torch.native_layer_norm(x[i], x.shape[-1:], weight[i, 0], bias[i, 0], eps)
+            for i in range(len(x))), strict=True))
+    if normed is not None:
+        normed.append((x, mean, rstd))
+    return out
+
+
+def _layer_norm_backward(g: torch.Tensor, x: torch.Tensor, mean: torch.Tensor,
+                         rstd: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`_layer_norm`'s backward: the gradients of its input, weight and bias, a member at
+    a time (as its network alone computes them)."""
+    parts = [torch.ops.aten.native_layer_norm_backward(
+        g[i], x[i], x.shape[-1:], mean[i], rstd[i], weight[i, 0], bias[i, 0],
+        [True, True, True]) for i in range(len(x))]
+    if len(parts) == 1:
+        gx, gw, gb = parts[0]
+        return gx[None], gw[None, None], gb[None, None]
+    gx, gw, gb = (torch.stack(t) for t in zip(*parts, strict=True))
+    return gx, gw[:, None], gb[:, None]
 
 
 class _StackedLayers(torch.autograd.Function):
@@ -332,25 +384,33 @@ class _StackedLayers(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, plan: _Plan, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
-        outputs = _run_layers(plan.layers, x, params)
+        normed: list[tuple[torch.Tensor, ...]] = []
+        outputs = _run_layers(plan.layers, x, params, normed)
         ctx.layers = plan.layers
-        ctx.save_for_backward(x, *outputs[:-1], *params)
+        ctx.save_for_backward(x, *outputs[:-1], *params, *(t for n in normed for t in n))
         return outputs[-1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         layers = ctx.layers
         saved = ctx.saved_tensors
-        inputs, params = saved[:len(layers)], saved[len(layers):]
         at = [0]  # where each layer's parameters start
         for layer in layers:
-            at.append(at[-1] + 1 + layer.bias)
+            at.append(at[-1] + layer.params)
+        inputs, params = saved[:len(layers)], saved[len(layers):len(layers) + at[-1]]
+        normed = iter(saved[len(layers) + at[-1]:])
         grads: list[torch.Tensor | None] = [None] * len(params)
         g, owned = grad, False  # the incoming gradient is autograd's: not changed in place
+        norms = [(next(normed), next(normed), next(normed)) if layer.norm is not None else None
+                 for layer in layers]
         for i in reversed(range(len(layers))):
             layer, weight = layers[i], params[at[i]]
             if layer.activation is not None:  # a hidden layer's: its output is saved
-                g = layer.activation.backward(g if owned else g.clone(), inputs[i + 1])
+                g, owned = layer.activation.backward(g if owned else g.clone(), inputs[i + 1]), True
+            if layer.norm is not None:
+                scale = at[i] + 1 + layer.bias
+                g, grads[scale], grads[scale + 1] = _layer_norm_backward(
+                    g, *norms[i], params[scale], params[scale + 1])
             grads[at[i]] = _product(g.transpose(1, 2), inputs[i])
             if layer.bias:
                 grads[at[i] + 1] = g.sum(dim=1, keepdim=True)
