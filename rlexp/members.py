@@ -222,10 +222,11 @@ class MemberOptimizer:
     def _clip(self) -> None:
         grads = [self.net.per_member(p.grad, k) for k, p in enumerate(self.params)
                  if p.grad is not None]
-        norm = torch.stack([g.pow(2).flatten(1).sum(1) for g in grads]).sum(0).sqrt()
+        # The elementwise ops one call each for every gradient (the values of one op each).
+        norm = torch.stack([s.flatten(1).sum(1) for s in torch._foreach_pow(grads, 2)]
+                           ).sum(0).sqrt()
         coef = (self.max_grad_norms / (norm + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
+        torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
 
     def member_state_dict(self, i: int, scale: Sequence[float]) -> dict[str, Any]:
         """Member ``i``'s part: the state dict of a single run's optimizer."""

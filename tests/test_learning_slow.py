@@ -135,7 +135,7 @@ def deep_agents() -> list[str]:
 def test_every_deep_agent_solves_cartpole_with_its_defaults_in_four_of_five_seeds(tmp_path,
                                                                                    agent):
     # `agent=NAME seeds=5` as typed (CartPole-v1, the agent's defaults and tuned settings): one
-    # population of five, or five runs alone for an agent whose networks train alone (noisy).
+    # population of five, or five runs alone for an agent whose networks train alone (IQN's).
     from rlexp.metrics import read_metrics
 
     result = run_cli([f"agent={agent}", "seeds=5", "device=cpu",

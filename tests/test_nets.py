@@ -9,30 +9,35 @@ import pytest
 import torch
 from gymnasium import spaces
 
-from rlexp.nets import ACTIVATIONS, NORMS, member_networks, q_network
+from rlexp.nets import ACTIVATIONS, NORMS, member_networks, q_network, resample_noise, set_noise
 
 
 @pytest.mark.parametrize(("hidden", "dueling", "bias"), [([6, 5], True, True),
                                                       ([16, 12], False, False)],
                          ids=["narrow-dueling", "wide-nobias"])
-@pytest.mark.parametrize("norm", [None, *NORMS])
+@pytest.mark.parametrize(("norm", "noisy"), [(None, False), *((n, False) for n in NORMS),
+                                             (None, True)])
 @pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
-def test_stacked_networks_compute_each_members_network_and_gradients(activation, norm, hidden,
-                                                                     dueling, bias):
+def test_stacked_networks_compute_each_members_network_and_gradients(activation, norm, noisy,
+                                                                     hidden, dueling, bias):
     # The stacked layers have a backward of their own: products in either orientation (narrow
     # results are computed transposed: the 6- and 5-wide layers, the heads and a 3-wide
     # input's weight gradients; the 16- and 12-wide products directly) and activations
     # working in place. Each member's outputs and gradients, its inputs' too, must still be
     # those of its network alone.
     torch.manual_seed(0)
-    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, hidden, activation, bias, dueling=dueling,
-                      norm=norm) for _ in range(3)]
+    nets = [q_network(spaces.Box(-1, 1, (3,)), 2, hidden, activation, bias or noisy,
+                      dueling=dueling, norm=norm, noisy=noisy) for _ in range(3)]
     with torch.no_grad():  # biases and a norm's weights away from their initial zeros and ones
         for net in nets:
             for p in net.parameters():
                 if p.dim() == 1:
                     p.add_(torch.randn_like(p) * 0.5)
     stacked = member_networks([copy.deepcopy(n) for n in nets])
+    # Noisy layers: each member's noise drawn from its generator, as its network alone draws.
+    stacked.resample_noise([torch.Generator().manual_seed(s) for s in range(3)])
+    for s, net in enumerate(nets):
+        resample_noise(net, torch.Generator().manual_seed(s))
     x = torch.randn(3, 8, 3, requires_grad=True)
     out = stacked(x)
     (out ** 2).sum().backward()
@@ -42,8 +47,9 @@ def test_stacked_networks_compute_each_members_network_and_gradients(activation,
         torch.testing.assert_close(out[i], expected, rtol=1e-6, atol=1e-6)  # other kernels
         (expected ** 2).sum().backward()
         torch.testing.assert_close(x.grad[i], alone.grad, rtol=1e-6, atol=1e-6)
-        # A norm's backward cancels terms: its errors are relative to the largest gradient.
-        atol = 1e-5 if norm else 1e-7
+        # A norm's backward cancels terms, and noise scales them: rounding errors are then
+        # relative to the largest gradient.
+        atol = 1e-5 if norm or noisy else 1e-7
         for k, (name, p) in enumerate(net.named_parameters()):
             torch.testing.assert_close(stacked.per_member(stacked.weights[k].grad, k)[i],
                                        p.grad, rtol=1e-6, atol=atol, msg=name)
@@ -51,3 +57,10 @@ def test_stacked_networks_compute_each_members_network_and_gradients(activation,
         assert torch.equal(stacked.act_forward(x), out.detach())
     with torch.no_grad():  # and so does a target's forward
         assert torch.equal(stacked(x), out.detach())
+    if noisy:  # greedy: the means alone, as each network alone computes with its noise off
+        stacked.set_noise(False)
+        for i, net in enumerate(nets):
+            set_noise(net, False)
+            torch.testing.assert_close(stacked(x)[i], net(x[i]), rtol=1e-6, atol=1e-6)
+            set_noise(net, True)
+            assert not torch.allclose(stacked(x)[i], net(x[i]))

@@ -111,7 +111,8 @@ class PQNAgent(QLearningAgent):
         self.rollout: list[Transition] = []
         #: An update under way: the rollout as tensors, its targets, the minibatches' order
         #: ``[epochs, members, rollout_steps * envs]``, the gradient steps taken and their
-        #: losses and Q-values. Non-empty only while an update is cut short.
+        #: losses and Q-values (and the current epoch's data in its order, derived). Non-empty
+        #: only while an update is cut short.
         self.pending: dict[str, Any] = {}
 
     def learn(self, batch: Transition, should_stop=None) -> dict[str, torch.Tensor] | None:
@@ -158,8 +159,8 @@ class PQNAgent(QLearningAgent):
             if should_stop is not None and should_stop():
                 return None  # the rest stays pending: finish_pending() takes it up
             epoch, k = divmod(p["taken"], cfg.minibatches)
-            index = p["order"][epoch].tensor_split(cfg.minibatches, dim=1)[k].to(self.device)
-            loss, q = self._gradient_update(p, index)
+            loss, q = self._gradient_update(
+                [part.tensor_split(cfg.minibatches, dim=1)[k] for part in self._shuffled(epoch)])
             p["losses"].append(loss)
             p["qs"].append(q)
             p["taken"] += 1
@@ -168,14 +169,25 @@ class PQNAgent(QLearningAgent):
         self.pending = {}
         return metrics
 
-    def _gradient_update(self, p: dict[str, Any], index: torch.Tensor
+    def _shuffled(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The update's observations, actions and targets in epoch ``epoch``'s order (each
+        minibatch a slice of them: three gathers an epoch, not three a minibatch)."""
+        p = self.pending
+        if p.get("shuffled", (None,))[0] != epoch:
+            index = p["order"][epoch].to(self.device)
+            rows = torch.arange(len(index), device=self.device)[:, None]
+            p["shuffled"] = (epoch, *(p[key][rows, index] for key in ("obs", "action",
+                                                                      "target")))
+        return p["shuffled"][1:]
+
+    def _gradient_update(self, minibatch: list[torch.Tensor]
                          ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One gradient step on each member's minibatch ``index`` ``[members, size]``."""
-        rows = torch.arange(len(index), device=self.device)[:, None]
+        """One gradient step on each member's minibatch: observations, actions and targets
+        ``[members, size, ...]``."""
+        obs, action, target = minibatch
         self._noise(self.q_net, on=True)
-        q = self.q_net(p["obs"][rows, index]).gather(2, p["action"][rows, index][..., None])
-        q = q.squeeze(2)
-        loss = td_loss(q, p["target"][rows, index], self.cfg.loss)
+        q = self.q_net(obs).gather(2, action[..., None]).squeeze(2)
+        loss = td_loss(q, target, self.cfg.loss)
         self._gradient_step(loss)
         return loss.detach(), q.detach()
 

@@ -23,11 +23,10 @@ from rlexp.nets import (
     ACTIVATIONS,
     KINDS,
     NORMS,
+    MemberNetworks,
     member_networks,
     network_kind,
     q_network,
-    resample_noise,
-    set_noise,
 )
 
 
@@ -171,16 +170,17 @@ class QLearningAgent(Agent):
         # Exploration draws come from numpy: when every env explores, no forward pass is needed.
         self.rngs = [np.random.default_rng(m.seed) for m in self.members]
         #: The members' online Q-networks (one module) and their optimizer.
-        self.q_net = member_networks([self._network(m.seed) for m in self.members]).to(device)
+        self.q_net = self._member_networks([self._network(m.seed) for m in self.members]
+                                           ).to(device)
         self.optimizer = MemberOptimizer(self.q_net, spec.make_optimizer,
                                          [m.lr for m in self.members],
                                          [m.cfg.max_grad_norm for m in self.members])
         #: Whether the networks are noisy (agent.network.noisy).
         self.noisy = cfg.network.noisy
-        #: torch's random draws of an agent that makes them (noisy networks' noise, IQN's
-        #: quantile fractions); such agents train alone, so it is the one member's.
-        self.torch_rng = torch.Generator(device=device).manual_seed(self.members[0].seed) \
-            if self.draws_with_torch() else None
+        #: Each member's generator of torch's random draws, for an agent that makes them
+        #: (noisy networks' noise, IQN's quantile fractions); empty otherwise.
+        self.torch_rngs = [torch.Generator(device=device).manual_seed(m.seed)
+                           for m in self.members] if self.draws_with_torch() else []
 
     def _network(self, seed: int) -> nn.Sequential:
         """A member's network, initialised from torch's generator seeded with its seed."""
@@ -193,8 +193,13 @@ class QLearningAgent(Agent):
                              channels=self.spec.channels, noisy=net.noisy, sigma0=net.sigma0,
                              norm=net.norm)
 
+    def _member_networks(self, nets: list[nn.Module]) -> MemberNetworks:
+        """The members' networks as one module (:func:`rlexp.nets.member_networks`)."""
+        return member_networks(nets)
+
     def draws_with_torch(self) -> bool:
-        """Whether the agent makes random draws with torch (then it trains alone)."""
+        """Whether the agent makes random draws with torch (each member from its own
+        generator, ``torch_rngs``)."""
         return self.noisy
 
     def outputs_per_action(self) -> int:
@@ -203,9 +208,8 @@ class QLearningAgent(Agent):
 
     @classmethod
     def joins_populations(cls, cfg, observation_space, channels) -> bool:
-        # A convolutional or noisy network only ever trains alone (rlexp.nets.member_networks).
-        return network_kind(cfg.network.kind, observation_space, channels) == "mlp" and \
-            not cfg.network.noisy
+        # A convolutional network only ever trains alone (rlexp.nets.member_networks).
+        return network_kind(cfg.network.kind, observation_space, channels) == "mlp"
 
     @classmethod
     def divergence_hints(cls, cfg) -> list[str]:
@@ -240,9 +244,9 @@ class QLearningAgent(Agent):
         if not self.noisy:
             return
         for net in nets:
-            set_noise(net, on)
+            net.set_noise(on)
             if on:
-                resample_noise(net, self.torch_rng)
+                net.resample_noise(self.torch_rngs)
 
     def q_values(self, obs: np.ndarray | torch.Tensor) -> torch.Tensor:
         self._noise(self.q_net, on=False)
@@ -269,16 +273,21 @@ class QLearningAgent(Agent):
                 randoms.append(drawn)
             if everywhere:
                 return np.stack([r[1] for r in randoms])
+        # The members whose greedy actions some env takes (as each would compute alone).
+        needed = [r is None or not bool(r[0].all()) for r in randoms] if explore else None
         with torch.inference_mode():
-            q = self._acting_q(self._tensor(obs), explore)
+            q = self._acting_q(self._tensor(obs), explore, needed)
         greedy = q.argmax(dim=2).cpu().numpy()
         for i, drawn in enumerate(randoms):
             if drawn is not None:
                 greedy[i] = np.where(drawn[0], drawn[1], greedy[i])
         return greedy
 
-    def _acting_q(self, obs: torch.Tensor, explore: bool) -> torch.Tensor:
-        """The Q-values ``[members, envs, n_actions]`` whose argmax is the greedy action."""
+    def _acting_q(self, obs: torch.Tensor, explore: bool, needed: list[bool] | None = None
+                  ) -> torch.Tensor:
+        """The Q-values ``[members, envs, n_actions]`` whose argmax is the greedy action;
+        ``needed``: the members whose greedy actions are taken (None: all), for an agent that
+        draws at random for them (a member alone draws only when it acts greedily)."""
         return self._q_from_outputs(self.q_net.act_forward(obs))
 
     def _gradient_step(self, loss: torch.Tensor) -> None:
@@ -294,7 +303,7 @@ class QLearningAgent(Agent):
             "optimizer": self.optimizer.member_state_dict(i, self.lr_scales),
             "env_steps": self.env_steps,
             "rng": self.rngs[i].bit_generator.state,  # a dict of ints and strings
-            **({} if self.torch_rng is None else {"torch_rng": self.torch_rng.get_state()}),
+            **({"torch_rng": self.torch_rngs[i].get_state()} if self.torch_rngs else {}),
         }
 
     def load_state_dicts(self, states: Sequence[dict[str, Any]]) -> None:
@@ -302,8 +311,8 @@ class QLearningAgent(Agent):
             self.q_net.load_member_state_dict(i, state["q_net"])
             self.rngs[i].bit_generator.state = state["rng"]
         self.optimizer.load_member_state_dicts([s["optimizer"] for s in states])
-        if self.torch_rng is not None:
-            self.torch_rng.set_state(states[0]["torch_rng"])
+        for rng, state in zip(self.torch_rngs, states if self.torch_rngs else [], strict=True):
+            rng.set_state(state["torch_rng"])
         self.env_steps = shared_counter(states, "env_steps")
 
 

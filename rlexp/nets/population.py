@@ -1,21 +1,23 @@
 """The Q-networks of a population's members as one module (:func:`member_networks`): an MLP's
-layers (linear maps, LayerNorms, activations) stacked over the members, with a forward and
-backward of their own (the population kernel), or one member's network as it is; and functional
-forwards for acting.
+layers (linear or noisy linear maps, LayerNorms, activations) stacked over the members, with a
+forward and backward of their own (the population kernel), or one member's network as it is;
+and functional forwards for acting.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
+from functools import cached_property, partial
 from typing import ClassVar
 
 import torch
 from torch import nn
 
 from rlexp.nets.architectures import ACTIVATIONS, DuelingHead, OneHot, PixelInput
+from rlexp.nets.noisy import NoisyLinear, noisy_layers, resample_noise, set_noise
 
 
 def functional_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -84,6 +86,15 @@ class MemberNetworks(nn.Module):
         """Build the forward functions from this module's own parameters (again in a copy)."""
         raise NotImplementedError
 
+    def set_noise(self, on: bool) -> None:
+        """Noisy layers: noisy weights (``on``) or their means alone (greedy evaluation)."""
+        raise NotImplementedError
+
+    def resample_noise(self, generators: Sequence[torch.Generator]) -> None:
+        """Noisy layers: new noise, member ``i``'s drawn from ``generators[i]`` as its network
+        alone draws it (:func:`rlexp.nets.noisy.resample_noise`)."""
+        raise NotImplementedError
+
     def clone(self) -> MemberNetworks:
         """An independent copy (a target network)."""
         twin = copy.deepcopy(self)
@@ -113,7 +124,8 @@ class StackedMLP(MemberNetworks):
     each linear layer of every member is one batched matrix product (``torch.baddbmm``).
 
     A linear layer's weight is stored ``[members, out, in]``, as the single network's, and its
-    bias as ``[members, 1, out]``, the shape the batched product adds. A member's arithmetic
+    bias as ``[members, 1, out]``, the shape the batched product adds; a noisy layer's means
+    and scales so, its noise as ``[members, in]`` and ``[members, out]``. A member's arithmetic
     is exactly that of a population of one: batched matrix products compute each member
     alone, and each member's part of a parameter starts at a multiple of ``MEMBER_ALIGNMENT``
     values (a part of another size, e.g. a 3-value bias, is stored flat and padded with zeros,
@@ -131,6 +143,13 @@ class StackedMLP(MemberNetworks):
             [self._stored(torch.stack([net.get_parameter(name).detach() for net in nets]), k)
              for k, name in enumerate(self.names)])
         self.plan = _plan(nets[0])
+        #: Each noisy layer's noise (factorised: its inputs' and outputs'), as buffers.
+        self.noise_sizes = [(m.in_features, m.out_features) for m in noisy_layers(nets[0])]
+        for j, (n_in, n_out) in enumerate(self.noise_sizes):
+            self.register_buffer(f"eps_in{j}", torch.zeros(self.members, n_in), persistent=False)
+            self.register_buffer(f"eps_out{j}", torch.zeros(self.members, n_out),
+                                 persistent=False)
+        self.noise_on = True
         self._compile()
 
     def _layout(self, k: int) -> torch.Size:
@@ -184,8 +203,42 @@ class StackedMLP(MemberNetworks):
             x = step(x)
         return x
 
+    def set_noise(self, on: bool) -> None:
+        self.noise_on = on
+
+    @torch.no_grad()
+    def resample_noise(self, generators: Sequence[torch.Generator]) -> None:
+        for j, (n_in, n_out) in enumerate(self.noise_sizes):
+            noise = torch.stack([torch.randn(n_in + n_out, generator=g, device=g.device)
+                                 for g in generators])
+            noise = noise.sign() * noise.abs().sqrt()
+            self.get_buffer(f"eps_in{j}").copy_(noise[:, :n_in])
+            self.get_buffer(f"eps_out{j}").copy_(noise[:, n_in:])
+
+    def _operands(self, params: list[torch.Tensor]) -> list[torch.Tensor]:
+        """The layers' operands from the parameters: a noisy layer's weight and bias are
+        ``mu + sigma * noise`` (with the noise on; else ``mu``), as NoisyLinear's."""
+        if not self.noise_sizes:
+            return params
+        operands, at, j = [], 0, 0
+        for layer in self.plan.layers:
+            if layer.noisy:
+                w_mu, w_sigma, b_mu, b_sigma = params[at:at + 4]
+                if self.noise_on:
+                    eps_in, eps_out = self.get_buffer(f"eps_in{j}"), self.get_buffer(f"eps_out{j}")
+                    operands += [w_mu + w_sigma * (eps_out[:, :, None] * eps_in[:, None, :]),
+                                 b_mu + b_sigma * eps_out[:, None, :]]
+                else:
+                    operands += [w_mu, b_mu]
+                operands += params[at + 4:at + layer.params]
+                j += 1
+            else:
+                operands += params[at:at + layer.params]
+            at += layer.params
+        return operands
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, params = self._inputs(x), [p() for p in self._learn_params]
+        x, params = self._inputs(x), self._operands([p() for p in self._learn_params])
         if torch.is_grad_enabled():
             out = _StackedLayers.apply(self.plan, x, *params)
         else:  # a target's forward: nothing to keep for a backward (the same arithmetic)
@@ -197,7 +250,7 @@ class StackedMLP(MemberNetworks):
 
     def act_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.plan.head(_run_layers(self.plan.layers, self._inputs(x),
-                                          self._act_params)[-1]).contiguous()
+                                          self._operands(self._act_params))[-1]).contiguous()
 
 
 @dataclass(frozen=True)
@@ -208,10 +261,18 @@ class _Layer:
     bias: bool
     activation: _Activation | None = None
     norm: float | None = None
+    #: A noisy layer (NoisyLinear): its weight and bias are ``mu + sigma * noise``.
+    noisy: bool = False
 
     @property
     def params(self) -> int:
-        """How many parameters the layer has: its weight, bias, and the norm's two."""
+        """How many parameters the layer has: its weight and bias (a noisy layer's means and
+        scales), and the norm's two."""
+        return (4 if self.noisy else 1 + self.bias) + 2 * (self.norm is not None)
+
+    @property
+    def operands(self) -> int:
+        """How many tensors its computation takes: a weight, a bias, the norm's two."""
         return 1 + self.bias + 2 * (self.norm is not None)
 
 
@@ -243,12 +304,17 @@ def _activation(module: nn.Module) -> _Activation:
 @dataclass(frozen=True)
 class _Plan:
     """How a StackedMLP computes the single network's modules: elementwise input layers
-    (one-hot, pixel scaling, flatten), then linear layers each with its activation, then the
-    head's combination (a dueling head's, or none)."""
+    (one-hot, pixel scaling, flatten), then linear layers each with its norm and activation,
+    then the head's combination (a dueling head's, or none)."""
 
     inputs: tuple[Callable[[torch.Tensor], torch.Tensor], ...]
     layers: tuple[_Layer, ...]
     head: Callable[[torch.Tensor], torch.Tensor]
+
+    @cached_property
+    def starts(self) -> tuple[int, ...]:
+        """Where each layer's operands start among all of them, and their count last."""
+        return tuple(itertools.accumulate((layer.operands for layer in self.layers), initial=0))
 
 
 def _plan(net: nn.Sequential) -> _Plan:
@@ -264,21 +330,25 @@ def _plan(net: nn.Sequential) -> _Plan:
     head = _no_combination
     while modules:
         module = modules.pop(0)
-        if isinstance(module, DuelingHead) and type(module.linear) is nn.Linear and not modules:
-            layers.append(_Layer(module.linear.bias is not None))
+        if isinstance(module, DuelingHead) and type(module.linear) in _LINEAR and not modules:
+            layers.append(_Layer(module.linear.bias is not None,
+                                 noisy=type(module.linear) is NoisyLinear))
             head = partial(_dueling, shape=module.shape)
-        elif type(module) is nn.Linear:
+        elif type(module) in _LINEAR:
             norm = modules.pop(0).eps if modules and _stackable_norm(modules[0]) else None
             activated = bool(modules) and isinstance(modules[0], tuple(ACTIVATIONS.values()))
             layers.append(_Layer(module.bias is not None,
-                                 _activation(modules.pop(0)) if activated else None, norm))
+                                 _activation(modules.pop(0)) if activated else None, norm,
+                                 type(module) is NoisyLinear))
         else:
             raise ValueError(f"{type(module).__name__} layers have no stacked form here")
     if not layers:
         raise ValueError("a network without linear layers has no stacked form")
-    if layers[-1].activation is not None:  # the backward keeps hidden layers' outputs only
-        raise ValueError("a network that ends in an activation has no stacked form")
     return _Plan(tuple(inputs), tuple(layers), head)
+
+
+#: The linear layers a StackedMLP computes.
+_LINEAR = (nn.Linear, NoisyLinear)
 
 
 def _stackable_norm(module: nn.Module) -> bool:
@@ -386,26 +456,27 @@ class _StackedLayers(torch.autograd.Function):
     def forward(ctx, plan: _Plan, x: torch.Tensor, *params: torch.Tensor) -> torch.Tensor:
         normed: list[tuple[torch.Tensor, ...]] = []
         outputs = _run_layers(plan.layers, x, params, normed)
-        ctx.layers = plan.layers
-        ctx.save_for_backward(x, *outputs[:-1], *params, *(t for n in normed for t in n))
+        ctx.plan = plan
+        # Each layer's input, and the last layer's output where its activation's backward
+        # needs it (a torso's, whose features go on into other layers).
+        kept = outputs if plan.layers[-1].activation is not None else outputs[:-1]
+        ctx.save_for_backward(x, *kept, *params, *(t for n in normed for t in n))
         return outputs[-1]
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        layers = ctx.layers
+        layers, at = ctx.plan.layers, ctx.plan.starts
         saved = ctx.saved_tensors
-        at = [0]  # where each layer's parameters start
-        for layer in layers:
-            at.append(at[-1] + layer.params)
-        inputs, params = saved[:len(layers)], saved[len(layers):len(layers) + at[-1]]
-        normed = iter(saved[len(layers) + at[-1]:])
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        g, owned = grad, False  # the incoming gradient is autograd's: not changed in place
+        kept = len(layers) + (layers[-1].activation is not None)
+        inputs, params = saved[:kept], saved[kept:kept + at[-1]]
+        normed = iter(saved[kept + at[-1]:])
         norms = [(next(normed), next(normed), next(normed)) if layer.norm is not None else None
                  for layer in layers]
+        grads: list[torch.Tensor | None] = [None] * len(params)
+        g, owned = grad, False  # the incoming gradient is autograd's: not changed in place
         for i in reversed(range(len(layers))):
             layer, weight = layers[i], params[at[i]]
-            if layer.activation is not None:  # a hidden layer's: its output is saved
+            if layer.activation is not None:  # its output is saved
                 g, owned = layer.activation.backward(g if owned else g.clone(), inputs[i + 1]), True
             if layer.norm is not None:
                 scale = at[i] + 1 + layer.bias
@@ -449,6 +520,13 @@ class OneMember(MemberNetworks):
     def _compile(self) -> None:
         act = functional_forward(self.net) if isinstance(self.net, nn.Sequential) else self.net
         self._act = lambda x, *extra: act(x[0], *(e[0] for e in extra)).unsqueeze(0)
+
+    def set_noise(self, on: bool) -> None:
+        set_noise(self.net, on)
+
+    def resample_noise(self, generators: Sequence[torch.Generator]) -> None:
+        (generator,) = generators
+        resample_noise(self.net, generator)
 
     def act_forward(self, x: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         """``extra``: further inputs ``[1, ...]`` of a network that takes them (IQN's
