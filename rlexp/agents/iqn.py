@@ -210,7 +210,8 @@ class IQNAgent(DQNAgent):
             next_action = next_q.argmax(dim=2)
             target_quantiles = self.target_net(b.next_obs,
                                                self._fractions(batch, cfg.tau_prime_samples))
-            greedy = of_action(target_quantiles.transpose(2, 3), next_action)  # [members, batch, N']
+            # [members, batch, N']
+            greedy = of_action(target_quantiles.transpose(2, 3), next_action)
             target = b.reward[..., None] + b.discount[..., None] * greedy
         per_sample = quantile_huber_loss(predicted, taus, target, cfg.kappa)
         weighted = per_sample if b.weight is None else b.weight * per_sample
