@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -97,6 +98,32 @@ def sb3_run(seed: int, eval_every: int, budget: int = BUDGET) -> dict:
                           str(budget)],
                          check=True, capture_output=True, text=True).stdout
     return outcome(start, [tuple(e) for e in json.loads(out.strip().splitlines()[-1])])
+
+
+def env_step_ms(num_envs: int, steps: int = 3000) -> tuple[float, float]:
+    """Milliseconds a vector step of ``num_envs`` training CartPoles takes, random actions:
+    gymnasium's SyncVectorEnv of rlexp's per-env envs, and rlexp's batched form (what a run
+    steps), alternating over two rounds (best of each)."""
+    import numpy as np
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    from rlexp.build import make_env, make_vector_env
+    from rlexp.envs import EnvConfig
+
+    cfg = EnvConfig(id="CartPole-v1")
+    kinds = [SyncVectorEnv([lambda: make_env(cfg)] * num_envs, copy=False,
+                           autoreset_mode=AutoresetMode.SAME_STEP),
+             make_vector_env(cfg, num_envs)]
+    actions = np.random.default_rng(0).integers(0, 2, (steps, num_envs))
+    best = [float("inf")] * 2
+    for _ in range(2):
+        for k, envs in enumerate(kinds):
+            envs.reset(seed=list(range(num_envs)))
+            start = time.perf_counter()
+            for a in actions:
+                envs.step(a)
+            best[k] = min(best[k], (time.perf_counter() - start) / steps * 1e3)
+    return best[0], best[1]
 
 
 def startup_seconds(rounds: int) -> tuple[float, float, float]:
@@ -292,13 +319,21 @@ def main() -> None:
             print(f"ratio rlexp / SB3 median time to first solve: "
                   f"{rlexp_median / sb3_median:.2f} (target <= 0.3)")
 
-    if args.pqn_seeds:  # purejaxql's configuration: 32 envs, 500k steps, eval every 25k
-        pqn = [rlexp_run(s, 25_000, 500_000, ("experiment=pqn_cartpole",))
+    # purejaxql's configuration: 32 envs, 500k steps, eval every 25k; on one core (the
+    # preset's device.threads=1, as a sweep runs it) and on all of them.
+    for threads in (1, os.cpu_count() or 1) if args.pqn_seeds else ():
+        pqn = [rlexp_run(s, 25_000, 500_000, ("experiment=pqn_cartpole",
+                                              f"device.threads={threads}"))
                for s in range(args.pqn_seeds)]
-        summarize("PQN", pqn)
-        print(f"PQN (experiment=pqn_cartpole): {statistics.median(r['sps'] for r in pqn):,.0f} "
-              "env steps/s over the whole run, evaluations included, median over seeds "
-              "(target >= 26,000)", flush=True)
+        summarize(f"PQN, {threads} thread(s)", pqn)
+        print(f"PQN (experiment=pqn_cartpole device.threads={threads}): "
+              f"{statistics.median(r['sps'] for r in pqn):,.0f} env steps/s over the whole run, "
+              "evaluations included, median over seeds (target >= 26,000)", flush=True)
+
+    for n in (32, 256):  # PQN's envs; a population of 8 of them
+        per_env, batched = env_step_ms(n)
+        print(f"{n} training CartPoles: {per_env:.3f} ms a vector step through SyncVectorEnv, "
+              f"{batched:.3f} ms batched (rlexp.envs.cartpole)", flush=True)
 
     run, bare, dynamo = startup_seconds(args.startup_rounds)
     print(f"start-up, median of {args.startup_rounds}: a 1-step run (total_steps=1 "

@@ -159,8 +159,13 @@ class PQNAgent(QLearningAgent):
             if should_stop is not None and should_stop():
                 return None  # the rest stays pending: finish_pending() takes it up
             epoch, k = divmod(p["taken"], cfg.minibatches)
-            loss, q = self._gradient_update(
-                [part.tensor_split(cfg.minibatches, dim=1)[k] for part in self._shuffled(epoch)])
+            shuffled = self._shuffled(epoch)
+            # Minibatch k of the epoch's order, as tensor_split cuts it (the first ones one
+            # longer where the rollout does not divide evenly).
+            size, longer = divmod(shuffled[0].shape[1], cfg.minibatches)
+            start = k * size + min(k, longer)
+            part = slice(start, start + size + (k < longer))
+            loss, q = self._gradient_update([data[:, part] for data in shuffled])
             p["losses"].append(loss)
             p["qs"].append(q)
             p["taken"] += 1
