@@ -66,7 +66,7 @@ def population(agent: str, members: list[Member]):
 
 
 @pytest.mark.parametrize("agent", [name for name in AGENTS if name != "qnet"] + ["qnet"])
-def test_perturbing_one_member_leaves_the_others_bit_identical(agent):
+def test_perturbing_one_member_leaves_the_others_bit_identical_and_alone_the_same(agent):
     # Updates early and often, where the agent has these settings.
     small = {"learning_starts": 16, "batch_size": 8, "train_freq": 2, "gradient_steps": 2,
              "buffer_size": 200, "rollout_steps": 4, "minibatches": 2}
@@ -82,16 +82,23 @@ def test_perturbing_one_member_leaves_the_others_bit_identical(agent):
                                                                             end=0.9))
     changed = [alone[0], Member(other, seed=7, lr=0.5), alone[2]]
     a, b = population(agent, alone), population(agent, changed)
+    one = population(agent, alone[2:])  # member 2 as a population of one: the same run
     rng = np.random.default_rng(0)
     for t in range(200):
         obs = rng.standard_normal((3, 2, 3)).astype(np.float32)
         nxt = rng.standard_normal((3, 2, 3)).astype(np.float32)
         scaled = (obs * np.array([1, 100, 1])[:, None, None]).astype(np.float32)
-        acts_a, acts_b = a.act(obs), b.act(scaled)
+        acts_a, acts_b, acts_one = a.act(obs), b.act(scaled), one.act(obs[2:])
         np.testing.assert_array_equal(acts_a[[0, 2]], acts_b[[0, 2]], err_msg=str(t))
+        np.testing.assert_array_equal(acts_a[2:], acts_one, err_msg=str(t))
         reward, done = rng.standard_normal((3, 2)), rng.random((3, 2)) < 0.1
         truncated = ~done & (t % 7 == 0)
         ma = a.learn(Transition(obs, acts_a, reward, nxt, done, truncated))
+        m_one = one.learn(Transition(obs[2:], acts_one, reward[2:], nxt[2:], done[2:],
+                                     truncated[2:]))
+        assert (ma is None) == (m_one is None)
+        for key in ma or ():
+            assert torch.equal(ma[key][2:], m_one[key]), (t, key)
         # Member 1's data differs too: other observations, rewards and episode ends.
         mine = np.arange(3)[:, None, None] == 1
         mb = b.learn(Transition(np.where(mine, scaled, obs), acts_b,
@@ -108,6 +115,9 @@ def test_perturbing_one_member_leaves_the_others_bit_identical(agent):
         for (key, x), y in zip(a.state_dict(i)["q_net"].items(),
                                b.state_dict(i)["q_net"].values(), strict=True):
             assert torch.equal(x, y), (i, key)
+    for (key, x), y in zip(a.state_dict(2)["q_net"].items(),
+                           one.state_dict(0)["q_net"].values(), strict=True):
+        assert torch.equal(x, y), key
     assert not torch.equal(a.state_dict(1)["q_net"][a.q_net.names[0]],
                            b.state_dict(1)["q_net"][b.q_net.names[0]])
 
@@ -515,3 +525,25 @@ def test_a_member_whose_loss_is_not_finite_stops_and_so_does_a_population_of_it_
         metrics = read_metrics(run)
         assert metrics["status"] == "diverged" and " is " in metrics["error"], metrics
         assert metrics["env_steps"] < 2400
+
+
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_each_members_torch_draws_resume_from_its_own_state(agent):
+    # Noisy networks' noise and IQN's fractions come from each member's own torch generator,
+    # saved in its state: a population loaded from its members' states draws on as it would.
+    fields = {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
+    cfg = AGENTS[agent].Config(**{k: v for k, v in {"learning_starts": 4}.items() if k in fields})
+    members = [Member(cfg, seed=s, lr=1e-3) for s in (3, 4)]
+    first = population(agent, members)
+    if not getattr(first, "torch_rngs", None):
+        pytest.skip(f"{agent} makes no torch draws")
+    obs = np.random.default_rng(0).standard_normal((2, 4, 3)).astype(np.float32)
+    for _ in range(3):
+        first.act(obs)
+    second = population(agent, members)
+    second.load_state_dicts([first.state_dict(i) for i in range(2)])
+    for _ in range(5):
+        np.testing.assert_array_equal(first.act(obs), second.act(obs))
+        assert all(torch.equal(x.get_state(), y.get_state())
+                   for x, y in zip(first.torch_rngs, second.torch_rngs, strict=True))
+    assert not torch.equal(first.torch_rngs[0].get_state(), first.torch_rngs[1].get_state())
