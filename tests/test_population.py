@@ -40,6 +40,7 @@ from tests.conftest import (
     final_weights,
     read_scalars,
     run_cli,
+    shrunk,
     sigint_when_learning_at,
 )
 
@@ -188,11 +189,15 @@ def test_a_member_that_reaches_its_target_ends_as_its_run_alone_would(tmp_path):
     assert (dirs[0] / "checkpoints/final.pt").is_file()
 
 
-def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch):
-    from rlexp.agents.dqn import DQNAgent
-
-    cfgs = [compose_config([*BASE, f"seed={s}"]) for s in range(2)]
-    sigint_when_learning_at(monkeypatch, DQNAgent, 1000)
+@pytest.mark.parametrize("agent", sorted(AGENTS))
+def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch, agent):
+    # Every agent's population, its members' envs (CartPoles batched), networks (stacked:
+    # noisy, normalised, IQN's) and updates cut short (PQN's), stopped between checkpoints.
+    overrides = [*BASE] if agent == "dqn" else shrunk(
+        [f"agent={agent}", "env=cartpole", "device=cpu", *TINY, "checkpoint.every_steps=200"])
+    cfgs = [compose_config([*overrides, f"seed={s}"]) for s in range(2)]
+    stop_at = 1000 if agent == "dqn" else 300
+    sigint_when_learning_at(monkeypatch, AGENTS[agent], stop_at)
     with StopSignals() as stop:
         dirs = train_runs(tmp_path, "pop", cfgs, stop)
     monkeypatch.undo()
@@ -202,8 +207,10 @@ def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch):
     straight = train_runs(tmp_path, "straight", cfgs)
     for d, s in zip(dirs, straight, strict=True):
         assert read_metrics(d)["status"] == "completed"
-        assert read_metrics(d)["resumed_from_step"] == 1001
+        assert read_metrics(d)["resumed_from_step"] > stop_at - cfgs[0].env.num_envs
         assert curves(d) == curves(s)
+        for key, value in final_weights(s).items():
+            assert torch.equal(value, final_weights(d)[key]), key
 
 
 def test_a_population_writes_runs_the_report_and_load_agent_take_as_they_are(tmp_path):
