@@ -100,6 +100,17 @@ class FlatParameters:
         """What the optimizer steps: the flat tensor, then the parameters alone."""
         return [self.flat, *(self.params[k] for k in self.alone)]
 
+    def copies(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """A copy of what the optimizer steps, and each parameter's part of it, in the
+        parameters' order."""
+        stepped = [t.detach().clone() for t in self.stepped()]
+        parts: list[torch.Tensor] = [stepped[0]] * len(self.params)
+        for k, view in zip(self.joined, self._views(stepped[0]), strict=True):
+            parts[k] = view
+        for j, k in enumerate(self.alone):
+            parts[k] = stepped[1 + j]
+        return stepped, parts
+
     def zero_grad(self) -> None:
         self.flat.grad.zero_()  # the joined parameters' gradients accumulate into their views
         for k in self.alone:
@@ -186,11 +197,18 @@ class MemberOptimizer:
             torch.tensor(limits, device=self.params[0].device)
         for group in self.optimizer.param_groups:  # see step()
             group["lr"] = 1.0
-        #: The parameters before a step (each step's displacement is scaled from them); a
-        #: network that never joins a population steps at its rate directly (three passes
-        #: over the parameters fewer: about 8% more Atari env steps per second).
-        self._before = [p.detach().clone() for p in self.params] if net.joins_populations \
-            else []
+        #: The parameters before a step (each step's displacement is scaled from them), and
+        #: as the optimizer steps them (one flat tensor: one op a pass where every member's
+        #: rate is the same number); a network that never joins a population steps at its
+        #: rate directly (three passes over the parameters fewer: about 8% more Atari env
+        #: steps per second).
+        self._stepped = [p.detach() for p in self.optimizer.param_groups[0]["params"]]
+        self._stepped_before: list[torch.Tensor] = []
+        self._before: list[torch.Tensor] = []
+        if net.joins_populations and self.flat is not None:
+            self._stepped_before, self._before = self.flat.copies()
+        elif net.joins_populations:
+            self._before = self._stepped_before = [p.detach().clone() for p in self.params]
 
     def lrs(self, scale: Sequence[float]) -> list[float]:
         """Each member's learning rate at these schedule scales."""
@@ -212,12 +230,14 @@ class MemberOptimizer:
                     group["lr"] = lr
                 self.optimizer.step()
                 return
-            torch._foreach_copy_(self._before, self.params)
+            torch._foreach_copy_(self._stepped_before, self._stepped)
             self.optimizer.step()  # at rate 1
             # before + rate * (after - before), then back into the parameters
-            torch._foreach_lerp_(self._before, self.params,
-                                 member_weights(self.lrs(scale), self.params))
-            torch._foreach_copy_(self.params, self._before)
+            weights = member_weights(self.lrs(scale), self.params)
+            before, after = (self._stepped_before, self._stepped) if isinstance(weights, float) \
+                else (self._before, self.params)
+            torch._foreach_lerp_(before, after, weights)
+            torch._foreach_copy_(after, before)
 
     def _clip(self) -> None:
         grads = [self.net.per_member(p.grad, k) for k, p in enumerate(self.params)

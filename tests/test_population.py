@@ -194,9 +194,10 @@ def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch, agent):
     # Every agent's population, its members' envs (CartPoles batched), networks (stacked:
     # noisy, normalised, IQN's) and updates cut short (PQN's), stopped between checkpoints.
     overrides = [*BASE] if agent == "dqn" else shrunk(
-        [f"agent={agent}", "env=cartpole", "device=cpu", *TINY, "checkpoint.every_steps=200"])
+        [f"agent={agent}", "env=cartpole", "device=cpu", *TINY, "total_steps=400",
+         "eval.every_steps=200", "checkpoint.every_steps=100"])
     cfgs = [compose_config([*overrides, f"seed={s}"]) for s in range(2)]
-    stop_at = 1000 if agent == "dqn" else 300
+    stop_at = 1000 if agent == "dqn" else 252  # PQN's: inside a rollout (4 envs x 4 steps)
     sigint_when_learning_at(monkeypatch, AGENTS[agent], stop_at)
     with StopSignals() as stop:
         dirs = train_runs(tmp_path, "pop", cfgs, stop)
