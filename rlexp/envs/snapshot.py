@@ -13,6 +13,7 @@ layer holds anything else (a physics engine, a renderer), the env is made with
 and the env below is rebuilt by resetting it as its episode began and replaying the episode's
 actions, which gives the same state for a deterministic env (Box2D's LunarLander, say). Where
 that fails too, :func:`capture` returns None and the resumed run starts new episodes instead.
+A batched vector env (rlexp's training CartPoles) saves and restores its own state.
 """
 
 from __future__ import annotations
