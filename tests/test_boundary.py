@@ -363,20 +363,31 @@ def test_batched_training_cartpoles_step_the_per_env_episodes_bit_for_bit_and_re
     for _ in range(400):
         same_step(rng.integers(0, 2, 6))
     assert ends["terminated"] > 20 and ends["truncated"] > 0
-    buffer = io.BytesIO()
+    buffer, before_batching = io.BytesIO(), io.BytesIO()
     part = slice(2, 4)  # the second of three members' envs
     torch.save(snapshot.capture(batched, part), buffer)
-    later = [batched.step(actions)[0][part].tobytes()
-             for actions in rng.integers(0, 2, (200, 6))]
-    fresh = make_vector_env(cfg, 6)
-    fresh.reset(seed=[0] * 6)
-    buffer.seek(0)
-    assert snapshot.restore(fresh, torch.load(buffer, weights_only=True), part)
-    rng = np.random.default_rng(0)  # the same actions again
-    for _ in range(400):
-        rng.integers(0, 2, 6)
-    assert [fresh.step(actions)[0][part].tobytes()
-            for actions in rng.integers(0, 2, (200, 6))] == later
+    # As a run saved them before training CartPoles were batched: resumed the same.
+    torch.save(snapshot.capture(per_env, part), before_batching)
+
+    def continued(envs, actions):
+        """The part's observations, and its episodes' returns and lengths as they end."""
+        obs, _, _, _, info = envs.step(actions)
+        ended = info.get("final_info", {})
+        mask = ended.get("_episode", np.zeros(6, bool))[part]
+        return obs[part].tobytes(), *(ended["episode"][key][part][mask].tolist()
+                                      if mask.any() else [] for key in ("r", "l"))
+
+    later = [continued(batched, actions) for actions in rng.integers(0, 2, (200, 6))]
+    assert any(r for _, r, _ in later)  # episodes end meanwhile
+    for saved in (buffer, before_batching):
+        fresh = make_vector_env(cfg, 6)
+        fresh.reset(seed=[0] * 6)
+        saved.seek(0)
+        assert snapshot.restore(fresh, torch.load(saved, weights_only=True), part)
+        rng = np.random.default_rng(0)  # the same actions again
+        for _ in range(400):
+            rng.integers(0, 2, 6)
+        assert [continued(fresh, actions) for actions in rng.integers(0, 2, (200, 6))] == later
     # A state that does not fit (another time limit) is refused: the run starts new episodes.
     other = make_vector_env(EnvConfig(id=env_id, max_steps=40), 6)
     buffer.seek(0)

@@ -18,6 +18,7 @@ A batched vector env (rlexp's training CartPoles) saves and restores its own sta
 
 from __future__ import annotations
 
+import math
 import types
 from collections import deque
 from typing import Any
@@ -227,7 +228,7 @@ def restore(envs: gym.vector.VectorEnv, state: dict, part: slice = slice(None)) 
     :func:`capture`; False when the state does not fit them (saved by another version of the
     envs or of rlexp): the caller then resets them."""
     if isinstance(envs, CartPoleTrainingEnvs):
-        return envs.load_state_dict(state, part)
+        return envs.load_state_dict(_as_batched_cartpoles(state), part)
     if not isinstance(envs, gym.vector.SyncVectorEnv) or state.get("layers") != _structure(
             envs, part):
         return False
@@ -242,3 +243,39 @@ def restore(envs: gym.vector.VectorEnv, state: dict, part: slice = slice(None)) 
     except (KeyError, TypeError, ValueError, AttributeError, RuntimeError):
         return False
     return True
+
+
+#: The wrapper chain of a training CartPole in gymnasium's per-env vector env, outermost first.
+_CARTPOLE_CHAIN = ("gymnasium.wrappers.common.RecordEpisodeStatistics",
+                   "gymnasium.wrappers.common.TimeLimit", "gymnasium.wrappers.common.OrderEnforcing",
+                   "gymnasium.wrappers.common.PassiveEnvChecker",
+                   "gymnasium.envs.classic_control.cartpole.CartPoleEnv")
+
+
+def _as_batched_cartpoles(state: dict) -> dict:
+    """A state of training CartPoles as :class:`CartPoleTrainingEnvs` saves it: ``state``
+    itself, or its conversion when a per-env vector env saved it (training CartPoles were
+    stepped one by one before rlexp batched them), so that such a run resumes its episodes.
+    What does not convert is returned as it is (the batched env then refuses it)."""
+    if [tuple(chain) for chain in state.get("layers", [])] != \
+            [_CARTPOLE_CHAIN] * len(state.get("envs", [None])):
+        return state
+    try:
+        envs = [{key: item for layer in layers for key, item in layer.items()}
+                for layers in state["envs"]]
+        kinds = {(a["state"][0], a["_np_random"][0], a["_max_episode_steps"][0]) for a in envs}
+        limits = {a["_max_episode_steps"][1] for a in envs}
+        if kinds != {("ndarray", "generator", "plain")} or len(limits) != 1:
+            return state
+
+        def number(item: list) -> float:
+            return float(item[1]) if item[0] in ("plain", "npscalar") else math.nan
+
+        return {"kind": CartPoleTrainingEnvs.__name__, "max_episode_steps": limits.pop(),
+                "state": torch.stack([a["state"][1] for a in envs], dim=1),
+                "steps": torch.tensor([int(number(a["_elapsed_steps"])) for a in envs]),
+                "returns": torch.tensor([number(a["episode_returns"]) for a in envs],
+                                        dtype=torch.float64),
+                "generators": [a["_np_random"][1] for a in envs]}
+    except (KeyError, TypeError, ValueError, IndexError):
+        return state
