@@ -247,7 +247,8 @@ def restore(envs: gym.vector.VectorEnv, state: dict, part: slice = slice(None)) 
 
 #: The wrapper chain of a training CartPole in gymnasium's per-env vector env, outermost first.
 _CARTPOLE_CHAIN = ("gymnasium.wrappers.common.RecordEpisodeStatistics",
-                   "gymnasium.wrappers.common.TimeLimit", "gymnasium.wrappers.common.OrderEnforcing",
+                   "gymnasium.wrappers.common.TimeLimit",
+                   "gymnasium.wrappers.common.OrderEnforcing",
                    "gymnasium.wrappers.common.PassiveEnvChecker",
                    "gymnasium.envs.classic_control.cartpole.CartPoleEnv")
 
