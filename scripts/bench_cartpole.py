@@ -321,7 +321,7 @@ def main() -> None:
 
     # purejaxql's configuration: 32 envs, 500k steps, eval every 25k; on one core (the
     # preset's device.threads=1, as a sweep runs it) and on all of them.
-    for threads in (1, os.cpu_count() or 1) if args.pqn_seeds else ():
+    for threads in sorted({1, os.cpu_count() or 1}) if args.pqn_seeds else ():
         pqn = [rlexp_run(s, 25_000, 500_000, ("experiment=pqn_cartpole",
                                               f"device.threads={threads}"))
                for s in range(args.pqn_seeds)]
