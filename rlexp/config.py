@@ -364,6 +364,7 @@ OmegaConf.register_new_resolver("claim_or_resume_run_dir", rundir.claim_or_resum
                                 replace=True)
 # Cached like Hydra's own ${now:}: a sweep's jobs (in other processes too) get the same answer.
 OmegaConf.register_new_resolver("claim_new_dir", rundir.claim_new, replace=True, use_cache=True)
+OmegaConf.register_new_resolver("launch_time", rundir.launch_time, replace=True)
 
 
 @dataclass

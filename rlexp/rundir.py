@@ -21,7 +21,9 @@ Hydra writes into it until it ends, so a second process aimed at the same direct
 from __future__ import annotations
 
 import contextlib
+import datetime
 import fcntl
+import functools
 import json
 import os
 import re
@@ -193,6 +195,19 @@ def is_launch_only(override: str) -> bool:
 
 _claimed: dict[str, str] = {}
 _locks: dict[Path, int] = {}
+
+
+@functools.cache
+def _launched() -> datetime.datetime:
+    return datetime.datetime.now()
+
+
+def launch_time(fmt: str) -> str:
+    """When this process first asked (a sweep's launch), as ``fmt`` (strftime): the sweep
+    dir's time. Hydra's ``${now:}`` is evaluated anew by every config a sweep composes (each
+    job's, before Hydra gives it the first one's answers), and a sweep dir claimed at each of
+    those times would leave an empty directory per job; this answer does not change."""
+    return _launched().strftime(fmt)
 
 
 def claim_new(path: str) -> str:
