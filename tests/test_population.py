@@ -70,9 +70,11 @@ def population(agent: str, members: list[Member]):
 def test_perturbing_one_member_leaves_the_others_bit_identical_and_alone_the_same(agent):
     # Updates early and often, where the agent has these settings.
     small = {"learning_starts": 16, "batch_size": 8, "train_freq": 2, "gradient_steps": 2,
-             "buffer_size": 200, "rollout_steps": 4, "minibatches": 2}
+             "buffer_size": 200, "rollout_steps": 4, "minibatches": 2, "quantiles": 8,
+             "tau_samples": 8, "tau_prime_samples": 8, "quantile_samples": 8}
     fields = {f.name for f in dataclasses.fields(AGENTS[agent].Config)}
     cfg = AGENTS[agent].Config(**{k: v for k, v in small.items() if k in fields})
+    cfg.network.hidden = [32, 32]
     alone = [Member(cfg, seed=s, lr=lr) for s, lr in ((0, 1e-3), (1, 2e-3), (2, 5e-4))]
     if not AGENTS[agent].joins_populations(cfg, SPACE, None):  # e.g. noisy networks
         with pytest.raises(ValueError, match="train them one run per process"):
@@ -195,7 +197,8 @@ def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch, agent):
     # noisy, normalised, IQN's) and updates cut short (PQN's), stopped between checkpoints.
     overrides = [*BASE] if agent == "dqn" else shrunk(
         [f"agent={agent}", "env=cartpole", "device=cpu", *TINY, "total_steps=400",
-         "eval.every_steps=200", "checkpoint.every_steps=100"])
+         "eval.every_steps=0", "eval.episodes=1", "checkpoint.every_steps=200",
+         "agent.network.hidden=[32,32]"])  # two layers: IQN's fractions enter the second
     cfgs = [compose_config([*overrides, f"seed={s}"]) for s in range(2)]
     stop_at = 1000 if agent == "dqn" else 252  # PQN's: inside a rollout (4 envs x 4 steps)
     sigint_when_learning_at(monkeypatch, AGENTS[agent], stop_at)
