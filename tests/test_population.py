@@ -191,7 +191,9 @@ def test_a_member_that_reaches_its_target_ends_as_its_run_alone_would(tmp_path):
     assert (dirs[0] / "checkpoints/final.pt").is_file()
 
 
-@pytest.mark.parametrize("agent", sorted(AGENTS))
+# DQN's in the default suite; every other agent's with the slow checks (make test-slow).
+@pytest.mark.parametrize("agent", [a if a == "dqn" else pytest.param(a, marks=pytest.mark.slow)
+                                   for a in sorted(AGENTS)])
 def test_a_stopped_population_resumes_exactly(tmp_path, monkeypatch, agent):
     # Every agent's population, its members' envs (CartPoles batched), networks (stacked:
     # noisy, normalised, IQN's) and updates cut short (PQN's), stopped between checkpoints.
