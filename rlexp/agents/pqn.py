@@ -111,7 +111,7 @@ class PQNAgent(QLearningAgent):
         self.rollout: list[Transition] = []
         #: An update under way: the rollout as tensors, its targets, the minibatches' order
         #: ``[epochs, members, rollout_steps * envs]``, the gradient steps taken and their
-        #: losses and Q-values (and the current epoch's data in its order, derived). Non-empty
+        #: losses and Q-values (and the current epoch's minibatches, derived). Non-empty
         #: only while an update is cut short.
         self.pending: dict[str, Any] = {}
 
@@ -159,13 +159,7 @@ class PQNAgent(QLearningAgent):
             if should_stop is not None and should_stop():
                 return None  # the rest stays pending: finish_pending() takes it up
             epoch, k = divmod(p["taken"], cfg.minibatches)
-            shuffled = self._shuffled(epoch)
-            # Minibatch k of the epoch's order, as tensor_split cuts it (the first ones one
-            # longer where the rollout does not divide evenly).
-            size, longer = divmod(shuffled[0].shape[1], cfg.minibatches)
-            start = k * size + min(k, longer)
-            part = slice(start, start + size + (k < longer))
-            loss, q = self._gradient_update([data[:, part] for data in shuffled])
+            loss, q = self._gradient_update(self._minibatches(epoch)[k])
             p["losses"].append(loss)
             p["qs"].append(q)
             p["taken"] += 1
@@ -174,18 +168,20 @@ class PQNAgent(QLearningAgent):
         self.pending = {}
         return metrics
 
-    def _shuffled(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The update's observations, actions and targets in epoch ``epoch``'s order (each
-        minibatch a slice of them: three gathers an epoch, not three a minibatch)."""
+    def _minibatches(self, epoch: int) -> list[tuple[torch.Tensor, ...]]:
+        """Epoch ``epoch``'s minibatches: observations, actions and targets, each a slice of
+        the update's data in the epoch's order (three gathers an epoch, not three a
+        minibatch)."""
         p = self.pending
         if p.get("shuffled", (None,))[0] != epoch:
             index = p["order"][epoch].to(self.device)
             rows = torch.arange(len(index), device=self.device)[:, None]
-            p["shuffled"] = (epoch, *(p[key][rows, index] for key in ("obs", "action",
-                                                                      "target")))
-        return p["shuffled"][1:]
+            parts = [p[key][rows, index].tensor_split(self.cfg.minibatches, dim=1)
+                     for key in ("obs", "action", "target")]
+            p["shuffled"] = (epoch, list(zip(*parts, strict=True)))
+        return p["shuffled"][1]
 
-    def _gradient_update(self, minibatch: list[torch.Tensor]
+    def _gradient_update(self, minibatch: tuple[torch.Tensor, ...]
                          ) -> tuple[torch.Tensor, torch.Tensor]:
         """One gradient step on each member's minibatch: observations, actions and targets
         ``[members, size, ...]``."""

@@ -311,8 +311,9 @@ class QLearningAgent(Agent):
             self.q_net.load_member_state_dict(i, state["q_net"])
             self.rngs[i].bit_generator.state = state["rng"]
         self.optimizer.load_member_state_dicts([s["optimizer"] for s in states])
-        for rng, state in zip(self.torch_rngs, states if self.torch_rngs else [], strict=True):
-            rng.set_state(state["torch_rng"])
+        if self.torch_rngs:
+            for rng, state in zip(self.torch_rngs, states, strict=True):
+                rng.set_state(state["torch_rng"])
         self.env_steps = shared_counter(states, "env_steps")
 
 

@@ -51,9 +51,8 @@ class NoisyLinear(nn.Module):
 
     @torch.no_grad()
     def resample(self, generator: torch.Generator) -> None:
-        noise = torch.randn(self.in_features + self.out_features, generator=generator,
-                            device=generator.device)
-        noise = noise.sign() * noise.abs().sqrt()
+        noise = factorised(torch.randn(self.in_features + self.out_features,
+                                       generator=generator, device=generator.device))
         self.eps_in.copy_(noise[:self.in_features])
         self.eps_out.copy_(noise[self.in_features:])
 
@@ -62,6 +61,11 @@ class NoisyLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+def factorised(noise: torch.Tensor) -> torch.Tensor:
+    """``f(x) = sign(x) sqrt(|x|)`` of standard normal draws: factorised noise's values."""
+    return noise.sign() * noise.abs().sqrt()
 
 
 def noisy_layers(net: nn.Module) -> list[NoisyLinear]:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from rlexp.nets.architectures import ACTIVATIONS, DuelingHead, OneHot, PixelInput
-from rlexp.nets.noisy import NoisyLinear, noisy_layers, resample_noise, set_noise
+from rlexp.nets.noisy import NoisyLinear, factorised, noisy_layers, resample_noise, set_noise
 
 
 def functional_forward(net: nn.Sequential) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -209,9 +209,8 @@ class StackedMLP(MemberNetworks):
     @torch.no_grad()
     def resample_noise(self, generators: Sequence[torch.Generator]) -> None:
         for j, (n_in, n_out) in enumerate(self.noise_sizes):
-            noise = torch.stack([torch.randn(n_in + n_out, generator=g, device=g.device)
-                                 for g in generators])
-            noise = noise.sign() * noise.abs().sqrt()
+            noise = factorised(torch.stack([torch.randn(n_in + n_out, generator=g,
+                                                        device=g.device) for g in generators]))
             self.get_buffer(f"eps_in{j}").copy_(noise[:, :n_in])
             self.get_buffer(f"eps_out{j}").copy_(noise[:, n_in:])
 
