@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from rlexp.nets import MEMBER_ALIGNMENT, MemberNetworks
+from rlexp.nets import MEMBER_ALIGNMENT, LossOfOutputs, MemberNetworks, OutputGradient
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 
@@ -95,6 +95,16 @@ class FlatParameters:
                 view.copy_(self.params[k])
                 self.params[k].data = view
                 self.params[k].grad = grad
+
+    def row_members(self, members: int) -> torch.Tensor:
+        """The member each row of ``MEMBER_ALIGNMENT`` values of ``flat`` belongs to, for
+        parameters ``[members, ...]`` whose members' parts are whole rows (a gap's: 0)."""
+        owner = torch.zeros(len(self.flat) // MEMBER_ALIGNMENT, dtype=torch.long,
+                            device=self.flat.device)
+        for offset, k in zip(self.offsets, self.joined, strict=True):
+            start, n = offset // MEMBER_ALIGNMENT, self.params[k].numel() // MEMBER_ALIGNMENT
+            owner[start:start + n] = torch.arange(n) * members // n
+        return owner
 
     def stepped(self) -> list[nn.Parameter]:
         """What the optimizer steps: the flat tensor, then the parameters alone."""
@@ -197,6 +207,8 @@ class MemberOptimizer:
             torch.tensor(limits, device=self.params[0].device)
         for group in self.optimizer.param_groups:  # see step()
             group["lr"] = 1.0
+        #: The member of each row of MEMBER_ALIGNMENT values of the flat gradient (see _clip).
+        self._row_member = None if self.flat is None else self.flat.row_members(net.members)
         #: The parameters before a step (each step's displacement is scaled from them), and
         #: as the optimizer steps them (one flat tensor: one op a pass where every member's
         #: rate is the same number); a network that never joins a population steps at its
@@ -221,32 +233,71 @@ class MemberOptimizer:
         else:
             self.flat.zero_grad()
         loss.backward()
-        with torch.no_grad():
-            if self.max_grad_norms is not None:
-                self._clip()
-            if not self.net.joins_populations:  # never in a population: at its rate, directly
-                (lr,) = self.lrs(scale)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                self.optimizer.step()
-                return
-            torch._foreach_copy_(self._stepped_before, self._stepped)
-            self.optimizer.step()  # at rate 1
-            # before + rate * (after - before), then back into the parameters
-            weights = member_weights(self.lrs(scale), self.params)
-            before, after = (self._stepped_before, self._stepped) if isinstance(weights, float) \
-                else (self._before, self.params)
-            torch._foreach_lerp_(before, after, weights)
-            torch._foreach_copy_(after, before)
+        self._step_on_gradients(scale)
+
+    def step_on(self, x: torch.Tensor, loss_of_outputs: LossOfOutputs, scale: Sequence[float],
+                gradient: OutputGradient | None = None) -> tuple[torch.Tensor, ...]:
+        """One gradient step on the members' losses ``loss_of_outputs(net(x))[0]``; returns
+        what ``loss_of_outputs`` returned, detached. A network that computes its own gradients
+        (``sets_gradients``) does, bit for bit as autograd would, with the loss's gradient
+        from ``gradient`` (written out) where given."""
+        if self.net.sets_gradients:
+            returned = self.net.set_gradients(x, loss_of_outputs, gradient)
+            self._step_on_gradients(scale)
+        else:
+            returned = loss_of_outputs(self.net(x))
+            self.step(returned[0].sum(), scale)
+        return tuple(t.detach() for t in returned)
+
+    @torch.no_grad()
+    def _step_on_gradients(self, scale: Sequence[float]) -> None:
+        if self.max_grad_norms is not None:
+            self._clip()
+        if not self.net.joins_populations:  # never in a population: at its rate, directly
+            (lr,) = self.lrs(scale)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self.optimizer.step()
+            return
+        torch._foreach_copy_(self._stepped_before, self._stepped)
+        self.optimizer.step()  # at rate 1
+        # before + rate * (after - before), then back into the parameters
+        weights = member_weights(self.lrs(scale), self.params)
+        before, after = (self._stepped_before, self._stepped) if isinstance(weights, float) \
+            else (self._before, self.params)
+        torch._foreach_lerp_(before, after, weights)
+        torch._foreach_copy_(after, before)
 
     def _clip(self) -> None:
-        grads = [self.net.per_member(p.grad, k) for k, p in enumerate(self.params)
-                 if p.grad is not None]
-        # The elementwise ops one call each for every gradient (the values of one op each).
-        norm = torch.stack([s.flatten(1).sum(1) for s in torch._foreach_pow(grads, 2)]
-                           ).sum(0).sqrt()
-        coef = (self.max_grad_norms / (norm + 1e-6)).clamp(max=1.0)
-        torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+        """Scales each member's gradients to norm ``max_grad_norms[i]`` at most."""
+        if self.flat is None:
+            grads = [self.net.per_member(p.grad, k) for k, p in enumerate(self.params)
+                     if p.grad is not None]
+            coef = self._clip_coefficients(self._squares(grads))
+            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
+            return
+        # The flat gradient as rows of MEMBER_ALIGNMENT values, each one member's: each row's
+        # squares summed, then a member's rows in order (index_add_ adds them one by one), so
+        # its norm is the same in a population of any size: ten ops for every parameter at
+        # once instead of four a parameter (docs/benchmarks.md).
+        rows = self.flat.flat.grad.view(-1, MEMBER_ALIGNMENT)
+        squares = rows.new_zeros(self.net.members).index_add_(
+            0, self._row_member, (rows * rows).sum(dim=1))
+        alone = [self.net.per_member(self.params[k].grad, k) for k in self.flat.alone]
+        if alone:
+            squares += self._squares(alone)
+        coef = self._clip_coefficients(squares)
+        rows.mul_(coef[self._row_member][:, None])
+        if alone:
+            torch._foreach_mul_(alone, [coef.view(-1, *[1] * (g.dim() - 1)) for g in alone])
+
+    @staticmethod
+    def _squares(grads: list[torch.Tensor]) -> torch.Tensor:
+        """Each member's sum of squares over these gradients ``[members, ...]``."""
+        return torch.stack([s.flatten(1).sum(1) for s in torch._foreach_pow(grads, 2)]).sum(0)
+
+    def _clip_coefficients(self, squares: torch.Tensor) -> torch.Tensor:
+        return (self.max_grad_norms / (squares.sqrt() + 1e-6)).clamp(max=1.0)
 
     def member_state_dict(self, i: int, scale: Sequence[float]) -> dict[str, Any]:
         """Member ``i``'s part: the state dict of a single run's optimizer."""

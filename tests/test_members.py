@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from rlexp.agents.qlearning import chosen_td_loss
 from rlexp.build import build_optimizer
 from rlexp.config import OPTIMIZERS, optimizer_class
 from rlexp.members import MemberOptimizer
@@ -129,3 +130,38 @@ def test_an_elementwise_optimizer_steps_the_parameters_as_one_tensor_bit_for_bit
     step_both()
     for key, value in alone.state_dict().items():
         assert torch.equal(member.member_state_dict(0)[key], value), key
+
+
+def test_a_clipped_member_steps_in_a_population_as_alone_bit_for_bit():
+    # The clip sums each member's squares over rows of the flat gradient: a member's norm, its
+    # clipped gradient and its step must not depend on the population around it. The limits
+    # clip every step (the gradients' norms are in the tens); the third member is unclipped.
+    # And step_on (the network's own gradients) steps as step (autograd's), to the bit.
+    cfg = compose_config(["optimizer=radam"]).optimizer
+    make = build_optimizer(dataclasses.replace(cfg, lr=1.0))
+    lrs, clip = [1e-2, 1e-2, 3e-2], [0.5, 2.0, None]
+    torch.manual_seed(0)
+    nets = [nn.Sequential(nn.Linear(3, 64), nn.LayerNorm(64), nn.ReLU(), nn.Linear(64, 3))
+            for _ in lrs]
+    x, action, target = torch.randn(3, 16, 3), torch.randint(0, 3, (3, 16)), torch.randn(3, 16)
+    together = member_networks([copy.deepcopy(n) for n in nets])
+    optimizers = [MemberOptimizer(together, make, lrs, clip)]
+    alone = [member_networks([copy.deepcopy(n)]) for n in nets]
+    optimizers += [MemberOptimizer(a, make, [lr], [c]) for a, lr, c in zip(alone, lrs, clip,
+                                                                            strict=True)]
+    by_graph = member_networks([copy.deepcopy(nets[0])])
+    graph_optimizer = MemberOptimizer(by_graph, make, lrs[:1], clip[:1])
+    assert all(o.flat is not None for o in optimizers)
+    for _ in range(4):
+        for i, (net, optimizer) in enumerate(zip([together, *alone], optimizers, strict=True)):
+            rows = slice(None) if i == 0 else slice(i - 1, i)
+            loss = partial(chosen_td_loss, action=action[rows], target=target[rows] * 50,
+                           kind="mse")
+            optimizer.step_on(x[rows], loss, [1.0] * net.members)
+        loss, _ = chosen_td_loss(by_graph(x[:1]), action[:1], target[:1] * 50, "mse")
+        graph_optimizer.step(loss.sum(), [1.0])
+    for i, a in enumerate(alone):
+        for key, value in a.member_state_dict(0).items():
+            assert torch.equal(together.member_state_dict(i)[key], value), (i, key)
+    for key, value in by_graph.member_state_dict(0).items():
+        assert torch.equal(alone[0].member_state_dict(0)[key], value), key

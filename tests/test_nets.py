@@ -4,11 +4,13 @@ and its gradients."""
 from __future__ import annotations
 
 import copy
+from functools import partial
 
 import pytest
 import torch
 from gymnasium import spaces
 
+from rlexp.agents.qlearning import chosen_td_loss, chosen_td_loss_gradient
 from rlexp.nets import ACTIVATIONS, NORMS, member_networks, q_network, resample_noise, set_noise
 
 
@@ -64,3 +66,36 @@ def test_stacked_networks_compute_each_members_network_and_gradients(activation,
             torch.testing.assert_close(stacked(x)[i], net(x[i]), rtol=1e-6, atol=1e-6)
             set_noise(net, True)
             assert not torch.allclose(stacked(x)[i], net(x[i]))
+
+
+@pytest.mark.parametrize(("hidden", "dueling", "bias"), [([6, 5], True, True),
+                                                      ([16, 12], False, False),
+                                                      ([16], False, True)],
+                         ids=["narrow-dueling", "wide-nobias", "padded-bias"])
+@pytest.mark.parametrize("norm", [None, *NORMS])
+@pytest.mark.parametrize("kind", ["mse", "huber"])
+@pytest.mark.parametrize("written_out", [False, True], ids=["autograd-loss", "written-out"])
+def test_set_gradients_gives_autograds_gradients_bit_for_bit(written_out, kind, norm, hidden,
+                                                             dueling, bias):
+    # set_gradients runs the stacked layers outside autograd; the loss's gradient is autograd's
+    # or written out (chosen_td_loss_gradient, used where no dueling head combines outputs).
+    # Every parameter's gradient must be what backward() through the graph leaves, to the bit.
+    torch.manual_seed(0)
+    nets = [q_network(spaces.Box(-1, 1, (3,)), 3, hidden, "relu", bias, dueling=dueling,
+                      norm=norm) for _ in range(3)]
+    stacked = member_networks(nets)
+    graph = stacked.clone()
+    x, action = torch.randn(3, 12, 3), torch.randint(0, 3, (3, 12))
+    target = torch.randn(3, 12) * 2  # Huber's both sides
+    loss, q = chosen_td_loss(graph(x), action, target, kind)
+    loss.sum().backward()
+    assert stacked.sets_gradients
+    returned = stacked.set_gradients(
+        x, partial(chosen_td_loss, action=action, target=target, kind=kind),
+        partial(chosen_td_loss_gradient, action=action, target=target, kind=kind)
+        if written_out else None)
+    assert torch.equal(returned[0], loss) and torch.equal(returned[1], q)
+    for (name, ours), theirs in zip(stacked.named_parameters(), graph.parameters(), strict=True):
+        assert torch.equal(ours.grad, theirs.grad), name
+    assert not member_networks([q_network(spaces.Box(-1, 1, (3,)), 3, [4], "relu", True,
+                                          noisy=True)]).sets_gradients  # autograd's

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,8 +34,9 @@ from rlexp.agents.qlearning import (
     NetworkConfig,
     QLearningAgent,
     QLearningConfig,
+    chosen_td_loss,
+    chosen_td_loss_gradient,
     shared_counter,
-    td_loss,
 )
 
 
@@ -83,18 +85,17 @@ def lambda_returns(reward: torch.Tensor, terminated: torch.Tensor, truncated: to
     terminated one not at all) and at the rollout's last step. ``gamma`` and ``lambda_``:
     numbers, or ``[..., 1, 1]`` per member."""
     steps = reward.shape[-2]
-    continues = 1.0 - terminated.to(reward.dtype)
+    # Every step's factors at once, a few ops a step in the recursion (the same arithmetic).
+    discount = gamma * (1.0 - terminated.to(reward.dtype))
     carries = (1.0 - (terminated | truncated).to(reward.dtype)) * lambda_
+    bootstrap = (1.0 - carries) * next_value
     out = torch.empty_like(reward)
     # Each step's values as [..., 1, envs], so that per-member numbers broadcast alike.
-    g = reward[..., -1:, :] + gamma * continues[..., -1:, :] * next_value[..., -1:, :]
-    out[..., -1:, :] = g
+    out[..., -1:, :] = reward[..., -1:, :] + discount[..., -1:, :] * next_value[..., -1:, :]
     for t in range(steps - 2, -1, -1):
         now = slice(t, t + 1)
-        lam = carries[..., now, :]
-        mixed = (1.0 - lam) * next_value[..., now, :] + lam * g
-        g = reward[..., now, :] + gamma * continues[..., now, :] * mixed
-        out[..., now, :] = g
+        mixed = bootstrap[..., now, :] + carries[..., now, :] * out[..., t + 1:t + 2, :]
+        torch.add(reward[..., now, :], discount[..., now, :] * mixed, out=out[..., now, :])
     return out
 
 
@@ -187,10 +188,10 @@ class PQNAgent(QLearningAgent):
         ``[members, size, ...]``."""
         obs, action, target = minibatch
         self._noise(self.q_net, on=True)
-        q = self.q_net(obs).gather(2, action[..., None]).squeeze(2)
-        loss = td_loss(q, target, self.cfg.loss)
-        self._gradient_step(loss)
-        return loss.detach(), q.detach()
+        loss, q = self._gradient_step_on(
+            obs, partial(chosen_td_loss, action=action, target=target, kind=self.cfg.loss),
+            partial(chosen_td_loss_gradient, action=action, target=target, kind=self.cfg.loss))
+        return loss, q
 
     def state_dict(self, i: int = 0) -> dict[str, Any]:
         """Adds the rollout under way and an update a stop cut short."""

@@ -21,16 +21,19 @@ from rlexp.nets.architectures import (
 from rlexp.nets.noisy import NoisyLinear, resample_noise, set_noise
 from rlexp.nets.population import (
     MEMBER_ALIGNMENT,
+    LossOfOutputs,
     MemberNetworks,
     OneMember,
+    OutputGradient,
     StackedMLP,
     functional_forward,
     member_networks,
 )
 
 __all__ = [
-    "ACTIVATIONS", "DuelingHead", "KINDS", "MEMBER_ALIGNMENT", "MINATAR_MIN_SIZE", "NORMS",
-    "MemberNetworks", "NATURE_MIN_SIZE", "NoisyLinear", "OneHot", "OneMember", "PixelInput",
-    "StackedMLP", "functional_forward", "linear_layer", "member_networks", "minatar_cnn",
-    "nature_cnn", "network_kind", "obs_size", "q_network", "resample_noise", "set_noise",
+    "ACTIVATIONS", "DuelingHead", "KINDS", "LossOfOutputs", "MEMBER_ALIGNMENT",
+    "MINATAR_MIN_SIZE", "NORMS", "MemberNetworks", "NATURE_MIN_SIZE", "NoisyLinear", "OneHot",
+    "OneMember", "OutputGradient", "PixelInput", "StackedMLP", "functional_forward", "linear_layer",
+    "member_networks", "minatar_cnn", "nature_cnn", "network_kind", "obs_size", "q_network",
+    "resample_noise", "set_noise",
 ]

@@ -50,6 +50,15 @@ def _chain(steps: list[Callable[[torch.Tensor], torch.Tensor]]
     return forward
 
 
+#: A function of a network's outputs ``[members, batch, outputs]`` that returns the members'
+#: losses ``[members]`` first, and anything else its caller wants back after them.
+LossOfOutputs = Callable[[torch.Tensor], tuple[torch.Tensor, ...]]
+#: A loss's gradient written out: of the outputs, what the loss function returns, and the
+#: gradient of the members' summed losses with respect to the outputs (laid out as
+#: ``[members, batch, outputs]``, contiguous, as autograd's).
+OutputGradient = Callable[[torch.Tensor], tuple[tuple[torch.Tensor, ...], torch.Tensor]]
+
+
 class MemberNetworks(nn.Module):
     """The Q-networks of a population's members (one architecture), as one module: inputs
     ``[members, batch, ...]``, outputs ``[members, batch, outputs]``; member ``i``'s outputs
@@ -81,6 +90,10 @@ class MemberNetworks(nn.Module):
         """``forward`` without nn.Module's call machinery and outside autograd (acting does
         one per env step)."""
         raise NotImplementedError
+
+    #: Whether the network has a ``set_gradients(x, loss_of_outputs)`` that computes its
+    #: gradients itself (:meth:`StackedMLP.set_gradients`); else autograd computes them.
+    sets_gradients: bool = False
 
     def _compile(self) -> None:
         """Build the forward functions from this module's own parameters (again in a copy)."""
@@ -190,6 +203,10 @@ class StackedMLP(MemberNetworks):
         # the same views taken once, outside autograd; they follow every in-place update.
         self._learn_params = [self._operand_of(p, k) for k, p in enumerate(self.weights)]
         self._act_params = [self._laid_out(p.detach(), k) for k, p in enumerate(self.weights)]
+        # For set_gradients: the parameters as a list (a ParameterList's indexing costs more
+        # than a small step's arithmetic on them), and those stored padded.
+        self._param_list = list(self.weights)
+        self._padded_params = [k for k in range(len(self.shapes)) if self._padded(k)]
 
     def _operand_of(self, p: torch.Tensor, k: int) -> Callable[[], torch.Tensor]:
         """A function giving parameter ``k`` laid out as its layer takes it, with as few calls
@@ -246,6 +263,45 @@ class StackedMLP(MemberNetworks):
         # combination's: laid out as [members, batch, outputs] again (a few thousand values)
         # for what reads them, e.g. an argmax over actions, 10x as long over the transpose.
         return self.plan.head(out).contiguous()
+
+    @property
+    def sets_gradients(self) -> bool:
+        """Noisy layers' operands are differentiated by autograd (see :meth:`set_gradients`)."""
+        return not self.noise_sizes
+
+    def set_gradients(self, x: torch.Tensor, loss_of_outputs: LossOfOutputs,
+                      gradient: OutputGradient | None = None) -> tuple[torch.Tensor, ...]:
+        """Sets each parameter's ``.grad`` to the gradient of the members' summed losses
+        ``loss_of_outputs(self(x))[0]``, and returns what ``loss_of_outputs`` returned.
+
+        The layers' forward and backward run outside autograd: the same gradients bit for bit
+        as ``backward()`` through :class:`_StackedLayers`, without the engine's nodes, the
+        gradients' additions into zeroed ones and the copies around them. The loss's own
+        gradient is ``gradient``'s where given (and the network has no head to combine
+        outputs), else autograd's through the head and the loss. PQN's gradient step takes
+        about a fifth less time (docs/benchmarks.md)."""
+        with torch.no_grad():
+            x, params = self._inputs(x), self._operands([p() for p in self._learn_params])
+            normed: list[tuple[torch.Tensor, ...]] = []
+            outputs = _run_layers(self.plan.layers, x, params, normed)
+        if gradient is not None and self.plan.head is _no_combination:
+            returned, grad = gradient(outputs[-1])
+        else:
+            out = outputs[-1].detach().requires_grad_()
+            returned = loss_of_outputs(self.plan.head(out).contiguous())
+            (grad,) = torch.autograd.grad(returned[0].sum(), out)
+        with torch.no_grad():
+            _, grads = _layers_backward(self.plan, grad, _layer_inputs(self.plan, x, outputs),
+                                        params, [t for n in normed for t in n],
+                                        input_grad=False)
+            for p in self._param_list:
+                if p.grad is None:  # a padded one's padding stays zero
+                    p.grad = torch.zeros_like(p)
+            targets = [p.grad for p in self._param_list]
+            for k in self._padded_params:
+                targets[k] = self._laid_out(targets[k], k)
+            torch._foreach_copy_(targets, grads)
+        return returned
 
     def act_forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.plan.head(_run_layers(self.plan.layers, self._inputs(x),
@@ -456,10 +512,8 @@ class _StackedLayers(torch.autograd.Function):
         normed: list[tuple[torch.Tensor, ...]] = []
         outputs = _run_layers(plan.layers, x, params, normed)
         ctx.plan = plan
-        # Each layer's input, and the last layer's output where its activation's backward
-        # needs it (a torso's, whose features go on into other layers).
-        kept = outputs if plan.layers[-1].activation is not None else outputs[:-1]
-        ctx.save_for_backward(x, *kept, *params, *(t for n in normed for t in n))
+        ctx.save_for_backward(*_layer_inputs(plan, x, outputs), *params,
+                              *(t for n in normed for t in n))
         return outputs[-1]
 
     @staticmethod
@@ -468,25 +522,46 @@ class _StackedLayers(torch.autograd.Function):
         saved = ctx.saved_tensors
         kept = len(layers) + (layers[-1].activation is not None)
         inputs, params = saved[:kept], saved[kept:kept + at[-1]]
-        normed = iter(saved[kept + at[-1]:])
-        norms = [(next(normed), next(normed), next(normed)) if layer.norm is not None else None
-                 for layer in layers]
-        grads: list[torch.Tensor | None] = [None] * len(params)
-        g, owned = grad, False  # the incoming gradient is autograd's: not changed in place
-        for i in reversed(range(len(layers))):
-            layer, weight = layers[i], params[at[i]]
-            if layer.activation is not None:  # its output is saved
-                g, owned = layer.activation.backward(g if owned else g.clone(), inputs[i + 1]), True
-            if layer.norm is not None:
-                scale = at[i] + 1 + layer.bias
-                g, grads[scale], grads[scale + 1] = _layer_norm_backward(
-                    g, *norms[i], params[scale], params[scale + 1])
-            grads[at[i]] = _product(g.transpose(1, 2), inputs[i])
-            if layer.bias:
-                grads[at[i] + 1] = g.sum(dim=1, keepdim=True)
-            if i or ctx.needs_input_grad[1]:
-                g, owned = _product(g, weight), True
-        return None, g if ctx.needs_input_grad[1] else None, *grads
+        g, grads = _layers_backward(ctx.plan, grad, inputs, params, saved[kept + at[-1]:],
+                                    ctx.needs_input_grad[1])
+        return None, g, *grads
+
+
+def _layer_inputs(plan: _Plan, x: torch.Tensor, outputs: list[torch.Tensor]
+                  ) -> tuple[torch.Tensor, ...]:
+    """What the backward keeps of a forward: each layer's input, and the last layer's output
+    where its activation's backward needs it (a torso's, whose features go on into other
+    layers)."""
+    return (x, *(outputs if plan.layers[-1].activation is not None else outputs[:-1]))
+
+
+def _layers_backward(plan: _Plan, grad: torch.Tensor, inputs: Sequence[torch.Tensor],
+                     params: Sequence[torch.Tensor], normed: Sequence[torch.Tensor],
+                     input_grad: bool) -> tuple[torch.Tensor | None, list[torch.Tensor]]:
+    """The gradients of the input (None unless ``input_grad``) and of every operand, from the
+    gradient of the last layer's output (not changed in place). ``inputs``: each layer's
+    input (and the last layer's output where its activation's backward needs it);
+    ``normed``: what :func:`_run_layers` kept for each norm, in order."""
+    layers, at = plan.layers, plan.starts
+    kept = iter(normed)
+    norms = [(next(kept), next(kept), next(kept)) if layer.norm is not None else None
+             for layer in layers]
+    grads: list[torch.Tensor] = [None] * len(params)  # type: ignore[list-item]
+    g, owned = grad, False
+    for i in reversed(range(len(layers))):
+        layer, weight = layers[i], params[at[i]]
+        if layer.activation is not None:  # its output is saved
+            g, owned = layer.activation.backward(g if owned else g.clone(), inputs[i + 1]), True
+        if layer.norm is not None:
+            scale = at[i] + 1 + layer.bias
+            g, grads[scale], grads[scale + 1] = _layer_norm_backward(
+                g, *norms[i], params[scale], params[scale + 1])
+        grads[at[i]] = _product(g.transpose(1, 2), inputs[i])
+        if layer.bias:
+            grads[at[i] + 1] = g.sum(dim=1, keepdim=True)
+        if i or input_grad:
+            g, owned = _product(g, weight), True
+    return (g if input_grad else None), grads
 
 
 def _dueling(out: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
