@@ -188,10 +188,9 @@ class PQNAgent(QLearningAgent):
         ``[members, size, ...]``."""
         obs, action, target = minibatch
         self._noise(self.q_net, on=True)
-        loss, q = self._gradient_step_on(
+        return self._gradient_step_on(
             obs, partial(chosen_td_loss, action=action, target=target, kind=self.cfg.loss),
             partial(chosen_td_loss_gradient, action=action, target=target, kind=self.cfg.loss))
-        return loss, q
 
     def state_dict(self, i: int = 0) -> dict[str, Any]:
         """Adds the rollout under way and an update a stop cut short."""
