@@ -75,6 +75,9 @@ class MemberNetworks(nn.Module):
     #: Whether populations of several members use this implementation: a population of one
     #: must then compute as any member of a larger one does (see MemberOptimizer).
     joins_populations: ClassVar[bool] = True
+    #: Whether the network has a ``set_gradients(x, loss_of_outputs)`` that computes its
+    #: gradients itself (:meth:`StackedMLP.set_gradients`); else autograd computes them.
+    sets_gradients: bool = False
 
     def per_member(self, tensor: torch.Tensor, index: int) -> torch.Tensor:
         """A tensor shaped like parameter ``index`` (its gradient, its optimizer state),
@@ -90,10 +93,6 @@ class MemberNetworks(nn.Module):
         """``forward`` without nn.Module's call machinery and outside autograd (acting does
         one per env step)."""
         raise NotImplementedError
-
-    #: Whether the network has a ``set_gradients(x, loss_of_outputs)`` that computes its
-    #: gradients itself (:meth:`StackedMLP.set_gradients`); else autograd computes them.
-    sets_gradients: bool = False
 
     def _compile(self) -> None:
         """Build the forward functions from this module's own parameters (again in a copy)."""
