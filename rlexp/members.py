@@ -270,34 +270,28 @@ class MemberOptimizer:
 
     def _clip(self) -> None:
         """Scales each member's gradients to norm ``max_grad_norms[i]`` at most."""
-        if self.flat is None:
-            grads = [self.net.per_member(p.grad, k) for k, p in enumerate(self.params)
-                     if p.grad is not None]
-            coef = self._clip_coefficients(self._squares(grads))
-            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
-            return
         # The flat gradient as rows of MEMBER_ALIGNMENT values, each one member's: each row's
         # squares summed, then a member's rows in order (index_add_ adds them one by one), so
         # its norm is the same in a population of any size: ten ops for every parameter at
-        # once instead of four a parameter (docs/benchmarks.md).
-        rows = self.flat.flat.grad.view(-1, MEMBER_ALIGNMENT)
-        squares = rows.new_zeros(self.net.members).index_add_(
-            0, self._row_member, (rows * rows).sum(dim=1))
-        alone = [self.net.per_member(self.params[k].grad, k) for k in self.flat.alone]
-        if alone:
-            squares += self._squares(alone)
-        coef = self._clip_coefficients(squares)
-        rows.mul_(coef[self._row_member][:, None])
-        if alone:
-            torch._foreach_mul_(alone, [coef.view(-1, *[1] * (g.dim() - 1)) for g in alone])
-
-    @staticmethod
-    def _squares(grads: list[torch.Tensor]) -> torch.Tensor:
-        """Each member's sum of squares over these gradients ``[members, ...]``."""
-        return torch.stack([s.flatten(1).sum(1) for s in torch._foreach_pow(grads, 2)]).sum(0)
-
-    def _clip_coefficients(self, squares: torch.Tensor) -> torch.Tensor:
-        return (self.max_grad_norms / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+        # once instead of four a parameter (docs/benchmarks.md). The parameters outside it
+        # (all of them without a flat tensor) are summed one by one.
+        rows = squares = None
+        if self.flat is not None:
+            rows = self.flat.flat.grad.view(-1, MEMBER_ALIGNMENT)
+            squares = rows.new_zeros(self.net.members).index_add_(
+                0, self._row_member, (rows * rows).sum(dim=1))
+        apart = range(len(self.params)) if self.flat is None else self.flat.alone
+        grads = [self.net.per_member(self.params[k].grad, k) for k in apart
+                 if self.params[k].grad is not None]
+        if grads:
+            summed = torch.stack([s.flatten(1).sum(1) for s in torch._foreach_pow(grads, 2)]
+                                 ).sum(0)
+            squares = summed if squares is None else squares + summed
+        coef = (self.max_grad_norms / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+        if rows is not None:
+            rows.mul_(coef[self._row_member][:, None])
+        if grads:
+            torch._foreach_mul_(grads, [coef.view(-1, *[1] * (g.dim() - 1)) for g in grads])
 
     def member_state_dict(self, i: int, scale: Sequence[float]) -> dict[str, Any]:
         """Member ``i``'s part: the state dict of a single run's optimizer."""
